@@ -1,0 +1,1 @@
+"""Adapters: the outside world (MSAL, Graph, LDAP, database, SMTP) behind small interfaces."""

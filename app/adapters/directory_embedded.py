@@ -1,0 +1,121 @@
+"""An in-process directory for `proofup demo` and tests: same interface and semantics as LDAP on AD."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import threading
+from dataclasses import dataclass, field, replace
+
+from app.adapters.directory_base import DirectoryUser, MembershipCheck, dn_key
+from app.seed import Seed
+
+SERVER_NAME = "embedded"
+
+
+@dataclass
+class _Entry:
+    user: DirectoryUser
+    salt: bytes = field(repr=False)
+    password_hash: bytes = field(repr=False)
+
+
+def _hash(password: str, salt: bytes) -> bytes:
+    return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 10_000)
+
+
+class EmbeddedDirectory:
+    """A thread-safe, in-memory stand-in for Active Directory, loaded from a seed."""
+
+    def __init__(self, seed: Seed):
+        self._lock = threading.RLock()
+        self._users: dict[str, _Entry] = {}  # upn lower -> entry
+        self._groups: dict[str, set[str]] = {}  # group dn_key -> direct member dn_keys
+        self._names: dict[str, str] = {}  # dn_key -> DN as written
+        self._load(seed)
+
+    def _load(self, seed: Seed) -> None:
+        for group_dn in (seed.required_group_dn, seed.nested_required_group_dn, seed.bypass_group_dn,
+                         seed.privileged_group_dn):
+            self._groups[dn_key(group_dn)] = set()
+            self._names[dn_key(group_dn)] = group_dn
+        # The cohort group is nested inside MFA_Required, as in the Samba test domain.
+        self._groups[dn_key(seed.required_group_dn)].add(dn_key(seed.nested_required_group_dn))
+        for su in seed.users:
+            if not su.in_directory:
+                continue
+            dn = seed.user_dn(su)
+            self._names[dn_key(dn)] = dn
+            if su.mfa_required:
+                group = seed.nested_required_group_dn if su.nested else seed.required_group_dn
+                self._groups[dn_key(group)].add(dn_key(dn))
+            if su.privileged:
+                self._groups[dn_key(seed.privileged_group_dn)].add(dn_key(dn))
+            salt = os.urandom(16)
+            user = DirectoryUser(
+                dn=dn, upn=su.upn, sam_account_name=su.sam_account_name, display_name=su.display_name,
+                enabled=su.enabled, admin_count=1 if su.privileged else 0,
+            )
+            self._users[su.upn.lower()] = _Entry(user, salt, _hash(su.password, salt))
+
+    def _effective_groups(self, member_key: str) -> frozenset[str]:
+        found: set[str] = set()
+        frontier = {member_key}
+        while frontier:
+            nxt = {g for g, members in self._groups.items() if members & frontier} - found
+            found |= nxt
+            frontier = nxt
+        return frozenset(found)
+
+    def find_user(self, upn: str) -> DirectoryUser | None:
+        with self._lock:
+            entry = self._users.get(upn.strip().lower())
+            if entry is None:
+                return None
+            return replace(entry.user, group_dns=self._effective_groups(dn_key(entry.user.dn)))
+
+    def verify_password(self, upn: str, password: str) -> bool:
+        with self._lock:
+            entry = self._users.get(upn.strip().lower())
+        if entry is None or not entry.user.enabled or not password:
+            return False
+        return hmac.compare_digest(_hash(password, entry.salt), entry.password_hash)
+
+    def add_member(self, group_dn: str, member_dn: str, ttl_seconds: int | None = None) -> bool:
+        with self._lock:
+            members = self._groups.setdefault(dn_key(group_dn), set())
+            if dn_key(member_dn) in members:
+                return False
+            members.add(dn_key(member_dn))
+            return True
+
+    def remove_member(self, group_dn: str, member_dn: str) -> bool:
+        with self._lock:
+            members = self._groups.setdefault(dn_key(group_dn), set())
+            if dn_key(member_dn) not in members:
+                return False
+            members.discard(dn_key(member_dn))
+            return True
+
+    def list_members(self, group_dn: str) -> list[str]:
+        with self._lock:
+            return sorted(self._names.get(k, k) for k in self._groups.get(dn_key(group_dn), ()))
+
+    def is_member(self, group_dn: str, member_dn: str) -> bool:
+        with self._lock:
+            return dn_key(member_dn) in self._groups.get(dn_key(group_dn), ())
+
+    def confirm_membership(self, group_dn: str, member_dn: str, present: bool = True,
+                           timeout_seconds: float = 20.0) -> MembershipCheck:
+        ok = self.is_member(group_dn, member_dn) == present
+        return MembershipCheck(agreeing=(SERVER_NAME,) if ok else (), lagging=() if ok else (SERVER_NAME,))
+
+    def check_write_access(self, group_dn: str) -> bool:
+        with self._lock:
+            return dn_key(group_dn) in self._groups
+
+    def servers(self) -> tuple[str, ...]:
+        return (SERVER_NAME,)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,141 @@
+"""Read and validate the portal's settings from PROOFUP_* environment variables."""
+from __future__ import annotations
+
+import os
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Mapping
+from urllib.parse import urlparse
+
+ADFS_SUFFIX = "/adfs"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the portal needs to know about its environment, validated once at start-up."""
+
+    secret_key: str
+    authority: str
+    client_id: str
+    client_secret: str = field(default="", repr=False)
+    tenant_id: str = ""
+    graph_authority: str = ""
+    graph_client_id: str = ""
+    graph_client_secret: str = field(default="", repr=False)
+    graph_url: str = "https://graph.microsoft.com/v1.0"
+    ca_bundle: str = ""
+    ldap_url: str = ""
+    ldap_bind_dn: str = ""
+    ldap_password: str = field(default="", repr=False)
+    ldap_base_dn: str = ""
+    required_group_dn: str = ""
+    bypass_group_dn: str = ""
+    privileged_group_dns: tuple[str, ...] = ()
+    scope_base_dn: str = ""
+    grant_minutes: int = 30
+    database_url: str = "sqlite:///instance/proofup.sqlite3"
+    mysignins_url: str = "https://mysignins.microsoft.com/security-info"
+    ldap_use_ttl: bool = False
+    replication_wait_seconds: float = 20.0
+    session_minutes: int = 20
+    check_interval_seconds: float = 5.0
+    worker_interval_seconds: float = 30.0
+    helpdesk_group_dn: str = ""
+    redis_url: str = ""
+
+    @property
+    def authority_is_adfs(self) -> bool:
+        """Tell whether the sign-in authority is AD FS (path ends in /adfs) rather than Entra."""
+        return urlparse(self.authority).path.rstrip("/").lower().endswith(ADFS_SUFFIX)
+
+    @property
+    def ldap_urls(self) -> tuple[str, ...]:
+        """Split PROOFUP_LDAP_URL into the DCs AD FS uses (space or comma separated)."""
+        return tuple(u for u in self.ldap_url.replace(",", " ").split() if u)
+
+    def redacted(self) -> dict[str, object]:
+        """Return the settings with every secret replaced, for `proofup doctor` and logs."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = ("(set)" if value else "(empty)") if f.name in SECRET_FIELDS else value
+        return out
+
+
+SECRET_FIELDS = frozenset({"secret_key", "client_secret", "graph_client_secret", "ldap_password"})
+REQUIRED_FIELDS = ("secret_key", "authority", "client_id")
+_PREFIX = "PROOFUP_"
+
+
+def env_name(field_name: str) -> str:
+    """Return the environment variable that sets a field."""
+    return _PREFIX + field_name.upper()
+
+
+def _convert(name: str, raw: str, default: object) -> object:
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{env_name(name)} must be true or false, not {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise SettingsError(f"{env_name(name)} must be a whole number, not {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(f"{env_name(name)} must be a number, not {raw!r}") from None
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in raw.split(";") if part.strip())
+    return raw.strip()
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Build Settings from the environment plus explicit overrides, and validate them."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = environ.get(env_name(f.name))
+        if raw is not None:
+            default = "" if f.default is MISSING else f.default
+            values[f.name] = _convert(f.name, raw, default)
+    values.update(overrides)
+    missing = [env_name(n) for n in REQUIRED_FIELDS if not values.get(n)]
+    if missing:
+        raise SettingsError("missing required setting(s): " + ", ".join(missing))
+    settings = Settings(**values)  # type: ignore[arg-type]
+    validate(settings)
+    return settings
+
+
+def validate(settings: Settings) -> None:
+    """Raise SettingsError naming the first setting that cannot work."""
+    if len(settings.secret_key) < 16:
+        raise SettingsError(f"{env_name('secret_key')} must be at least 16 characters")
+    for name in ("authority", "graph_authority", "graph_url", "mysignins_url"):
+        value = getattr(settings, name)
+        if value and urlparse(value).scheme != "https":
+            raise SettingsError(f"{env_name(name)} must be an https URL, not {value!r}")
+    if not settings.authority_is_adfs and not urlparse(settings.authority).path.strip("/"):
+        raise SettingsError(
+            f"{env_name('authority')} needs a path: https://adfs.example/adfs or "
+            "https://login.microsoftonline.com/<tenant>"
+        )
+    for url in settings.ldap_urls:
+        if urlparse(url).scheme not in ("ldap", "ldaps"):
+            raise SettingsError(f"{env_name('ldap_url')} entries must be ldap:// or ldaps:// URLs, not {url!r}")
+    if not 5 <= settings.grant_minutes <= 240:
+        raise SettingsError(f"{env_name('grant_minutes')} must be between 5 and 240 minutes")
+    if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
+        raise SettingsError(f"{env_name('ca_bundle')} names no readable file: {settings.ca_bundle!r}")
+    if settings.ldap_urls:
+        for name in ("ldap_bind_dn", "ldap_password", "ldap_base_dn", "required_group_dn", "bypass_group_dn"):
+            if not getattr(settings, name):
+                raise SettingsError(f"{env_name(name)} is required when {env_name('ldap_url')} is set")
