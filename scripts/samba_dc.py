@@ -15,9 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -177,6 +179,25 @@ def _write_tls_files(dc: SambaDC) -> None:
     dc.ca_file.write_bytes(ca.cert_pem.bytes())
 
 
+def free_loopback_ip(preferred: str = "127.0.0.1") -> str:
+    """Return a loopback address with nothing on the LDAP ports: preferred if free, else a random one.
+
+    LDAP's ports are fixed, so concurrent test sessions on one machine each need their own address.
+    """
+    candidates = [preferred] + [f"127.{random.randint(16, 250)}.{random.randint(0, 255)}.{random.randint(2, 250)}"
+                                for _ in range(20)]
+    for ip in candidates:
+        if not any(_listening(ip, port) for port in (389, 636)):
+            return ip
+    raise SambaError("no free loopback address for a DC")
+
+
+def _listening(ip: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((ip, port)) == 0
+
+
 def running_pid(directory: Path) -> int | None:
     """Return the PID of the DC running from this directory, or None."""
     try:
@@ -270,8 +291,12 @@ def _ensure_user(conn: ldap3.Connection, dn: str, sam: str, upn: str, display_na
                          if name != "sAMAccountName"})
 
 
-def populate(dc: SambaDC, seed: Seed) -> Population:
-    """Create the seed's OUs, groups, users and the least-privileged service account (idempotent)."""
+def populate(dc: SambaDC, seed: Seed, service_password: str | None = None) -> Population:
+    """Create the seed's OUs, groups, users and the least-privileged service account (idempotent).
+
+    The service account gets a fresh random password unless one is given (several DCs that stand
+    in for one domain share it).
+    """
     conn = dc.connect()
     try:
         for ou in (seed.users_ou, seed.groups_ou, seed.service_ou):
@@ -292,7 +317,7 @@ def populate(dc: SambaDC, seed: Seed) -> Population:
                 # AD's SDProp sets adminCount only eventually; the portal's policy needs it now.
                 conn.modify(dn, {"adminCount": [(ldap3.MODIFY_REPLACE, ["1"])]})
         service_dn = f"CN={SERVICE_ACCOUNT},{seed.service_ou},{seed.base_dn}"
-        service_password = _strong_password()
+        service_password = service_password or _strong_password()
         _ensure_user(conn, service_dn, SERVICE_ACCOUNT, f"{SERVICE_ACCOUNT}@{seed.upn_suffix}",
                      "ProofUp Portal service account", service_password, enabled=True)
         conn.search(service_dn, "(objectClass=user)", ldap3.BASE, attributes=["objectSid"])
@@ -312,7 +337,8 @@ def _delegate_member_write(dc: SambaDC, group_dn: str, sid: str) -> None:
         _run([*base[:2], "set", *base[2:], f"--objectdn={group_dn}", f"--sddl={ace}"], "samba-tool dsacl set")
 
 
-def up(directory: Path, seed: Seed, ip: str = "127.0.0.1") -> tuple[SambaDC, Population]:
+def up(directory: Path, seed: Seed, ip: str = "127.0.0.1",
+       service_password: str | None = None) -> tuple[SambaDC, Population]:
     """Install if needed, provision, start and populate a DC; return it and the service account."""
     ensure_installed()
     stop(directory)
@@ -320,7 +346,7 @@ def up(directory: Path, seed: Seed, ip: str = "127.0.0.1") -> tuple[SambaDC, Pop
     provision(dc)
     start(dc)
     try:
-        return dc, populate(dc, seed)
+        return dc, populate(dc, seed, service_password)
     except Exception:
         stop(directory)
         raise

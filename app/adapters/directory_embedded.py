@@ -6,8 +6,9 @@ import hmac
 import os
 import threading
 from dataclasses import dataclass, field, replace
+from typing import Iterable
 
-from app.adapters.directory_base import DirectoryUser, MembershipCheck, dn_key
+from app.adapters.directory_base import DirectoryPermissionError, DirectoryUser, MembershipCheck, dn_key
 from app.seed import Seed
 
 SERVER_NAME = "embedded"
@@ -27,7 +28,9 @@ def _hash(password: str, salt: bytes) -> bytes:
 class EmbeddedDirectory:
     """A thread-safe, in-memory stand-in for Active Directory, loaded from a seed."""
 
-    def __init__(self, seed: Seed):
+    def __init__(self, seed: Seed, writable_group_dns: Iterable[str] | None = None):
+        """Load the seed; with writable_group_dns, act like a delegated service account limited to them."""
+        self._writable = None if writable_group_dns is None else frozenset(dn_key(g) for g in writable_group_dns)
         self._lock = threading.RLock()
         self._users: dict[str, _Entry] = {}  # upn lower -> entry
         self._groups: dict[str, set[str]] = {}  # group dn_key -> direct member dn_keys
@@ -81,7 +84,12 @@ class EmbeddedDirectory:
             return False
         return hmac.compare_digest(_hash(password, entry.salt), entry.password_hash)
 
+    def _require_writable(self, group_dn: str) -> None:
+        if self._writable is not None and dn_key(group_dn) not in self._writable:
+            raise DirectoryPermissionError(f"{SERVER_NAME}: the service account may not change the members of {group_dn}")
+
     def add_member(self, group_dn: str, member_dn: str, ttl_seconds: int | None = None) -> bool:
+        self._require_writable(group_dn)
         with self._lock:
             members = self._groups.setdefault(dn_key(group_dn), set())
             if dn_key(member_dn) in members:
@@ -90,6 +98,7 @@ class EmbeddedDirectory:
             return True
 
     def remove_member(self, group_dn: str, member_dn: str) -> bool:
+        self._require_writable(group_dn)
         with self._lock:
             members = self._groups.setdefault(dn_key(group_dn), set())
             if dn_key(member_dn) not in members:
@@ -112,7 +121,7 @@ class EmbeddedDirectory:
 
     def check_write_access(self, group_dn: str) -> bool:
         with self._lock:
-            return dn_key(group_dn) in self._groups
+            return dn_key(group_dn) in self._groups and (self._writable is None or dn_key(group_dn) in self._writable)
 
     def servers(self) -> tuple[str, ...]:
         return (SERVER_NAME,)

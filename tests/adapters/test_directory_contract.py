@@ -1,0 +1,132 @@
+"""One contract, two directories: the embedded demo directory must answer exactly like LDAP on a real AD DC."""
+from __future__ import annotations
+
+import pytest
+
+from app.adapters.directory_base import DirectoryPermissionError, dn_key
+from app.adapters.directory_embedded import EmbeddedDirectory
+from app.seed import load_seed
+
+SEED = load_seed()
+PASSWORD = SEED.user("ada.lovelace@uni.test").password
+ADA = "ada.lovelace@uni.test"
+GRACE = "grace.hopper@uni.test"
+
+
+@pytest.fixture(params=["embedded", pytest.param("samba", marks=pytest.mark.samba)])
+def directory(request):
+    """Yield the directory under test, its bypass group empty, as the least-privileged service account."""
+    if request.param == "embedded":
+        directory = EmbeddedDirectory(SEED, writable_group_dns=[SEED.bypass_group_dn])
+    else:
+        handle = request.getfixturevalue("clean_bypass_group")
+        directory = handle.directory()
+    yield directory
+    directory.close()
+
+
+def dn_of(upn: str) -> str:
+    return SEED.user_dn(SEED.user(upn))
+
+
+def keys(dns) -> set[str]:
+    return {dn_key(dn) for dn in dns}
+
+
+class TestFindUser:
+    def test_finds_a_student_by_upn_whatever_the_case(self, directory):
+        user = directory.find_user("Ada.LOVELACE@uni.test")
+        assert user is not None
+        assert dn_key(user.dn) == dn_key(dn_of(ADA))
+        assert (user.upn, user.sam_account_name, user.display_name) == (ADA, "ada.lovelace", "Ada Lovelace")
+        assert user.enabled and user.admin_count == 0
+        assert user.in_group(SEED.required_group_dn)
+        assert not user.in_group(SEED.bypass_group_dn)
+
+    @pytest.mark.parametrize("upn", ["nobody@uni.test", "*", "*)(uid=*", "ada.lovelace@uni.test)(cn=*",
+                                     "*@uni.test", "ada*", "\\2a", "", "   "])
+    def test_unknown_and_nasty_input_finds_nobody(self, directory, upn):
+        assert directory.find_user(upn) is None
+
+    def test_nested_membership_counts_as_required(self, directory):
+        user = directory.find_user("edsger.dijkstra@uni.test")
+        assert user.in_group(SEED.required_group_dn)
+        assert user.in_group(SEED.nested_required_group_dn)
+
+    def test_not_required_student_is_in_no_mfa_group(self, directory):
+        user = directory.find_user("margaret.hamilton@uni.test")
+        assert not user.in_group(SEED.required_group_dn)
+
+    def test_privileged_and_disabled_accounts_show_what_policy_needs(self, directory):
+        admin = directory.find_user("ken.thompson@uni.test")
+        assert admin.admin_count == 1 and admin.in_group(SEED.privileged_group_dn)
+        disabled = directory.find_user("dennis.ritchie@uni.test")
+        assert disabled is not None and not disabled.enabled
+
+
+class TestPassword:
+    def test_right_password(self, directory):
+        assert directory.verify_password(ADA, PASSWORD)
+
+    @pytest.mark.parametrize("password", ["wrong", PASSWORD.lower(), PASSWORD + " ", "", "*"])
+    def test_wrong_or_empty_password(self, directory, password):
+        assert not directory.verify_password(ADA, password)
+
+    def test_disabled_account_never_passes(self, directory):
+        assert not directory.verify_password("dennis.ritchie@uni.test", PASSWORD)
+
+    def test_unknown_user(self, directory):
+        assert not directory.verify_password("nobody@uni.test", PASSWORD)
+
+
+class TestMembership:
+    def test_add_is_idempotent(self, directory):
+        group = SEED.bypass_group_dn
+        assert directory.add_member(group, dn_of(ADA)) is True
+        assert directory.add_member(group, dn_of(ADA)) is False
+        assert directory.is_member(group, dn_of(ADA))
+        assert keys(directory.list_members(group)) == {dn_key(dn_of(ADA))}
+
+    def test_remove_is_idempotent(self, directory):
+        group = SEED.bypass_group_dn
+        directory.add_member(group, dn_of(ADA))
+        assert directory.remove_member(group, dn_of(ADA)) is True
+        assert directory.remove_member(group, dn_of(ADA)) is False
+        assert not directory.is_member(group, dn_of(ADA))
+        assert directory.list_members(group) == []
+
+    def test_membership_shows_up_in_the_user_groups(self, directory):
+        directory.add_member(SEED.bypass_group_dn, dn_of(GRACE))
+        assert directory.find_user(GRACE).in_group(SEED.bypass_group_dn)
+
+    def test_list_shows_every_member_and_is_member_compares_dns_loosely(self, directory):
+        upns = [ADA, GRACE, "alan.turing@uni.test", "donald.knuth@uni.test"]
+        for upn in upns:
+            directory.add_member(SEED.bypass_group_dn, dn_of(upn))
+        assert keys(directory.list_members(SEED.bypass_group_dn)) == {dn_key(dn_of(u)) for u in upns}
+        assert directory.is_member(SEED.bypass_group_dn, dn_of(GRACE).upper())
+        assert not directory.is_member(SEED.bypass_group_dn, dn_of("barbara.liskov@uni.test"))
+
+    def test_confirm_on_every_dc(self, directory):
+        directory.add_member(SEED.bypass_group_dn, dn_of(ADA))
+        check = directory.confirm_membership(SEED.bypass_group_dn, dn_of(ADA), present=True, timeout_seconds=1)
+        assert check.confirmed and check.agreeing == tuple(directory.servers())
+        absent = directory.confirm_membership(SEED.bypass_group_dn, dn_of(GRACE), present=False, timeout_seconds=1)
+        assert absent.confirmed
+
+    def test_confirm_reports_lagging_after_a_bounded_wait(self, directory):
+        check = directory.confirm_membership(SEED.bypass_group_dn, dn_of(ADA), present=True, timeout_seconds=0.5)
+        assert not check.confirmed and check.lagging == tuple(directory.servers())
+
+    def test_writing_another_group_is_refused_and_changes_nothing(self, directory):
+        before = keys(directory.list_members(SEED.required_group_dn))
+        with pytest.raises(DirectoryPermissionError):
+            directory.add_member(SEED.required_group_dn, dn_of("margaret.hamilton@uni.test"))
+        with pytest.raises(DirectoryPermissionError):
+            directory.remove_member(SEED.required_group_dn, dn_of(ADA))
+        assert keys(directory.list_members(SEED.required_group_dn)) == before
+
+    def test_write_access_is_checked_without_writing(self, directory):
+        assert directory.check_write_access(SEED.bypass_group_dn) is True
+        assert directory.check_write_access(SEED.required_group_dn) is False
+        assert directory.list_members(SEED.bypass_group_dn) == []
