@@ -1,0 +1,138 @@
+"""The grant lifecycle, pure: states, allowed transitions, deadlines. No I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Literal
+
+MIN_GRANT_MINUTES = 5
+MAX_GRANT_MINUTES = 240
+
+
+class GrantState(str, Enum):
+    """Where a grant is: pending (intent written) -> active -> released | expired | failed."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    RELEASED = "released"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+    @property
+    def open(self) -> bool:
+        """Tell whether the grant may still back a bypass membership."""
+        return self in OPEN_STATES
+
+
+OPEN_STATES = frozenset({GrantState.PENDING, GrantState.ACTIVE})
+END_STATES = frozenset({GrantState.RELEASED, GrantState.EXPIRED, GrantState.FAILED})
+
+# A pending grant may end in any way: cancelled while unlocking, interrupted by a crash, or past its end.
+TRANSITIONS: dict[GrantState, frozenset[GrantState]] = {
+    GrantState.PENDING: frozenset({GrantState.ACTIVE, GrantState.RELEASED, GrantState.EXPIRED, GrantState.FAILED}),
+    GrantState.ACTIVE: frozenset({GrantState.RELEASED, GrantState.EXPIRED}),
+    GrantState.RELEASED: frozenset(),
+    GrantState.EXPIRED: frozenset(),
+    GrantState.FAILED: frozenset(),
+}
+
+CloseOutcome = Literal["released", "expired", "cancelled"]
+CLOSE_OUTCOMES: dict[str, GrantState] = {
+    "released": GrantState.RELEASED,
+    "cancelled": GrantState.RELEASED,
+    "expired": GrantState.EXPIRED,
+}
+
+
+class GrantError(Exception):
+    """A grant operation cannot be done; the message says why."""
+
+
+class InvalidTransition(GrantError):
+    """The grant is not in a state that allows this change."""
+
+
+class GrantNotFound(GrantError):
+    """No grant has this id."""
+
+
+def check_transition(current: GrantState, wanted: GrantState) -> None:
+    """Raise InvalidTransition unless the lifecycle allows current -> wanted."""
+    if wanted not in TRANSITIONS[current]:
+        raise InvalidTransition(f"a {current.value} grant cannot become {wanted.value}")
+
+
+def end_state_for(outcome: str) -> GrantState:
+    """Map a close outcome (released, expired, cancelled) to the grant's end state."""
+    try:
+        return CLOSE_OUTCOMES[outcome]
+    except KeyError:
+        raise GrantError(f"unknown close outcome {outcome!r}; use one of {sorted(CLOSE_OUTCOMES)}") from None
+
+
+def check_minutes(minutes: int) -> int:
+    """Return the grant length if it is a whole number of minutes within policy bounds."""
+    if isinstance(minutes, bool) or not isinstance(minutes, int):
+        raise GrantError(f"grant length must be a whole number of minutes, not {minutes!r}")
+    if not MIN_GRANT_MINUTES <= minutes <= MAX_GRANT_MINUTES:
+        raise GrantError(f"grant length must be between {MIN_GRANT_MINUTES} and {MAX_GRANT_MINUTES} minutes")
+    return minutes
+
+
+def normalize_upn(upn: str) -> str:
+    """Return the UPN in the one form grants are keyed by (trimmed, lower-case)."""
+    value = (upn or "").strip().lower()
+    if "@" not in value or value.startswith("@") or value.endswith("@") or any(c.isspace() for c in value):
+        raise GrantError(f"not a user principal name: {upn!r}")
+    return value
+
+
+def utc_now() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class GrantView:
+    """A snapshot of one grant, safe to pass anywhere (no database objects inside)."""
+
+    id: int
+    upn: str
+    user_dn: str
+    entra_user_id: str
+    state: GrantState
+    actor: str
+    reason: str
+    created_at: datetime
+    expires_at: datetime
+    activated_at: datetime | None = None
+    ended_at: datetime | None = None
+    end_reason: str = ""
+    ttl_seconds: int | None = None
+    dc_confirmed: bool = False
+    last_checked_at: datetime | None = None
+    check_count: int = 0
+
+    @property
+    def open(self) -> bool:
+        """Tell whether the grant may still back a bypass membership."""
+        return self.state.open
+
+    def past_end(self, now: datetime) -> bool:
+        """Tell whether the grant's time is up."""
+        return now >= self.expires_at
+
+    def remaining_seconds(self, now: datetime) -> int:
+        """Return whole seconds left (0 when past its end)."""
+        return max(0, int((self.expires_at - now).total_seconds()))
+
+    def stale_pending(self, now: datetime, grace_seconds: float) -> bool:
+        """Tell whether a pending grant is older than any unlock in flight could be (a crash left it)."""
+        return self.state is GrantState.PENDING and now - self.created_at > timedelta(seconds=grace_seconds)
+
+    def due_for_check(self, now: datetime, every_seconds: float) -> bool:
+        """Tell whether an active grant's methods should be checked again."""
+        if self.state is not GrantState.ACTIVE or not self.entra_user_id:
+            return False
+        return self.last_checked_at is None or now - self.last_checked_at >= timedelta(seconds=every_seconds)

@@ -1,0 +1,161 @@
+"""Open and close bypass grants so that the directory and the grant records always find their way back together.
+
+Order matters for crash safety: a grant is written as intent (pending) before LDAP is touched, and the
+membership is removed before a grant is marked ended. Every step is idempotent, so the worker can repeat
+whatever a crashed process left half-done.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Callable
+
+from app.adapters.directory_base import Directory, DirectoryError, MembershipCheck
+from app.adapters.store import Store
+from app.domain.grants import (
+    OPEN_STATES,
+    CloseOutcome,
+    GrantNotFound,
+    GrantState,
+    GrantView,
+    check_minutes,
+    end_state_for,
+    normalize_upn,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+
+class GrantService:
+    """The one place that changes bypass memberships and the grants that back them."""
+
+    def __init__(self, store: Store, directory: Directory, *, bypass_group_dn: str, grant_minutes: int = 30,
+                 use_ttl: bool = False, replication_wait_seconds: float = 20.0,
+                 clock: Callable[[], datetime] = utc_now):
+        if not bypass_group_dn:
+            raise ValueError("GrantService needs the bypass group's DN")
+        self.store = store
+        self.directory = directory
+        self.bypass_group_dn = bypass_group_dn
+        self.grant_minutes = check_minutes(grant_minutes)
+        self.use_ttl = use_ttl
+        self.replication_wait_seconds = replication_wait_seconds
+        self.clock = clock
+
+    def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: str, reason: str,
+                   minutes: int | None = None) -> GrantView:
+        """Give a person a bypass membership for a while; return their open grant if they have one."""
+        upn = normalize_upn(upn)
+        if not user_dn:
+            raise ValueError("a grant needs the user's DN")
+        minutes = check_minutes(self.grant_minutes if minutes is None else minutes)
+        existing = self.store.open_grant_for(upn)
+        if existing is not None:
+            return existing
+        now = self.clock()
+        expires_at = now + timedelta(minutes=minutes)
+        ttl = minutes * 60 if self.use_ttl else None
+        grant, created = self.store.create_grant(
+            upn=upn, user_dn=user_dn, entra_user_id=entra_user_id, actor=actor, reason=reason,
+            created_at=now, expires_at=expires_at, ttl_seconds=ttl,
+        )
+        if not created:
+            return grant
+        self.store.audit(actor, "grant.intent", upn, grant.id, minutes=minutes, reason=reason,
+                         expires_at=expires_at.isoformat())
+        added = False
+        try:
+            # With AD's time-to-live, AD drops the link itself at the grant's end even if the portal is gone.
+            ttl_left = max(1, grant.remaining_seconds(self.clock())) if self.use_ttl else None
+            added = self.directory.add_member(self.bypass_group_dn, user_dn, ttl_seconds=ttl_left)
+            self.store.audit(actor, "grant.membership_added", upn, grant.id, already_member=not added,
+                             ttl_seconds=ttl_left)
+            check = self.directory.confirm_membership(
+                self.bypass_group_dn, user_dn, present=True, timeout_seconds=self.replication_wait_seconds)
+        except DirectoryError as exc:
+            self._abandon(grant, actor=actor, reason=f"directory failure while granting: {exc}")
+            raise
+        active = self.store.move_grant(
+            grant.id, GrantState.ACTIVE, from_states={GrantState.PENDING},
+            activated_at=self.clock(), dc_confirmed=check.confirmed,
+        )
+        if active is None:  # ended meanwhile (cancelled, or the worker judged it abandoned): report as it is
+            return self._require(grant.id)
+        self.store.audit(actor, "grant.active", upn, grant.id, **_check_detail(check))
+        return active
+
+    def close_grant(self, grant_id: int, *, outcome: CloseOutcome, actor: str, reason: str) -> GrantView:
+        """Remove the membership, then mark the grant ended; an ended grant is returned unchanged."""
+        end_state = end_state_for(outcome)
+        grant = self._require(grant_id)
+        if not grant.open:
+            return grant
+        try:
+            removed = self.directory.remove_member(self.bypass_group_dn, grant.user_dn)
+        except DirectoryError as exc:
+            # Leave the grant open: the worker sees it and retries until the membership is really gone.
+            self.store.audit(actor, f"grant.{outcome}", grant.upn, grant.id, outcome="error", error=str(exc))
+            raise
+        ended = self.store.move_grant(
+            grant.id, end_state, from_states=OPEN_STATES, ended_at=self.clock(),
+            end_reason=outcome,  # the free-text reason goes to the audit trail
+        )
+        if ended is None:  # someone else ended it a moment ago
+            return self._require(grant_id)
+        self.store.audit(actor, f"grant.{outcome}", grant.upn, grant.id, reason=reason,
+                         membership_removed=removed)
+        return ended
+
+    def release_open_grant(self, upn: str, *, actor: str, reason: str,
+                           outcome: CloseOutcome = "released") -> GrantView | None:
+        """Close the person's open grant, if any."""
+        grant = self.store.open_grant_for(upn)
+        if grant is None:
+            return None
+        return self.close_grant(grant.id, outcome=outcome, actor=actor, reason=reason)
+
+    def recheck_replication(self, grant_id: int) -> GrantView:
+        """Ask the DCs again whether they all show an active grant's membership."""
+        grant = self._require(grant_id)
+        if grant.state is not GrantState.ACTIVE or grant.dc_confirmed:
+            return grant
+        check = self.directory.confirm_membership(self.bypass_group_dn, grant.user_dn, present=True,
+                                                  timeout_seconds=0)
+        updated = self.store.record_check(grant.id, at=self.clock(), dc_confirmed=check.confirmed) or grant
+        if check.confirmed:
+            self.store.audit("worker", "grant.replicated", grant.upn, grant.id, **_check_detail(check))
+        return updated
+
+    def abandon_stale(self, grant_id: int, *, actor: str, reason: str) -> GrantView:
+        """End a pending grant that no unlock is still working on (a crash left it): membership out, marked failed."""
+        grant = self._require(grant_id)
+        if grant.state is not GrantState.PENDING:
+            return grant
+        return self._abandon(grant, actor=actor, reason=reason, raise_errors=True)
+
+    def _abandon(self, grant: GrantView, *, actor: str, reason: str, raise_errors: bool = False) -> GrantView:
+        """Undo a pending grant: remove the membership (whether or not it got added), then mark it failed."""
+        try:
+            self.directory.remove_member(self.bypass_group_dn, grant.user_dn)
+        except DirectoryError as exc:
+            # The grant is still marked failed; reconcile removes the member later (a grant record exists).
+            log.warning("could not undo membership of grant %s: %s", grant.id, exc)
+            self.store.audit(actor, "grant.undo", grant.upn, grant.id, outcome="error", error=str(exc))
+            if raise_errors:
+                raise
+        failed = self.store.move_grant(grant.id, GrantState.FAILED, from_states={GrantState.PENDING},
+                                       ended_at=self.clock(), end_reason=reason)
+        self.store.audit(actor, "grant.failed", grant.upn, grant.id, outcome="error", reason=reason)
+        return failed or self._require(grant.id)
+
+    def _require(self, grant_id: int) -> GrantView:
+        grant = self.store.get_grant(grant_id)
+        if grant is None:
+            raise GrantNotFound(f"no grant with id {grant_id}")
+        return grant
+
+
+def _check_detail(check: MembershipCheck) -> dict[str, object]:
+    return {"dc_confirmed": check.confirmed, "agreeing": list(check.agreeing), "lagging": list(check.lagging),
+            "dc_errors": dict(check.errors)}

@@ -1,0 +1,208 @@
+"""One worker cycle: expire, recover, confirm in bulk, reconcile. A failure on one grant never stops the rest."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable
+
+from app.adapters.directory_base import Directory, dn_key
+from app.adapters.graph_base import DIRECTORY, Graph, GraphError, RequestBudget
+from app.adapters.store import Store
+from app.domain.grants import GrantState, GrantView, utc_now
+from app.services.grants import GrantService
+
+log = logging.getLogger(__name__)
+WORKER = "worker"
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did, for logs, `proofup worker --once` and tests."""
+
+    expired: int = 0
+    recovered: int = 0  # pending grants a crash left behind, undone
+    replicated: int = 0  # lagging DCs that caught up
+    checked: int = 0  # grants whose methods Graph was asked about
+    confirmed: int = 0  # grants whose person now has a strong method
+    released: int = 0  # of those, memberships removed and grants released
+    reconciled_removed: int = 0  # members the portal added and no longer backs, removed
+    reconciled_ended: int = 0  # active grants whose membership had gone, ended
+    foreign_members: tuple[str, ...] = ()  # members no grant ever backed: reported, never touched
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """Return one log line."""
+        return (f"expired={self.expired} recovered={self.recovered} replicated={self.replicated} "
+                f"checked={self.checked} confirmed={self.confirmed} released={self.released} "
+                f"reconciled_removed={self.reconciled_removed} reconciled_ended={self.reconciled_ended} "
+                f"foreign={len(self.foreign_members)} errors={len(self.errors)} seconds={self.seconds:.2f}")
+
+
+class Sweeper:
+    """Keep the bypass group and the grant records in agreement, and end grants that are done."""
+
+    def __init__(self, store: Store, directory: Directory, graph: Graph | None, grants: GrantService,
+                 budget: RequestBudget, *, bypass_group_dn: str, clock: Callable[[], datetime] = utc_now,
+                 pending_grace_seconds: float = 60.0, check_every_seconds: float = 10.0,
+                 max_checks_per_cycle: int = 200):
+        self.store = store
+        self.directory = directory
+        self.graph = graph
+        self.grants = grants
+        self.budget = budget
+        self.bypass_group_dn = bypass_group_dn
+        self.clock = clock
+        # Longer than any unlock in flight can take (it waits up to replication_wait_seconds for the DCs).
+        self.pending_grace_seconds = max(pending_grace_seconds, grants.replication_wait_seconds + 5)
+        self.check_every_seconds = check_every_seconds
+        self.max_checks_per_cycle = max_checks_per_cycle
+        self._reported_foreign: frozenset[str] = frozenset()
+
+    def run_cycle(self) -> CycleReport:
+        """Run every step once and say what happened."""
+        started = time.monotonic()
+        report = CycleReport()
+        try:
+            grants = self.store.open_grants()
+        except Exception as exc:  # database down or locked past busy_timeout: nothing else is safe to do
+            self._fail(report, "reading open grants", exc)
+            grants = None
+        if grants is not None:
+            now = self.clock()
+            live = self._expire_and_recover(grants, now, report)
+            self._recheck_replication(live, report)
+            self._confirm(live, now, report)
+            self._reconcile(report)
+        report.seconds = time.monotonic() - started
+        log.info("worker cycle: %s", report.summary())
+        return report
+
+    def _expire_and_recover(self, grants: list[GrantView], now: datetime, report: CycleReport) -> list[GrantView]:
+        live = []
+        for grant in grants:
+            try:
+                if grant.past_end(now):
+                    self.grants.close_grant(grant.id, outcome="expired", actor=WORKER, reason="grant time ended")
+                    report.expired += 1
+                elif grant.stale_pending(now, self.pending_grace_seconds):
+                    self.grants.abandon_stale(grant.id, actor=WORKER,
+                                              reason="interrupted before activation; undone by the worker")
+                    report.recovered += 1
+                elif grant.state is GrantState.ACTIVE:
+                    live.append(grant)
+            except Exception as exc:
+                self._fail(report, f"grant {grant.id} ({grant.upn})", exc)
+        return live
+
+    def _recheck_replication(self, live: list[GrantView], report: CycleReport) -> None:
+        for grant in live:
+            if grant.dc_confirmed:
+                continue
+            try:
+                if self.grants.recheck_replication(grant.id).dc_confirmed:
+                    report.replicated += 1
+            except Exception as exc:
+                self._fail(report, f"replication check of grant {grant.id}", exc)
+
+    def _confirm(self, live: list[GrantView], now: datetime, report: CycleReport) -> None:
+        if self.graph is None:
+            return
+        due = sorted((g for g in live if g.due_for_check(now, self.check_every_seconds)),
+                     key=lambda g: g.last_checked_at or g.created_at)[: self.max_checks_per_cycle]
+        if not due:
+            return
+        try:
+            results = self.graph.methods_for([g.entra_user_id for g in due])
+        except Exception as exc:  # the adapter should report per user; a raise still must not stop the cycle
+            self._fail(report, "bulk method check", exc)
+            return
+        throttled: list[float] = []
+        for grant in due:
+            result = results.get(grant.entra_user_id)
+            try:
+                if isinstance(result, GraphError) or result is None:
+                    error = result or GraphError("no answer for this user")
+                    report.errors.append(f"methods of grant {grant.id}: {error}")
+                    if error.status == 429:
+                        throttled.append(error.retry_after or 0.0)
+                    continue
+                report.checked += 1
+                strong = [m for m in result if m.strong]
+                if not strong:
+                    self.store.record_check(grant.id, at=self.clock())
+                    continue
+                report.confirmed += 1
+                ended = self.grants.close_grant(
+                    grant.id, outcome="released", actor=WORKER,
+                    reason="strong method registered: " + ", ".join(sorted({m.kind for m in strong})))
+                if ended.state is GrantState.RELEASED:
+                    report.released += 1
+            except Exception as exc:
+                self._fail(report, f"grant {grant.id} ({grant.upn})", exc)
+        if throttled:
+            # Every instance waits out the longest Retry-After Graph gave us.
+            self.budget.back_off(DIRECTORY, max(throttled) or 2.0)
+            self._audit_quietly("worker.graph_throttled", outcome="error", users=len(throttled),
+                                retry_after=max(throttled))
+
+    def _reconcile(self, report: CycleReport) -> None:
+        try:
+            # Snapshot active grants BEFORE listing: a grant active now had its member added before it.
+            active = [g for g in self.store.open_grants() if g.state is GrantState.ACTIVE]
+            members = self.directory.list_members(self.bypass_group_dn)
+            open_keys = {dn_key(g.user_dn) for g in self.store.open_grants()}
+            unbacked = [dn for dn in members if dn_key(dn) not in open_keys]
+            ours = self.store.dns_with_grants(unbacked)
+        except Exception as exc:
+            self._fail(report, "reconcile", exc)
+            return
+        foreign = []
+        for dn in unbacked:
+            if not ours[dn]:
+                foreign.append(dn)
+                continue
+            try:
+                if self.store.open_grant_for_dn(dn) is None and self.directory.remove_member(self.bypass_group_dn, dn):
+                    report.reconciled_removed += 1
+                    self._audit_quietly("reconcile.removed", member_dn=dn,
+                                        reason="portal-added member without an open grant")
+            except Exception as exc:
+                self._fail(report, f"reconcile removal of {dn}", exc)
+        report.foreign_members = tuple(foreign)
+        self._report_foreign(foreign)
+        member_keys = {dn_key(dn) for dn in members}
+        settle = timedelta(seconds=self.pending_grace_seconds)
+        for grant in active:
+            # A fresh grant may not yet show on the DC that answered the listing: give replication time.
+            if dn_key(grant.user_dn) in member_keys or (grant.activated_at and self.clock() - grant.activated_at < settle):
+                continue
+            try:
+                self.grants.close_grant(grant.id, outcome="released", actor=WORKER,
+                                        reason="membership no longer in the bypass group")
+                report.reconciled_ended += 1
+            except Exception as exc:
+                self._fail(report, f"grant {grant.id} ({grant.upn})", exc)
+
+    def _report_foreign(self, foreign: list[str]) -> None:
+        current = frozenset(dn_key(dn) for dn in foreign)
+        if foreign:
+            log.warning("bypass group has %d member(s) no grant backs (left alone): %s", len(foreign), foreign)
+        # Audit only when the set changes, not every 30 s.
+        if current != self._reported_foreign and foreign:
+            self._audit_quietly("reconcile.foreign_members", outcome="reported", members=sorted(foreign))
+        self._reported_foreign = current
+
+    def _fail(self, report: CycleReport, what: str, exc: Exception) -> None:
+        message = f"{what}: {type(exc).__name__}: {exc}"
+        log.warning("worker: %s", message)
+        report.errors.append(message)
+        self._audit_quietly("worker.error", outcome="error", step=what, error=f"{type(exc).__name__}: {exc}")
+
+    def _audit_quietly(self, action: str, outcome: str = "ok", **detail: object) -> None:
+        try:
+            self.store.audit(WORKER, action, outcome=outcome, **detail)
+        except Exception as exc:  # the database itself may be what failed
+            log.warning("worker: could not audit %s: %s", action, exc)
