@@ -1,0 +1,169 @@
+"""Classify a student's MFA registration and decide whether they may unlock: pure logic, no I/O."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+
+from app.adapters.directory_base import DirectoryUser, dn_key
+from app.adapters.graph_base import Evidence
+
+
+class State(str, Enum):
+    """Where a student stands, as the diagnosis page explains it."""
+
+    NOT_REQUIRED = "not_required"
+    REGISTERED = "registered"
+    STUCK = "stuck"
+    INELIGIBLE = "ineligible"
+    UNLOCKED = "unlocked"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+
+
+class Reason(str, Enum):
+    """Why a student is in their state (the sub-state the page and the audit name)."""
+
+    HALF_REGISTERED = "half_registered"  # signed in to Authenticator, no method in Entra
+    UNREGISTERED = "unregistered"  # no trace of any method
+    PRIVILEGED = "privileged"
+    DISABLED = "disabled"
+    OUT_OF_SCOPE = "out_of_scope"
+    MISSING_IN_AD = "missing_in_ad"
+    MISSING_IN_ENTRA = "missing_in_entra"
+    NOT_IN_REQUIRED_GROUP = "not_in_required_group"
+    HAS_STRONG_METHOD = "has_strong_method"
+    GRANT_OPEN = "grant_open"
+    GRANT_RELEASED = "grant_released"
+    GRANT_EXPIRED = "grant_expired"
+
+
+OPEN_GRANT_STATES = frozenset({"pending", "active"})
+
+
+@dataclass(frozen=True)
+class GrantFacts:
+    """The parts of a grant record that classification needs (from the store, any backend)."""
+
+    id: int
+    state: str  # pending | active | released | expired | cancelled | failed
+    expires_at: datetime | None = None
+    dc_confirmed: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN_GRANT_STATES
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The directory layout that decides who is MFA-required, privileged, in scope."""
+
+    required_group_dn: str
+    bypass_group_dn: str
+    privileged_group_dns: tuple[str, ...] = ()
+    scope_base_dn: str = ""
+
+    def in_scope(self, user: DirectoryUser) -> bool:
+        """Tell whether the user's DN lies under the configured scope (everyone when none is set)."""
+        if not self.scope_base_dn:
+            return True
+        scope = dn_key(self.scope_base_dn)
+        user_key = dn_key(user.dn)
+        return user_key == scope or user_key.endswith("," + scope)
+
+    def privileged(self, user: DirectoryUser) -> bool:
+        """Tell whether the account is protected (adminCount) or in a privileged group."""
+        return user.admin_count > 0 or any(user.in_group(g) for g in self.privileged_group_dns)
+
+    def mfa_required(self, user: DirectoryUser) -> bool:
+        return user.in_group(self.required_group_dn)
+
+    def in_bypass(self, user: DirectoryUser) -> bool:
+        return user.in_group(self.bypass_group_dn)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One student's state, the reason, and the evidence behind it."""
+
+    upn: str
+    state: State
+    reason: Reason
+    user: DirectoryUser | None = None
+    evidence: Evidence | None = None
+    grant: GrantFacts | None = None
+    mfa_required: bool = False
+    mfa_required_directly: bool = False
+    in_bypass: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)  # evidence parts that could not be read
+
+    @property
+    def can_unlock(self) -> bool:
+        """Tell whether the eligibility policy allows opening a grant now."""
+        return self.state in (State.STUCK, State.EXPIRED)
+
+    @property
+    def entra_user_id(self) -> str:
+        return self.evidence.user.id if self.evidence and self.evidence.user else ""
+
+
+def classify(
+    upn: str,
+    user: DirectoryUser | None,
+    evidence: Evidence | None,
+    policy: Policy,
+    open_grant: GrantFacts | None = None,
+    last_grant: GrantFacts | None = None,
+    required_directly: bool = False,
+) -> Diagnosis:
+    """Put a student in exactly one state; the order encodes the policy (safety checks first)."""
+    if user is None:
+        return Diagnosis(upn, State.INELIGIBLE, Reason.MISSING_IN_AD, evidence=evidence, grant=open_grant)
+    facts = dict(
+        user=user,
+        evidence=evidence,
+        grant=open_grant or last_grant,
+        mfa_required=policy.mfa_required(user),
+        mfa_required_directly=required_directly,
+        in_bypass=policy.in_bypass(user),
+        notes=tuple(sorted(evidence.errors)) if evidence else (),
+    )
+    entra = evidence.user if evidence else None
+
+    def result(state: State, reason: Reason) -> Diagnosis:
+        return Diagnosis(upn=user.upn, state=state, reason=reason, **facts)
+
+    if not user.enabled or (entra is not None and not entra.account_enabled):
+        return result(State.INELIGIBLE, Reason.DISABLED)
+    if policy.privileged(user):
+        return result(State.INELIGIBLE, Reason.PRIVILEGED)
+    if not policy.in_scope(user):
+        return result(State.INELIGIBLE, Reason.OUT_OF_SCOPE)
+    if open_grant is not None and open_grant.open:
+        # An open grant is shown whatever Graph says: the guide page confirms and closes it.
+        return result(State.UNLOCKED, Reason.GRANT_OPEN)
+    if not facts["mfa_required"]:
+        return result(State.NOT_REQUIRED, Reason.NOT_IN_REQUIRED_GROUP)
+    if entra is None:
+        return result(State.INELIGIBLE, Reason.MISSING_IN_ENTRA)
+    if evidence.strong_methods:
+        if last_grant is not None and last_grant.state == "released":
+            return result(State.COMPLETED, Reason.GRANT_RELEASED)
+        return result(State.REGISTERED, Reason.HAS_STRONG_METHOD)
+    if last_grant is not None and last_grant.state == "expired":
+        return result(State.EXPIRED, Reason.GRANT_EXPIRED)
+    if evidence.authenticator_sign_ins or evidence.devices:
+        return result(State.STUCK, Reason.HALF_REGISTERED)
+    return result(State.STUCK, Reason.UNREGISTERED)
+
+
+def unlock_refusal(diagnosis: Diagnosis, *, signed_in_upn: str) -> str | None:
+    """Return why an unlock must be refused (a short code), or None when the policy allows it."""
+    if diagnosis.upn.lower() != signed_in_upn.strip().lower():
+        return "not_yourself"
+    if diagnosis.state == State.UNLOCKED:
+        return "already_unlocked"
+    if not diagnosis.can_unlock:
+        return diagnosis.reason.value
+    return None

@@ -1,0 +1,122 @@
+"""Classification and eligibility: every state and every reason, and the order of the safety checks."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from app.adapters.directory_base import DirectoryUser, dn_key
+from app.adapters.graph_base import AuthMethod, Device, EntraUser, Evidence, GraphError, SignIn
+from app.domain.state import GrantFacts, Policy, Reason, State, classify, unlock_refusal
+
+REQUIRED = "CN=MFA_Required,OU=Groups,DC=uni,DC=test"
+BYPASS = "CN=MFA_ProofUpBypass,OU=Groups,DC=uni,DC=test"
+ADMINS = "CN=Domain Admins,CN=Users,DC=uni,DC=test"
+POLICY = Policy(required_group_dn=REQUIRED, bypass_group_dn=BYPASS, privileged_group_dns=(ADMINS,))
+WHEN = datetime(2026, 9, 1, 9, 30, tzinfo=timezone.utc)
+UPN = "ada.lovelace@uni.test"
+
+
+def student(*groups: str, enabled: bool = True, admin_count: int = 0,
+            dn: str = "CN=Ada Lovelace,OU=Students,DC=uni,DC=test") -> DirectoryUser:
+    return DirectoryUser(dn=dn, upn=UPN, sam_account_name="ada.lovelace", display_name="Ada Lovelace",
+                         enabled=enabled, admin_count=admin_count, group_dns=frozenset(dn_key(g) for g in groups))
+
+
+def evidence(*kinds: str, sign_ins: int = 0, devices: int = 0, in_entra: bool = True,
+             entra_enabled: bool = True, errors: dict | None = None) -> Evidence:
+    user = EntraUser(id="u-1", upn=UPN, display_name="Ada Lovelace", account_enabled=entra_enabled) if in_entra else None
+    methods = (AuthMethod("pw", "password"),) + tuple(AuthMethod(f"m{i}", k) for i, k in enumerate(kinds))
+    return Evidence(
+        user=user, methods=methods,
+        authenticator_sign_ins=tuple(SignIn(f"s{i}", WHEN, "app", "Microsoft Authenticator", 0) for i in range(sign_ins)),
+        devices=tuple(Device(f"d{i}", "Pixel") for i in range(devices)),
+        errors=errors or {},
+    )
+
+
+def grant(state: str) -> GrantFacts:
+    return GrantFacts(id=7, state=state, expires_at=WHEN, dc_confirmed=True)
+
+
+@pytest.mark.parametrize(
+    ("user", "ev", "open_grant", "last_grant", "state", "reason"),
+    [
+        (None, None, None, None, State.INELIGIBLE, Reason.MISSING_IN_AD),
+        (student(REQUIRED, enabled=False), evidence(), None, None, State.INELIGIBLE, Reason.DISABLED),
+        (student(REQUIRED), evidence(entra_enabled=False), None, None, State.INELIGIBLE, Reason.DISABLED),
+        (student(REQUIRED, admin_count=1), evidence(), None, None, State.INELIGIBLE, Reason.PRIVILEGED),
+        (student(REQUIRED, ADMINS), evidence(), None, None, State.INELIGIBLE, Reason.PRIVILEGED),
+        (student(), evidence(), None, None, State.NOT_REQUIRED, Reason.NOT_IN_REQUIRED_GROUP),
+        (student(REQUIRED), evidence(in_entra=False), None, None, State.INELIGIBLE, Reason.MISSING_IN_ENTRA),
+        (student(REQUIRED), evidence("microsoftAuthenticator"), None, None, State.REGISTERED, Reason.HAS_STRONG_METHOD),
+        (student(REQUIRED), evidence("phone"), None, grant("released"), State.COMPLETED, Reason.GRANT_RELEASED),
+        (student(REQUIRED), evidence(), grant("active"), None, State.UNLOCKED, Reason.GRANT_OPEN),
+        (student(REQUIRED), evidence(), grant("pending"), None, State.UNLOCKED, Reason.GRANT_OPEN),
+        (student(REQUIRED), evidence(), None, grant("expired"), State.EXPIRED, Reason.GRANT_EXPIRED),
+        (student(REQUIRED), evidence(sign_ins=2), None, None, State.STUCK, Reason.HALF_REGISTERED),
+        (student(REQUIRED), evidence(devices=1), None, None, State.STUCK, Reason.HALF_REGISTERED),
+        (student(REQUIRED), evidence(), None, None, State.STUCK, Reason.UNREGISTERED),
+        # Weak methods do not count: email (SSPR) and a TAP leave the student stuck.
+        (student(REQUIRED), evidence("email", "temporaryAccessPass"), None, None, State.STUCK, Reason.UNREGISTERED),
+        # A cancelled (released, no method) grant does not make anyone "completed".
+        (student(REQUIRED), evidence(sign_ins=1), None, grant("released"), State.STUCK, Reason.HALF_REGISTERED),
+    ],
+)
+def test_classify_puts_each_case_in_one_state(user, ev, open_grant, last_grant, state, reason):
+    found = classify(UPN, user, ev, POLICY, open_grant=open_grant, last_grant=last_grant)
+    assert (found.state, found.reason) == (state, reason)
+
+
+def test_safety_checks_win_over_an_open_grant():
+    found = classify(UPN, student(REQUIRED, admin_count=1), evidence(), POLICY, open_grant=grant("active"))
+    assert found.reason == Reason.PRIVILEGED
+    assert not found.can_unlock
+
+
+def test_scope_limits_who_is_served():
+    scoped = Policy(REQUIRED, BYPASS, (ADMINS,), scope_base_dn="OU=Students,DC=uni,DC=test")
+    inside = classify(UPN, student(REQUIRED), evidence(), scoped)
+    outside = classify(UPN, student(REQUIRED, dn="CN=Ada Lovelace,OU=Staff,DC=uni,DC=test"), evidence(), scoped)
+    lookalike = classify(UPN, student(REQUIRED, dn="CN=X,OU=NotStudents,DC=uni,DC=test"), evidence(), scoped)
+    assert inside.state == State.STUCK
+    assert outside.reason == Reason.OUT_OF_SCOPE
+    assert lookalike.reason == Reason.OUT_OF_SCOPE
+
+
+def test_nesting_and_bypass_are_reported():
+    nested_group = "CN=MFA_Required_Cohort2026,OU=Groups,DC=uni,DC=test"
+    found = classify(UPN, student(REQUIRED, nested_group, BYPASS), evidence(), POLICY, required_directly=False)
+    assert found.mfa_required and not found.mfa_required_directly
+    assert found.in_bypass
+
+
+def test_unreadable_evidence_parts_are_noted():
+    ev = evidence(errors={"sign_ins": GraphError("throttled", 429)})
+    found = classify(UPN, student(REQUIRED), ev, POLICY)
+    assert found.notes == ("sign_ins",)
+
+
+@pytest.mark.parametrize(
+    ("user", "ev", "last_grant", "signed_in", "refusal"),
+    [
+        (student(REQUIRED), evidence(sign_ins=1), None, UPN, None),
+        (student(REQUIRED), evidence(), None, "ADA.LOVELACE@uni.test ", None),
+        (student(REQUIRED), evidence(), grant("expired"), UPN, None),
+        (student(REQUIRED), evidence(), None, "grace.hopper@uni.test", "not_yourself"),
+        (student(REQUIRED), evidence("microsoftAuthenticator"), None, UPN, "has_strong_method"),
+        (student(), evidence(), None, UPN, "not_in_required_group"),
+        (student(REQUIRED, admin_count=1), evidence(), None, UPN, "privileged"),
+        (student(REQUIRED, enabled=False), evidence(), None, UPN, "disabled"),
+        (student(REQUIRED), evidence(in_entra=False), None, UPN, "missing_in_entra"),
+        (None, None, None, UPN, "missing_in_ad"),
+    ],
+)
+def test_unlock_policy(user, ev, last_grant, signed_in, refusal):
+    found = classify(UPN, user, ev, POLICY, last_grant=last_grant)
+    assert unlock_refusal(found, signed_in_upn=signed_in) == refusal
+
+
+def test_an_open_grant_is_not_unlocked_twice():
+    found = classify(UPN, student(REQUIRED), evidence(), POLICY, open_grant=grant("active"))
+    assert unlock_refusal(found, signed_in_upn=UPN) == "already_unlocked"
