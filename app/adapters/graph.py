@@ -1,0 +1,569 @@
+"""Microsoft Graph through msgraph-sdk: evidence in one $batch, methods in bulk, Temporary Access Pass.
+
+The SDK is async and the portal is not: every call runs on one event loop per process, in a daemon
+thread made lazily and re-made after fork (TEST-INFRA.md: asyncio.run() per call breaks keep-alive).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import json
+import logging
+import os
+import re
+import threading
+import weakref
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Mapping, Sequence
+from urllib.parse import quote, urlparse
+
+import httpx
+import msal
+import requests
+from kiota_abstractions.authentication import (
+    AccessTokenProvider,
+    AllowedHostsValidator,
+    BaseBearerTokenAuthenticationProvider,
+)
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.method import Method
+from kiota_abstractions.request_information import RequestInformation
+from kiota_http.kiota_client_factory import KiotaClientFactory
+from kiota_http.middleware import RetryHandler
+from kiota_http.middleware.options import RetryHandlerOption
+from kiota_serialization_json.json_parse_node import JsonParseNode
+from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+from msgraph_core import GraphClientFactory
+from msgraph_core.middleware import GraphTelemetryHandler
+
+from app.adapters.graph_base import (
+    AUTHENTICATOR_APP_ID,
+    DIRECTORY,
+    METHOD_KINDS,
+    REPORTS,
+    AuthMethod,
+    Device,
+    EntraUser,
+    Evidence,
+    GraphError,
+    GraphThrottled,
+    GraphUnavailable,
+    RequestBudget,
+    SignIn,
+    TemporaryAccessPass,
+    UnlimitedBudget,
+)
+from app.adapters.http import make_session, make_ssl_context
+
+log = logging.getLogger(__name__)
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+BATCH_LIMIT = 20  # Graph's documented maximum of requests in one $batch
+MAX_RETRY_WAIT = 2.0  # the retry middleware never sleeps longer than this for a person who is waiting
+BUDGET_WAIT = 2.0  # how long an interactive call waits for the shared directory budget
+FALLBACK_BACKOFF = 2.0  # Retry-After missing on a 429: back off exponentially from this
+MAX_BACKOFF = 60.0
+TAP_MINUTES = (10, 43200)  # Graph: 10 minutes to 30 days
+_UPN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]{1,113}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+EVIDENCE_PARTS = ("user", "methods", "devices", "sign_ins")
+SIGN_INS_SKIPPED = "sign-in history not checked: budget"
+
+# The round trips of the call in progress (counted by the transport, in the call's own task).
+_CALL_TRIPS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("graph_call_trips", default=None)
+
+
+def validate_upn(upn: str) -> str:
+    """Return the UPN if it has the shape Entra accepts; raise ValueError otherwise (before any request)."""
+    if not isinstance(upn, str) or not _UPN.match(upn) or ".." in upn or upn.startswith("."):
+        raise ValueError(f"not a user principal name: {upn!r}")
+    return upn
+
+
+def validate_user_id(user_id: str) -> str:
+    """Return an Entra object id or UPN unchanged; raise ValueError for anything else."""
+    if isinstance(user_id, str) and _GUID.match(user_id):
+        return user_id
+    return validate_upn(user_id)
+
+
+def odata_string(value: str) -> str:
+    """Quote a value as an OData string literal (a single quote is escaped by doubling it)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def user_path(user_id: str) -> str:
+    """Return /users/{id} with the id percent-encoded as one path segment."""
+    return "/users/" + quote(user_id, safe="@")
+
+
+def evidence_requests(upn: str) -> list[dict[str, str]]:
+    """Return the $batch parts that gather the evidence about one UPN."""
+    user = user_path(validate_upn(upn))
+    sign_in_filter = (f"userPrincipalName eq {odata_string(upn)} "
+                      f"and appId eq {odata_string(AUTHENTICATOR_APP_ID)}")
+    return [
+        {"id": "user", "method": "GET", "url": f"{user}?$select=id,userPrincipalName,displayName,accountEnabled"},
+        {"id": "methods", "method": "GET", "url": f"{user}/authentication/methods"},
+        {"id": "devices", "method": "GET", "url": f"{user}/registeredDevices?$select=id,displayName,operatingSystem"},
+        {"id": "sign_ins", "method": "GET",
+         "url": f"/auditLogs/signIns?$filter={quote(sign_in_filter, safe='')}&$top=5"},
+    ]
+
+
+def chunks(items: Sequence[str], size: int = BATCH_LIMIT) -> list[list[str]]:
+    """Split items into lists of at most `size`."""
+    return [list(items[i:i + size]) for i in range(0, len(items), size)]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Read Retry-After as seconds (Graph may send fractions) or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def error_for(status: int, body: Any, headers: Mapping[str, str] | None, what: str) -> GraphError:
+    """Turn a failed Graph answer (a whole response or one $batch part) into the matching GraphError."""
+    error = body.get("error", {}) if isinstance(body, dict) else {}
+    code = str(error.get("code", "")) if isinstance(error, dict) else ""
+    message = f"Graph answered {status}{f' ({code})' if code else ''} for {what}"
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    retry_after = parse_retry_after(lowered.get("retry-after"))
+    if status == 429:
+        return GraphThrottled(message, status, code, retry_after)
+    if status >= 500:
+        return GraphUnavailable(message, status, code, retry_after)
+    return GraphError(message, status, code)
+
+
+def _parse(body: Any, model: type) -> Any:
+    """Parse a JSON body into a typed msgraph model with the SDK's own parse node."""
+    return JsonParseNode(body if isinstance(body, dict) else {}).get_object_value(model)
+
+
+def _models():
+    # Imported on first use (or by warm_up): msgraph's generated models are large.
+    from msgraph.generated.models.authentication_method_collection_response import (
+        AuthenticationMethodCollectionResponse,
+    )
+    from msgraph.generated.models.directory_object_collection_response import DirectoryObjectCollectionResponse
+    from msgraph.generated.models.sign_in_collection_response import SignInCollectionResponse
+    from msgraph.generated.models.user import User
+    return User, AuthenticationMethodCollectionResponse, DirectoryObjectCollectionResponse, SignInCollectionResponse
+
+
+def map_user(body: Any) -> EntraUser:
+    """Map a user part to EntraUser."""
+    user = _parse(body, _models()[0])
+    return EntraUser(id=user.id or "", upn=user.user_principal_name or "", display_name=user.display_name or "",
+                     account_enabled=bool(user.account_enabled))
+
+
+def map_methods(body: Any) -> tuple[AuthMethod, ...]:
+    """Map an authentication/methods part to AuthMethods (kind from @odata.type)."""
+    page = _parse(body, _models()[1])
+    return tuple(
+        AuthMethod(id=m.id or "", kind=METHOD_KINDS.get(m.odata_type or "", "unknown"),
+                   display_name=getattr(m, "display_name", None) or "",
+                   created=getattr(m, "created_date_time", None))
+        for m in page.value or ()
+    )
+
+
+def map_devices(body: Any) -> tuple[Device, ...]:
+    """Map a registeredDevices part (directory objects) to Devices."""
+    page = _parse(body, _models()[2])
+    return tuple(Device(id=d.id or "", display_name=getattr(d, "display_name", None) or "",
+                        operating_system=getattr(d, "operating_system", None) or "")
+                 for d in page.value or ())
+
+
+def map_sign_ins(body: Any) -> tuple[SignIn, ...]:
+    """Map an auditLogs/signIns part to SignIns."""
+    page = _parse(body, _models()[3])
+    return tuple(
+        SignIn(id=s.id or "", created=s.created_date_time, app_id=s.app_id or "",
+               app_display_name=s.app_display_name or "",
+               status_code=(s.status.error_code or 0) if s.status else 0, client_app=s.client_app_used or "")
+        for s in page.value or ()
+    )
+
+
+class RequestCounter:
+    """A thread-safe count of HTTP requests sent to Graph."""
+
+    def __init__(self) -> None:
+        self._value = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self._value += 1
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+
+class _CountingTransport(httpx.AsyncHTTPTransport):
+    """The innermost transport: each request it sends is one real round trip (retries included)."""
+
+    def __init__(self, counter: RequestCounter, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._counter = counter
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._counter.add()
+        trips = _CALL_TRIPS.get()
+        if trips is not None:
+            trips[0] += 1
+        return await super().handle_async_request(request)
+
+
+class BoundedRetryHandler(RetryHandler):
+    """Kiota's retry middleware, but it gives up instead of sleeping longer than max_wait.
+
+    The stock handler honours any Retry-After up to 180 s; the caller (and the shared budget) decide instead.
+    """
+
+    def __init__(self, options: RetryHandlerOption, max_wait: float = MAX_RETRY_WAIT):
+        super().__init__(options)
+        self.max_wait = max_wait
+
+    def get_delay_time(self, retry_count, response=None, delay=RetryHandlerOption.DEFAULT_DELAY) -> float:
+        wanted = super().get_delay_time(retry_count, response, delay)
+        return wanted if wanted <= self.max_wait else RetryHandlerOption.MAX_DELAY  # MAX_DELAY means "no retry"
+
+
+class _MsalTokenProvider(AccessTokenProvider):
+    """Hand kiota the app-only token MSAL holds (MSAL caches it and renews it before it expires)."""
+
+    def __init__(self, acquire: Callable[[], str], graph_host: str):
+        self._acquire = acquire
+        self._hosts = AllowedHostsValidator([graph_host])
+        self._graph_host = graph_host
+
+    async def get_authorization_token(self, uri: str, additional_authentication_context=None) -> str:
+        if urlparse(uri).hostname != self._graph_host:
+            return ""  # never send the Graph token anywhere else
+        return await asyncio.to_thread(self._acquire)
+
+    def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
+        return self._hosts
+
+
+class _EventLoopThread:
+    """One event loop per process, running in a daemon thread; made on first use and again after fork."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def after_fork(self) -> None:
+        # The parent's loop thread does not exist in the child; its lock may have been held at fork time.
+        self._lock = threading.Lock()
+        self._loop, self._pid = None, 0
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._pid != os.getpid():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="graph-event-loop", daemon=True).start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+    def run(self, coroutine, timeout: float):
+        """Run a coroutine on the process's loop and wait at most `timeout` seconds for it."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop())
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise GraphUnavailable(f"Graph did not answer within {timeout:.0f} s") from None
+
+
+_LOOP = _EventLoopThread()
+_CLIENTS: "weakref.WeakSet[GraphClient]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    _LOOP.after_fork()
+    for client in list(_CLIENTS):
+        client._forget_connections()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class GraphClient:
+    """The Graph Protocol over msgraph-sdk with an app-only token, a shared request budget and bounded waits."""
+
+    def __init__(self, authority: str, client_id: str, client_secret: str, graph_url: str, *,
+                 ca_file: str | None = None, budget: RequestBudget | None = None, interactive_retries: int = 1,
+                 timeout: float = 20.0, scope: str = GRAPH_SCOPE, budget_wait: float = BUDGET_WAIT):
+        if urlparse(graph_url).scheme != "https":
+            raise ValueError(f"graph_url must be an https URL, not {graph_url!r}")
+        if not (authority and client_id and client_secret):
+            raise ValueError("Graph needs an authority, a client id and a client secret")
+        self.authority = authority.rstrip("/")
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.graph_url = graph_url.rstrip("/")  # httpx would make /v1.0//users from a trailing slash (a 308 each)
+        self.ca_file = ca_file
+        self.budget = budget or UnlimitedBudget()
+        self.interactive_retries = interactive_retries
+        self.timeout = timeout
+        self.scope = scope
+        self.budget_wait = budget_wait
+        self.counter = RequestCounter()
+        self._session = make_session(ca_file, timeout=timeout)
+        self._msal: msal.ConfidentialClientApplication | None = None
+        self._adapter = None
+        self._adapter_lock = threading.Lock()
+        self._msal_lock = threading.Lock()
+        self._strikes: dict[str, int] = {}  # consecutive 429s per budget category, for the fallback back-off
+        _CLIENTS.add(self)
+
+    @classmethod
+    def from_settings(cls, settings, budget: RequestBudget | None = None, **options: Any) -> "GraphClient":
+        """Build the Graph adapter from Settings (graph_authority, graph_client_id, graph_client_secret, ...)."""
+        return cls(settings.graph_authority, settings.graph_client_id, settings.graph_client_secret,
+                   settings.graph_url, ca_file=settings.ca_bundle or None, budget=budget, **options)
+
+    @property
+    def requests_sent(self) -> int:
+        """Return how many HTTP requests this client has sent to Graph (retries included)."""
+        return self.counter.value
+
+    # ---- the Graph Protocol -------------------------------------------------------------------------
+
+    def gather_evidence(self, upn: str) -> Evidence:
+        """Fetch user, methods, devices and Authenticator sign-ins in ONE $batch; failed parts go to errors."""
+        parts = evidence_requests(upn)
+        if not self.budget.take(DIRECTORY, 3, wait_seconds=self.budget_wait):
+            raise GraphThrottled("Graph budget exhausted: evidence not gathered", 429, "budget")
+        errors: dict[str, GraphError] = {}
+        if not self.budget.take(REPORTS, 1, wait_seconds=0.0):
+            parts = [p for p in parts if p["id"] != "sign_ins"]
+            errors["sign_ins"] = GraphThrottled(SIGN_INS_SKIPPED, 429, "budget")
+        answers, trips = self._run(self._batch(parts, retries=self.interactive_retries), DIRECTORY)
+        results: dict[str, Any] = {}
+        for part in parts:
+            status, headers, body = answers.get(part["id"], (0, {}, None))
+            if 200 <= status < 300:
+                results[part["id"]] = body
+                continue
+            errors[part["id"]] = error_for(status, body, headers, part["id"])
+            if status == 429:
+                self._back_off(REPORTS if part["id"] == "sign_ins" else DIRECTORY, errors[part["id"]])
+            else:
+                self._strikes.pop(REPORTS if part["id"] == "sign_ins" else DIRECTORY, None)
+        if errors.get("user") is not None and errors["user"].status == 404:
+            # A user Entra does not know has no methods or devices either: one error says it.
+            errors = {k: v for k, v in errors.items() if k == "user" or v.status != 404}
+        return Evidence(
+            user=map_user(results["user"]) if "user" in results else None,
+            methods=map_methods(results["methods"]) if "methods" in results else (),
+            authenticator_sign_ins=map_sign_ins(results["sign_ins"]) if "sign_ins" in results else (),
+            devices=map_devices(results["devices"]) if "devices" in results else (),
+            errors=errors,
+            round_trips=trips,
+        )
+
+    def methods_for(self, user_ids: Sequence[str]) -> dict[str, tuple[AuthMethod, ...] | GraphError]:
+        """Fetch the methods of many users, 20 per $batch; each failure is that user's result, never raised."""
+        wanted = list(dict.fromkeys(user_ids))
+        results: dict[str, tuple[AuthMethod, ...] | GraphError] = {}
+        for user_id in wanted:
+            try:
+                validate_user_id(user_id)
+            except ValueError as error:
+                results[user_id] = GraphError(str(error), 400, "invalid_user_id")
+        pending = [u for u in wanted if u not in results]
+        stop: GraphError | None = None
+        for chunk in chunks(pending):
+            if stop is None and not self.budget.take(DIRECTORY, len(chunk), wait_seconds=self.budget_wait):
+                stop = GraphThrottled("methods not checked: budget", 429, "budget")
+            if stop is not None:
+                results.update({u: stop for u in chunk})
+                continue
+            answers = self._methods_chunk(chunk)
+            results.update(answers)
+            throttled = [r for r in answers.values() if isinstance(r, GraphThrottled)]
+            if throttled:
+                # Parts are throttled one by one: once Graph says 429, the rest would only spend more of the budget.
+                stop = GraphThrottled("methods not checked: Graph asked to wait", 429, "throttled",
+                                      max((t.retry_after or 0.0) for t in throttled) or None)
+        return {u: results[u] for u in wanted}
+
+    def create_temporary_access_pass(self, user_id: str, lifetime_minutes: int = 60,
+                                     one_time: bool = True) -> TemporaryAccessPass:
+        """Create a Temporary Access Pass; its code is in the result only, never logged."""
+        validate_user_id(user_id)
+        if not TAP_MINUTES[0] <= int(lifetime_minutes) <= TAP_MINUTES[1]:
+            raise ValueError(f"a Temporary Access Pass lives {TAP_MINUTES[0]} to {TAP_MINUTES[1]} minutes")
+        if not self.budget.take(DIRECTORY, 1, wait_seconds=self.budget_wait):
+            raise GraphThrottled("Graph budget exhausted: no Temporary Access Pass created", 429, "budget")
+        created, _ = self._run(self._post_tap(user_id, int(lifetime_minutes), bool(one_time)), DIRECTORY)
+        if not created or not created.temporary_access_pass:
+            raise GraphError("Graph created no Temporary Access Pass", 0, "empty_answer")
+        return TemporaryAccessPass(
+            id=created.id or "", code=created.temporary_access_pass,
+            lifetime_minutes=created.lifetime_in_minutes or int(lifetime_minutes),
+            one_time=bool(created.is_usable_once), start=created.start_date_time)
+
+    def warm_up(self) -> None:
+        """Import the typed models and their discriminator targets now (before gunicorn forks its workers)."""
+        map_user({"id": "0", "userPrincipalName": "warm@up.test", "accountEnabled": True})
+        map_methods({"value": [{"@odata.type": kind, "id": "0"} for kind in METHOD_KINDS]})
+        map_devices({"value": [{"@odata.type": "#microsoft.graph.device", "id": "0"}]})
+        map_sign_ins({"value": [{"id": "0", "status": {"errorCode": 0}}]})
+        from msgraph.generated.models.temporary_access_pass_authentication_method import (  # noqa: F401
+            TemporaryAccessPassAuthenticationMethod,
+        )
+        from msgraph.graph_service_client import GraphServiceClient  # noqa: F401
+
+    # ---- plumbing -----------------------------------------------------------------------------------
+
+    def _run(self, coroutine, category: str):
+        """Run one async call on the process's loop; return (result, round trips); raise GraphError subclasses."""
+        async def counted():
+            trips = [0]
+            _CALL_TRIPS.set(trips)
+            return await coroutine, trips[0]
+
+        bound = self.timeout * (self.interactive_retries + 1) + MAX_RETRY_WAIT * self.interactive_retries + 1.0
+        try:
+            return _LOOP.run(counted(), bound)
+        except APIError as error:
+            failure = error_for(error.response_status_code or 0, _odata_body(error),
+                                dict(error.response_headers or {}), "the request")
+            if isinstance(failure, GraphThrottled):
+                self._back_off(category, failure)
+            raise failure from None
+        except httpx.TimeoutException:
+            raise GraphUnavailable(f"Graph did not answer within {self.timeout:.0f} s") from None
+        except httpx.TransportError as error:
+            raise GraphUnavailable(f"Graph is not reachable: {error.__class__.__name__}") from None
+
+    async def _batch(self, parts: list[dict[str, str]], retries: int) -> dict[str, tuple[int, dict, Any]]:
+        """POST /$batch through the SDK's request adapter (auth and retry apply); return part id -> answer."""
+        info = RequestInformation(Method.POST, "{+baseurl}/$batch")
+        info.headers.try_add("Accept", "application/json")
+        info.headers.try_add("Content-Type", "application/json")
+        info.content = json.dumps({"requests": parts}).encode()
+        info.add_request_options([RetryHandlerOption(delay=0.0, max_retries=retries)])
+        raw = await self._request_adapter().send_primitive_async(info, "bytes", None)
+        try:
+            answers = json.loads(raw or b"{}").get("responses", [])
+        except ValueError:
+            raise GraphUnavailable("Graph answered $batch with something that is not JSON", 502) from None
+        return {str(a.get("id")): (int(a.get("status", 0)), a.get("headers") or {}, a.get("body"))
+                for a in answers if isinstance(a, dict)}
+
+    def _methods_chunk(self, chunk: list[str]) -> dict[str, tuple[AuthMethod, ...] | GraphError]:
+        parts = [{"id": str(i), "method": "GET", "url": f"{user_path(u)}/authentication/methods"}
+                 for i, u in enumerate(chunk)]
+        try:
+            answers, _ = self._run(self._batch(parts, retries=0), DIRECTORY)
+        except GraphError as error:
+            return {u: error for u in chunk}
+        results: dict[str, tuple[AuthMethod, ...] | GraphError] = {}
+        for i, user_id in enumerate(chunk):
+            status, headers, body = answers.get(str(i), (0, {}, None))
+            if 200 <= status < 300:
+                results[user_id] = map_methods(body)
+            else:
+                results[user_id] = error_for(status, body, headers, f"the methods of {user_id}")
+                if status == 429:
+                    self._back_off(DIRECTORY, results[user_id])
+        if not any(isinstance(r, GraphThrottled) for r in results.values()):
+            self._strikes.pop(DIRECTORY, None)
+        return results
+
+    async def _post_tap(self, user_id: str, minutes: int, one_time: bool):
+        from msgraph.generated.models.temporary_access_pass_authentication_method import (
+            TemporaryAccessPassAuthenticationMethod,
+        )
+        from msgraph.graph_service_client import GraphServiceClient
+
+        body = TemporaryAccessPassAuthenticationMethod(lifetime_in_minutes=minutes, is_usable_once=one_time)
+        # A POST retried after a lost answer could replace the pass just shown: never retry it.
+        config = RequestConfiguration(options=[RetryHandlerOption(delay=0.0, max_retries=0, should_retry=False)])
+        methods = GraphServiceClient(request_adapter=self._request_adapter()).users.by_user_id(
+            user_id).authentication.temporary_access_pass_methods
+        return await methods.post(body, request_configuration=config)
+
+    def _back_off(self, category: str, error: GraphError) -> None:
+        """Tell the shared budget to wait: Retry-After when Graph sent one, else an exponential guess."""
+        strikes = self._strikes.get(category, 0) + 1
+        self._strikes[category] = strikes
+        seconds = error.retry_after if error.retry_after is not None else min(
+            MAX_BACKOFF, FALLBACK_BACKOFF * 2 ** (strikes - 1))
+        self.budget.back_off(category, seconds)
+
+    def _request_adapter(self):
+        with self._adapter_lock:
+            if self._adapter is None:
+                self._adapter = self._build_adapter()
+            return self._adapter
+
+    def _forget_connections(self) -> None:
+        # After fork the parent's connections and loop are not ours: build new ones on first use.
+        self._adapter_lock = threading.Lock()
+        self._msal_lock = threading.Lock()
+        self._adapter = None
+
+    def _build_adapter(self):
+        from msgraph.graph_request_adapter import GraphRequestAdapter
+
+        graph_host = urlparse(self.graph_url).hostname or ""
+        transport = _CountingTransport(self.counter, verify=make_ssl_context(self.ca_file))
+        client = httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(self.timeout), trust_env=False)
+        middleware = [
+            BoundedRetryHandler(RetryHandlerOption(delay=0.0, max_retries=self.interactive_retries))
+            if isinstance(m, RetryHandler) else m
+            for m in KiotaClientFactory.get_default_middleware(None)
+        ] + [GraphTelemetryHandler()]
+        client = GraphClientFactory.create_with_custom_middleware(middleware, client=client)
+        auth = BaseBearerTokenAuthenticationProvider(_MsalTokenProvider(self._access_token, graph_host))
+        adapter = GraphRequestAdapter(auth, client=client)
+        adapter.base_url = self.graph_url
+        return adapter
+
+    def _access_token(self) -> str:
+        """Return an app-only Graph token (client credentials; MSAL serves it from its cache while valid)."""
+        try:
+            with self._msal_lock:
+                if self._msal is None:
+                    microsoft_host = urlparse(self.authority).hostname in WELL_KNOWN_AUTHORITY_HOSTS
+                    self._msal = msal.ConfidentialClientApplication(
+                        self.client_id, client_credential=self._client_secret, authority=self.authority,
+                        http_client=self._session, instance_discovery=None if microsoft_host else False)
+            result = self._msal.acquire_token_for_client(scopes=[self.scope])
+        except (requests.RequestException, ValueError) as error:
+            raise GraphUnavailable(f"the Graph token authority is not reachable: {error.__class__.__name__}") from None
+        if "access_token" not in result:
+            log.error("Graph token refused: %s", result.get("error", "unknown error"))
+            raise GraphError(f"the Graph token was refused: {result.get('error', 'unknown error')}", 401,
+                             str(result.get("error", "")))
+        return result["access_token"]
+
+
+def _odata_body(error: APIError) -> dict[str, Any]:
+    """Return {"error": {"code": ...}} from the SDK's ODataError, or {} for other API errors."""
+    main = getattr(error, "error", None)
+    code = getattr(main, "code", None)
+    return {"error": {"code": code}} if code else {}

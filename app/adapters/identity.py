@@ -1,0 +1,289 @@
+"""Sign a person in through MSAL (AD FS or Entra authority) and verify the id_token the portal relies on."""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+from urllib.parse import urlencode, urlparse
+
+import jwt
+import msal
+import requests
+from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+
+from app.adapters.http import make_session
+
+log = logging.getLogger(__name__)
+
+LEEWAY_SECONDS = 120  # clock skew tolerated between the portal and the authority (MSAL uses the same)
+JWKS_REFRESH_SECONDS = 60  # an unknown kid refetches the key set at most this often
+ALGORITHMS = ["RS256"]  # what AD FS 2019 and Entra sign id_tokens with
+# Claims kept on the signed-in user: identity, roles and groups for the helpdesk role, how they signed in.
+KEPT_CLAIMS = ("name", "upn", "preferred_username", "unique_name", "email", "oid", "tid",
+               "roles", "groups", "amr", "auth_time", "idp")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_AUTHORITY_CODE = re.compile(r"\b(AADSTS\d+|MSIS\d+)\b")
+# Errors the authority answers when the person stopped the sign-in themselves (RFC 6749 4.1.2.1, Entra's AADSTS65004).
+_CANCEL_ERRORS = {"access_denied", "consent_required", "interaction_required", "login_required"}
+
+MSG_TRY_AGAIN = "Please sign in again. If this keeps happening, contact the IT helpdesk."
+
+
+class SignInError(Exception):
+    """Sign-in failed; `str(error)` is safe to show to the person, `code` tells the cause to the code."""
+
+    def __init__(self, message: str, code: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class SignedInUser:
+    """Who signed in, from a verified id_token. No token is kept."""
+
+    upn: str
+    display_name: str
+    subject: str
+    object_id: str = ""  # Entra oid; empty under AD FS
+    tenant_id: str = ""
+    issued_at: datetime | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _NoTokenCache(msal.TokenCache):
+    """A token cache that keeps nothing: the portal needs the identity, never the tokens."""
+
+    def add(self, event, now=None):  # noqa: ARG002 - MSAL's signature
+        pass
+
+
+class IdTokenValidator:
+    """Verify an id_token's signature (JWKS), issuer, audience and lifetime."""
+
+    def __init__(self, issuer: str, client_id: str, fetch_jwks: Callable[[], dict], *,
+                 leeway: float = LEEWAY_SECONDS, clock: Callable[[], float] = time.time):
+        self.issuer = issuer
+        self.client_id = client_id
+        self._fetch_jwks = fetch_jwks
+        self._leeway = leeway
+        self._clock = clock
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def validate(self, id_token: str) -> dict[str, Any]:
+        """Return the token's claims, or raise SignInError(code="invalid_token" or "token_expired")."""
+        try:
+            header = jwt.get_unverified_header(id_token)
+            if header.get("alg") not in ALGORITHMS:
+                raise jwt.InvalidAlgorithmError(f"algorithm {header.get('alg')!r} is not accepted")
+            key = self._key(header.get("kid") or "")
+            return jwt.decode(
+                id_token, key.key, algorithms=ALGORITHMS, audience=self.client_id,
+                issuer=self._expected_issuer(id_token), leeway=self._leeway,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            log.warning("id_token rejected: expired")
+            raise SignInError("Your sign-in has expired. " + MSG_TRY_AGAIN, "token_expired") from None
+        except jwt.PyJWTError as error:
+            log.warning("id_token rejected: %s", error.__class__.__name__)
+            raise SignInError("The sign-in could not be verified. " + MSG_TRY_AGAIN, "invalid_token") from None
+
+    def _expected_issuer(self, id_token: str) -> str:
+        # Entra's multi-tenant metadata says ".../{tenantid}/v2.0"; the token's own tid fills it in.
+        if "{tenantid}" not in self.issuer:
+            return self.issuer
+        tid = str(jwt.decode(id_token, options={"verify_signature": False}).get("tid", ""))
+        if not _GUID.match(tid):
+            raise jwt.InvalidIssuerError("token has no tenant id")
+        return self.issuer.replace("{tenantid}", tid)
+
+    def _key(self, kid: str) -> jwt.PyJWK:
+        with self._lock:
+            if kid not in self._keys and self._clock() - self._fetched_at >= JWKS_REFRESH_SECONDS:
+                self._refresh()
+            try:
+                return self._keys[kid]
+            except KeyError:
+                raise jwt.InvalidKeyError("unknown signing key") from None
+
+    def _refresh(self) -> None:
+        self._fetched_at = self._clock()
+        key_set = jwt.PyJWKSet.from_dict(self._fetch_jwks())
+        self._keys = {k.key_id: k for k in key_set.keys if k.key_id}
+
+
+def is_adfs_authority(authority: str) -> bool:
+    """Tell whether an authority URL names AD FS (its path is /adfs) rather than Entra."""
+    return urlparse(authority).path.rstrip("/").lower().endswith("/adfs")
+
+
+class Identity:
+    """The portal's sign-in: authorization code flow with PKCE and form_post, verified id_token."""
+
+    def __init__(self, authority: str, client_id: str, client_secret: str = "", *,
+                 ca_file: str | None = None, timeout: float = 10.0):
+        if urlparse(authority).scheme != "https" or not urlparse(authority).path.strip("/"):
+            raise ValueError(f"authority must be an https URL with a path, not {authority!r}")
+        if not client_id:
+            raise ValueError("client_id is required")
+        self.authority = authority.rstrip("/")
+        self.client_id = client_id
+        self.is_adfs = is_adfs_authority(authority)
+        self._client_secret = client_secret
+        self._session = make_session(ca_file, timeout=timeout)
+        self._app: msal.ClientApplication | None = None
+        self._metadata: dict[str, Any] | None = None
+        self._validator: IdTokenValidator | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings) -> "Identity":
+        """Build the sign-in adapter from Settings (authority, client_id, client_secret, ca_bundle)."""
+        return cls(settings.authority, settings.client_id, settings.client_secret, ca_file=settings.ca_bundle or None)
+
+    @property
+    def discovery_url(self) -> str:
+        """Return the OIDC discovery document's URL (AD FS has no /v2.0 segment)."""
+        return self.authority + ("" if self.is_adfs else "/v2.0") + "/.well-known/openid-configuration"
+
+    def begin_sign_in(self, redirect_uri: str, *, force_login: bool = False,
+                      login_hint: str | None = None) -> tuple[str, dict]:
+        """Return the URL to send the browser to and the flow to keep in the session until it comes back."""
+        app = self._msal()
+        flow = app.initiate_auth_code_flow(
+            [],  # MSAL adds openid and profile itself: the portal asks for nothing else
+            redirect_uri=redirect_uri,
+            prompt=msal.Prompt.LOGIN if force_login else None,
+            login_hint=login_hint or None,
+            response_mode="form_post",
+        )
+        return flow["auth_uri"], flow
+
+    def complete_sign_in(self, flow: Mapping[str, Any] | None, params: Mapping[str, str]) -> SignedInUser:
+        """Redeem the authority's answer for a verified SignedInUser, or raise SignInError."""
+        if not flow or not flow.get("state"):
+            raise SignInError("Your sign-in took too long or was started in another window. " + MSG_TRY_AGAIN,
+                              "expired_flow")
+        response = {k: v for k, v in params.items() if isinstance(v, str)}
+        app = self._msal()
+        try:
+            result = app.acquire_token_by_auth_code_flow(dict(flow), response)
+        except ValueError as error:
+            # MSAL raises ValueError for a state mismatch (another tab, a replay, a forged post).
+            log.warning("sign-in response rejected by MSAL: %s", "state mismatch" if "state" in str(error) else "bad response")
+            raise SignInError("This sign-in answer does not belong to this browser session. " + MSG_TRY_AGAIN,
+                              "state_mismatch") from None
+        except RuntimeError:
+            log.warning("sign-in response rejected by MSAL: nonce mismatch")
+            raise SignInError("The sign-in could not be verified. " + MSG_TRY_AGAIN, "invalid_token") from None
+        except requests.RequestException as error:
+            raise _unreachable(error) from None
+        if "error" in result:
+            raise _authority_error(result.get("error", ""), result.get("error_description", ""))
+        id_token = result.get("id_token")
+        if not id_token:
+            raise SignInError("The sign-in service sent no identity. " + MSG_TRY_AGAIN, "invalid_token")
+        return user_from_claims(self._token_validator().validate(id_token))
+
+    def logout_url(self, post_logout_redirect_uri: str) -> str:
+        """Return the authority's end-session URL that comes back to post_logout_redirect_uri."""
+        try:
+            endpoint = self._discovery().get("end_session_endpoint")
+        except SignInError:
+            endpoint = None  # signing out must work even when the authority's metadata cannot be read
+        endpoint = endpoint or self.authority + ("/oauth2/logout" if self.is_adfs else "/oauth2/v2.0/logout")
+        query = urlencode({"post_logout_redirect_uri": post_logout_redirect_uri, "client_id": self.client_id})
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+    def _msal(self) -> msal.ClientApplication:
+        with self._lock:
+            if self._app is None:
+                self._app = self._build_msal()
+            return self._app
+
+    def _build_msal(self) -> msal.ClientApplication:
+        # Instance discovery asks login.microsoftonline.com about the host: right for Microsoft's hosts only.
+        microsoft_host = urlparse(self.authority).hostname in WELL_KNOWN_AUTHORITY_HOSTS
+        options = dict(
+            authority=self.authority, http_client=self._session, token_cache=_NoTokenCache(),
+            instance_discovery=None if microsoft_host else False,
+            exclude_scopes=["offline_access"],  # no refresh token: the portal keeps no tokens
+        )
+        try:
+            if self._client_secret:
+                return msal.ConfidentialClientApplication(self.client_id, client_credential=self._client_secret,
+                                                          **options)
+            return msal.PublicClientApplication(self.client_id, **options)
+        except requests.RequestException as error:
+            raise _unreachable(error) from None
+        except ValueError as error:  # MSAL: the discovery document is missing or malformed
+            log.error("sign-in authority %s is not usable: %s", self.authority, error)
+            raise SignInError("The sign-in service is not available right now. Please try again in a few minutes.",
+                              "unreachable") from None
+
+    def _discovery(self) -> dict[str, Any]:
+        with self._lock:
+            if self._metadata is None:
+                self._metadata = self._get_json(self.discovery_url)
+            return self._metadata
+
+    def _token_validator(self) -> IdTokenValidator:
+        metadata = self._discovery()
+        with self._lock:
+            if self._validator is None:
+                jwks_uri = metadata.get("jwks_uri", "")
+                self._validator = IdTokenValidator(metadata.get("issuer", ""), self.client_id,
+                                                   lambda: self._get_json(jwks_uri))
+            return self._validator
+
+    def _get_json(self, url: str) -> dict[str, Any]:
+        try:
+            response = self._session.get(url)
+            response.raise_for_status()
+            return response.json()
+        except (requests.RequestException, ValueError) as error:
+            raise _unreachable(error) from None
+
+
+def user_from_claims(claims: Mapping[str, Any]) -> SignedInUser:
+    """Map verified id_token claims of AD FS (upn, unique_name) or Entra (preferred_username, oid, tid)."""
+    upn = next((str(claims[k]) for k in ("upn", "preferred_username", "unique_name", "email")
+                if "@" in str(claims.get(k, ""))), "")
+    if not upn:
+        raise SignInError("Your account has no user principal name the portal can use. "
+                          "Please contact the IT helpdesk.", "no_upn")
+    display_name = str(claims.get("name") or " ".join(
+        str(claims[k]) for k in ("given_name", "family_name") if claims.get(k)) or upn)
+    iat = claims.get("iat")
+    return SignedInUser(
+        upn=upn.lower(),
+        display_name=display_name,
+        subject=str(claims.get("sub", "")),
+        object_id=str(claims.get("oid", "")),
+        tenant_id=str(claims.get("tid", "")),
+        issued_at=datetime.fromtimestamp(iat, timezone.utc) if isinstance(iat, (int, float)) else None,
+        claims=MappingProxyType({k: claims[k] for k in KEPT_CLAIMS if k in claims}),
+    )
+
+
+def _authority_error(error: str, description: str) -> SignInError:
+    """Turn an OAuth error answer into a message for the person, keeping Microsoft's code for the helpdesk."""
+    match = _AUTHORITY_CODE.search(description or "")
+    reference = f" (reference: {match.group(1)})" if match else ""
+    log.warning("sign-in refused by the authority: %s%s", error, reference)
+    if error in _CANCEL_ERRORS or (match and match.group(1) == "AADSTS65004"):
+        return SignInError("The sign-in was cancelled. You can start again whenever you are ready.", "cancelled")
+    return SignInError(f"The sign-in service refused the sign-in{reference}. " + MSG_TRY_AGAIN, "authority_error")
+
+
+def _unreachable(error: Exception) -> SignInError:
+    log.error("sign-in authority unreachable: %s", error.__class__.__name__)
+    return SignInError("The sign-in service is not reachable right now. Please try again in a few minutes.",
+                       "unreachable")
