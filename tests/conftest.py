@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.samba",
     "tests.fixtures.simulator",
+    "tests.fixtures.postgres",
 ]

@@ -187,7 +187,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    # Writers that read-then-write (leases, budget, migrations) take the write lock up front: no upgrade deadlock.
+    # Write transactions say BEGIN IMMEDIATE (see Store._tx); reads stay deferred and never block writers (WAL).
     mode = conn.get_execution_options().get("sqlite_begin", "")
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
@@ -211,11 +211,11 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
-            self._locking_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+            self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
-            self._locking_engine = self.engine
+            self._write_engine = self.engine
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-        self._locking_session = sessionmaker(self._locking_engine, expire_on_commit=False)
+        self._write_session = sessionmaker(self._write_engine, expire_on_commit=False)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -226,7 +226,7 @@ class Store:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self._locking_engine.begin() as conn:
+        with self._write_engine.begin() as conn:
             if not self.is_sqlite:
                 # Serialise concurrent upgrades of one PostgreSQL database (instances starting together).
                 conn.execute(text("SELECT pg_advisory_xact_lock(74207001)"))
@@ -238,8 +238,10 @@ class Store:
         self.engine.dispose()
 
     @contextmanager
-    def _tx(self, locking: bool = False) -> Iterator[Session]:
-        factory = self._locking_session if locking else self._session
+    def _tx(self, write: bool = False) -> Iterator[Session]:
+        # SQLite: a writer takes the write lock at BEGIN, so it waits (busy_timeout) instead of failing
+        # with "database is locked" when a read-then-write transaction meets another writer.
+        factory = self._write_session if write else self._session
         with factory() as session, session.begin():
             yield session
 
@@ -256,7 +258,7 @@ class Store:
             expires_at=expires_at, ttl_seconds=ttl_seconds, end_reason="", dc_confirmed=False, check_count=0,
         )
         try:
-            with self._tx() as s:
+            with self._tx(write=True) as s:
                 s.add(row)
                 s.flush()
                 return row.view(), True
@@ -318,7 +320,7 @@ class Store:
                    **values: Any) -> GrantView | None:
         """Change a grant's state only if it is in one of from_states (compare-and-set); None if it was not."""
         allowed = [s.value for s in from_states]
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             result = s.execute(
                 update(GrantRow).where(GrantRow.id == grant_id, GrantRow.state.in_(allowed))
                 .values(state=to.value, **values)
@@ -332,17 +334,33 @@ class Store:
         values: dict[str, Any] = {"last_checked_at": at, "check_count": GrantRow.check_count + 1}
         if dc_confirmed is not None:
             values["dc_confirmed"] = dc_confirmed
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             s.execute(update(GrantRow).where(GrantRow.id == grant_id).values(**values))
             row = s.get(GrantRow, grant_id)
             return row.view() if row else None
+
+    def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool:
+        """Claim the next methods check of an open grant (compare-and-set on last_checked_at, across instances)."""
+        same_as_seen = (GrantRow.last_checked_at.is_(None) if expected_last_checked_at is None
+                        else GrantRow.last_checked_at == expected_last_checked_at)
+        with self._tx() as s:
+            result = s.execute(
+                update(GrantRow).where(GrantRow.id == grant_id, GrantRow.state.in_(_OPEN), same_as_seen)
+                .values(last_checked_at=now, check_count=GrantRow.check_count + 1)
+            )
+            return result.rowcount == 1
+
+    def ping(self) -> None:
+        """Run a trivial query: raises if the database does not answer."""
+        with self._tx() as s:
+            s.execute(text("SELECT 1"))
 
     # --- audit -------------------------------------------------------------------------------
 
     def audit(self, actor: str, action: str, upn: str | None = None, grant_id: int | None = None,
               outcome: str = "ok", **detail: Any) -> None:
         """Append one event to the audit trail (secret-looking keys are redacted)."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             s.add(AuditRow(
                 at=self.clock(), actor=actor, action=action, upn=upn.strip().lower() if upn else None,
                 grant_id=grant_id, outcome=outcome, detail=json.dumps(redact(detail), default=str, sort_keys=True),
@@ -372,7 +390,7 @@ class Store:
         if not state or ttl_seconds <= 0:
             raise ValueError("a sign-in flow needs a state and a positive lifetime")
         now = self.clock()
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             s.execute(delete(SignInFlowRow).where(SignInFlowRow.expires_at < now))
             s.merge(SignInFlowRow(state=state, blob=blob, expires_at=now + timedelta(seconds=ttl_seconds)))
 
@@ -380,7 +398,7 @@ class Store:
         """Return and delete a sign-in flow (single use); None if unknown, used or expired."""
         if not state:
             return None
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             row = s.get(SignInFlowRow, state)
             if row is None:
                 return None
@@ -395,7 +413,7 @@ class Store:
         """Take or renew a lease if it is free, expired or already ours; True if we hold it now."""
         now = self.clock()
         until = now + timedelta(seconds=ttl_seconds)
-        with self._tx(locking=True) as s:
+        with self._tx(write=True) as s:
             result = s.execute(
                 update(LeaseRow).where(LeaseRow.name == name, or_(LeaseRow.holder == holder, LeaseRow.expires_at <= now))
                 .values(holder=holder, expires_at=until)
@@ -405,7 +423,7 @@ class Store:
             if s.get(LeaseRow, name) is not None:
                 return False
         try:
-            with self._tx(locking=True) as s:
+            with self._tx(write=True) as s:
                 s.add(LeaseRow(name=name, holder=holder, expires_at=until))
             return True
         except IntegrityError:  # another process created it first
@@ -414,7 +432,7 @@ class Store:
     def steal_lease(self, name: str, old_holder: str, new_holder: str, ttl_seconds: float) -> bool:
         """Hand a lease from a holder known to be dead to a new one, only if the old one still has it."""
         until = self.clock() + timedelta(seconds=ttl_seconds)
-        with self._tx(locking=True) as s:
+        with self._tx(write=True) as s:
             result = s.execute(
                 update(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == old_holder)
                 .values(holder=new_holder, expires_at=until)
@@ -423,7 +441,7 @@ class Store:
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give a lease back if we hold it."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
 
     def lease_holder(self, name: str) -> tuple[str, datetime] | None:
@@ -438,7 +456,7 @@ class Store:
     def locked_budget(self, category: str) -> Iterator[BudgetState]:
         """Lock one category's budget row across processes, yield its state, write changes back."""
         self._ensure_budget_row(category)
-        with self._tx(locking=True) as s:
+        with self._tx(write=True) as s:
             row = s.scalars(
                 select(RateBudgetRow).where(RateBudgetRow.category == category).with_for_update()
             ).one()
@@ -454,7 +472,7 @@ class Store:
             if s.get(RateBudgetRow, category) is not None:
                 return
         try:
-            with self._tx(locking=True) as s:
+            with self._tx(write=True) as s:
                 if s.get(RateBudgetRow, category) is None:
                     s.add(RateBudgetRow(category=category, tokens=0.0, updated_at=0.0, stamps="[]", blocked_until=0.0))
         except IntegrityError:  # created concurrently: fine

@@ -1,0 +1,190 @@
+"""The store against real databases: SQLite file and a throw-away PostgreSQL server (database_url)."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from app.adapters.store import REDACTED, Store
+from app.domain.grants import OPEN_STATES, GrantError, GrantState
+from tests.services.helpers import FakeClock
+
+DN = "CN=Ada Lovelace,OU=Students,DC=uni,DC=test"
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def store(database_url, clock):
+    s = Store(database_url, clock=clock)
+    s.upgrade()
+    yield s
+    s.dispose()
+
+
+def make_grant(store, clock, upn="Ada.Lovelace@uni.test", dn=DN, minutes=30):
+    return store.create_grant(upn=upn, user_dn=dn, entra_user_id="e-ada", actor="ada", reason="stuck",
+                              created_at=clock(), expires_at=clock() + timedelta(minutes=minutes))
+
+
+def test_upgrade_creates_every_table_and_is_repeatable(store):
+    store.upgrade()  # second run: nothing to do, no error
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"grants", "audit_events", "leases", "rate_budget", "sign_in_flows", "alembic_version"} <= tables
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+
+
+def test_sqlite_default_folder_is_created_and_wal_is_on(tmp_path):
+    path = tmp_path / "instance" / "deep" / "proofup.sqlite3"
+    s = Store(f"sqlite:///{path}")
+    s.upgrade()
+    with s.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    assert path.exists()
+    s.dispose()
+
+
+def test_grant_round_trip_keeps_utc_times_and_normalises_upn(store, clock):
+    grant, created = make_grant(store, clock)
+    assert created and grant.state is GrantState.PENDING and grant.upn == "ada.lovelace@uni.test"
+    again = store.get_grant(grant.id)
+    assert again == grant
+    assert again.created_at == clock() and again.created_at.tzinfo is not None
+    assert again.expires_at - again.created_at == timedelta(minutes=30)
+
+
+def test_second_open_grant_for_a_person_returns_the_first(store, clock):
+    first, _ = make_grant(store, clock)
+    second, created = make_grant(store, clock, upn="ADA.LOVELACE@uni.test")
+    assert not created and second.id == first.id
+    assert len(store.grants_for("ada.lovelace@uni.test")) == 1
+
+
+def test_database_itself_refuses_two_open_grants_for_one_upn(store, clock):
+    make_grant(store, clock)
+    with pytest.raises(IntegrityError):
+        with store.engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO grants (upn, user_dn, user_dn_key, entra_user_id, state, actor, reason, created_at,"
+                " expires_at, end_reason, dc_confirmed, check_count) VALUES ('ada.lovelace@uni.test', 'x', 'x', '',"
+                " 'active', 'a', '', :t, :t, '', false, 0)"), {"t": clock().replace(tzinfo=None)})
+
+
+def test_an_ended_grant_frees_the_person_for_a_new_one(store, clock):
+    first, _ = make_grant(store, clock)
+    ended = store.move_grant(first.id, GrantState.RELEASED, from_states=OPEN_STATES, ended_at=clock(),
+                             end_reason="released")
+    assert ended.state is GrantState.RELEASED and ended.ended_at == clock()
+    second, created = make_grant(store, clock)
+    assert created and second.id != first.id
+    assert [g.id for g in store.grants_for("ada.lovelace@uni.test")] == [second.id, first.id]
+    assert store.open_grant_for("ada.lovelace@uni.test").id == second.id
+
+
+def test_move_grant_is_compare_and_set(store, clock):
+    grant, _ = make_grant(store, clock)
+    assert store.move_grant(grant.id, GrantState.ACTIVE, from_states={GrantState.ACTIVE}) is None
+    assert store.get_grant(grant.id).state is GrantState.PENDING
+    assert store.move_grant(grant.id, GrantState.ACTIVE, from_states={GrantState.PENDING},
+                            activated_at=clock(), dc_confirmed=True).dc_confirmed is True
+
+
+def test_bad_upn_is_refused_and_nothing_written(store, clock):
+    with pytest.raises(GrantError):
+        make_grant(store, clock, upn="not an upn")
+    assert store.open_grants() == []
+
+
+def test_grant_records_are_found_by_dn_whatever_the_case(store, clock):
+    grant, _ = make_grant(store, clock)
+    found = store.dns_with_grants([DN.upper(), "CN=Someone Else,OU=Staff,DC=uni,DC=test"])
+    assert found == {DN.upper(): True, "CN=Someone Else,OU=Staff,DC=uni,DC=test": False}
+    assert store.open_grant_for_dn(DN.lower()).id == grant.id
+
+
+def test_record_check_counts(store, clock):
+    grant, _ = make_grant(store, clock)
+    store.record_check(grant.id, at=clock())
+    after = store.record_check(grant.id, at=clock(), dc_confirmed=True)
+    assert after.check_count == 2 and after.last_checked_at == clock() and after.dc_confirmed
+
+
+def test_audit_redacts_secrets_and_filters(store, clock):
+    store.audit("helpdesk@uni.test", "grant.intent", upn="Ada.Lovelace@uni.test", grant_id=7, minutes=30,
+                tap_code="123456", client_secret="s3cret", password="pw")
+    clock.advance(1)
+    store.audit("worker", "worker.error", outcome="error", step="reconcile")
+    events = store.audit_events()
+    assert [e.action for e in events] == ["worker.error", "grant.intent"]
+    intent = events[1]
+    assert intent.upn == "ada.lovelace@uni.test" and intent.grant_id == 7 and intent.detail["minutes"] == 30
+    assert intent.detail["tap_code"] == intent.detail["client_secret"] == intent.detail["password"] == REDACTED
+    assert [e.action for e in store.audit_events(upn="ada.lovelace@uni.test")] == ["grant.intent"]
+    assert [e.outcome for e in store.audit_events(action="worker.error")] == ["error"]
+    assert len(store.audit_events(limit=1)) == 1
+
+
+def test_sign_in_flow_is_single_use_and_expires(store, clock):
+    store.put_sign_in_flow("state-1", "encrypted-blob", ttl_seconds=600)
+    assert store.take_sign_in_flow("state-1") == "encrypted-blob"
+    assert store.take_sign_in_flow("state-1") is None
+    store.put_sign_in_flow("state-2", "other", ttl_seconds=60)
+    clock.advance(61)
+    assert store.take_sign_in_flow("state-2") is None
+    assert store.take_sign_in_flow("never-stored") is None
+    with pytest.raises(ValueError):
+        store.put_sign_in_flow("", "x", ttl_seconds=60)
+
+
+def test_racing_callbacks_get_one_flow(database_url, clock):
+    store = Store(database_url, clock=clock)
+    store.upgrade()
+    store.put_sign_in_flow("state-race", "blob", ttl_seconds=600)
+    results: list[str | None] = []
+    barrier = threading.Barrier(4)
+
+    def take() -> None:
+        barrier.wait()
+        results.append(store.take_sign_in_flow("state-race"))
+
+    threads = [threading.Thread(target=take) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("blob") == 1 and results.count(None) == 3
+    store.dispose()
+
+
+def test_lease_is_exclusive_renewable_and_expires(store, clock):
+    assert store.acquire_lease("worker", "a", ttl_seconds=30)
+    assert not store.acquire_lease("worker", "b", ttl_seconds=30)
+    clock.advance(20)
+    assert store.acquire_lease("worker", "a", ttl_seconds=30)  # renewal pushes the end out
+    clock.advance(20)
+    assert not store.acquire_lease("worker", "b", ttl_seconds=30)
+    clock.advance(11)
+    assert store.acquire_lease("worker", "b", ttl_seconds=30)  # a's lease lapsed
+    assert store.lease_holder("worker")[0] == "b"
+    store.release_lease("worker", "a")  # not a's any more: no effect
+    assert store.lease_holder("worker")[0] == "b"
+    store.release_lease("worker", "b")
+    assert store.acquire_lease("worker", "c", ttl_seconds=30)
+
+
+def test_locked_budget_state_persists(store):
+    with store.locked_budget("reports") as state:
+        assert state.fresh and state.stamps == []
+        state.stamps = [1.0, 2.0]
+        state.blocked_until = 99.0
+    with store.locked_budget("reports") as state:
+        assert state.stamps == [1.0, 2.0] and state.blocked_until == 99.0

@@ -1,0 +1,49 @@
+"""Small test doubles for the grant, sweeper and budget tests: a settable clock and a scripted Graph."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Sequence
+
+from app.adapters.graph_base import AuthMethod, GraphError
+
+AUTHENTICATOR = AuthMethod(id="m-auth", kind="microsoftAuthenticator", display_name="Pixel")
+PASSWORD = AuthMethod(id="28c10230-6103-485e-b985-444c60001490", kind="password")
+TAP = AuthMethod(id="m-tap", kind="temporaryAccessPass")
+
+
+class FakeClock:
+    """A clock the test moves by hand; callable like utc_now."""
+
+    def __init__(self, start: datetime | None = None):
+        self.now = start or datetime(2026, 9, 1, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    def epoch(self) -> float:
+        return self.now.timestamp()
+
+
+class ScriptedGraph:
+    """The Graph Protocol's methods_for, answering from a dict; records every call."""
+
+    def __init__(self) -> None:
+        self.methods: dict[str, tuple[AuthMethod, ...]] = {}
+        self.failures: dict[str, GraphError] = {}
+        self.calls: list[list[str]] = []
+        self.raise_on_call: Exception | None = None
+
+    def methods_for(self, user_ids: Sequence[str]) -> dict[str, tuple[AuthMethod, ...] | GraphError]:
+        self.calls.append(list(user_ids))
+        if self.raise_on_call is not None:
+            raise self.raise_on_call
+        return {uid: self.failures.get(uid) or self.methods.get(uid, (PASSWORD,)) for uid in user_ids}
+
+    def gather_evidence(self, upn: str):  # pragma: no cover - not used by the worker
+        raise NotImplementedError
+
+    def create_temporary_access_pass(self, user_id: str, lifetime_minutes: int = 60, one_time: bool = True):
+        raise NotImplementedError  # pragma: no cover
