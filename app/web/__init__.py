@@ -1,0 +1,28 @@
+"""Blueprints by audience, and what every view shares: the services and the signed-in student."""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import current_app, redirect, session, url_for
+
+
+def services():
+    """Return the Services the app was built with."""
+    return current_app.extensions["proofup"]
+
+
+def signed_in_upn() -> str | None:
+    """Return the UPN of the signed-in student, or None."""
+    return session.get("upn")
+
+
+def login_required(view):
+    """Send visitors who are not signed in to the start page."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not signed_in_upn():
+            return redirect(url_for("student.index"))
+        return view(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,59 @@
+"""The ProofUp Portal application factory."""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+from flask import Flask, request
+from flask_babel import Babel
+from flask_wtf.csrf import CSRFProtect
+
+from app.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+LANGUAGES = ("en", "de")
+csrf = CSRFProtect()
+
+
+def _select_locale() -> str:
+    return request.accept_languages.best_match(LANGUAGES) or LANGUAGES[0]
+
+
+def create_app(settings: Settings | None = None, *, services=None) -> Flask:
+    """Build the portal: settings (validated), services, CSRF, translations, headers, blueprints, errors."""
+    settings = settings or load_settings()
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes),
+        SESSION_COOKIE_NAME="proofup_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=settings.session_minutes * 60,
+        WTF_CSRF_SSL_STRICT=False,  # the callback from the authority carries no same-origin Referer
+        BABEL_DEFAULT_LOCALE="en",
+        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+        PROOFUP_SETTINGS=settings,
+    )
+    if services is None:
+        from app.wiring import build_services
+
+        services = build_services(settings)
+    app.extensions["proofup"] = services
+    csrf.init_app(app)
+    Babel(app, locale_selector=_select_locale)
+
+    from app.web import errors, headers
+    from app.web.auth import bp as auth_bp
+    from app.web.ops import bp as ops_bp
+    from app.web.student import bp as student_bp
+
+    authority = urlparse(settings.authority)
+    headers.install(app, form_targets=(f"{authority.scheme}://{authority.netloc}",))
+    errors.install(app)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(student_bp)
+    app.register_blueprint(ops_bp)
+    return app

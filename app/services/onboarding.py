@@ -1,0 +1,241 @@
+"""The student's use cases: diagnose, unlock, follow the status until done, cancel."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Protocol
+
+from app.adapters.directory_base import Directory, DirectoryUser
+from app.adapters.graph_base import Evidence, Graph, GraphError
+from app.domain.state import Diagnosis, GrantFacts, Policy, State, classify, unlock_refusal
+
+# How far apart Graph checks of one student's grant may grow: the gap doubles with the time since
+# the unlock, from the configured interval up to this many intervals (a 60 s registration costs
+# about five checks however many tabs poll; "check now" shortens it when the student says done).
+MAX_GAP_INTERVALS = 6
+SELF_SERVICE_REASON = "self-service unlock"
+
+
+class UnlockRefused(Exception):
+    """The policy does not allow this unlock; `code` names the reason, `diagnosis` the state."""
+
+    def __init__(self, code: str, diagnosis: Diagnosis):
+        super().__init__(code)
+        self.code = code
+        self.diagnosis = diagnosis
+
+
+class NoOpenGrant(Exception):
+    """The student has no open grant (a stale tab, or it was already closed)."""
+
+
+class GrantRecord(Protocol):
+    """The fields of the store's grant view that this service reads."""
+
+    id: int
+    upn: str
+    user_dn: str
+    entra_user_id: str
+    state: str
+    expires_at: datetime | None
+    dc_confirmed: bool
+    created_at: datetime | None
+    last_checked_at: datetime | None
+    end_reason: str
+
+
+class GrantStore(Protocol):
+    def open_grant_for(self, upn: str) -> GrantRecord | None: ...
+    def grants_for(self, upn: str) -> list[GrantRecord]: ...
+    def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool: ...
+
+
+class Grants(Protocol):
+    def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: str, reason: str,
+                   minutes: int) -> GrantRecord: ...
+    def close_grant(self, grant_id: int, *, outcome: str, actor: str, reason: str) -> Any: ...
+    def recheck_replication(self, grant_id: int) -> Any: ...
+
+
+@dataclass(frozen=True)
+class GrantStatus:
+    """What the guide page's live status shows; `phase` drives the page and the JSON."""
+
+    phase: str  # none | propagating | waiting | done | expired | cancelled | failed
+    expires_at: datetime | None = None
+    checked: bool = False  # Graph was asked during this call
+    method: str = ""  # the strong method that completed the registration
+    note: str = ""  # "graph_unavailable" | "budget" when the check could not run
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "phase": self.phase,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "method": self.method,
+            "note": self.note,
+        }
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Treat naive datetimes from the database as UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def grant_facts(record: GrantRecord | None) -> GrantFacts | None:
+    """Reduce a store record to what classification needs."""
+    if record is None:
+        return None
+    return GrantFacts(id=record.id, state=outcome_of(record), expires_at=_utc(record.expires_at),
+                      dc_confirmed=bool(record.dc_confirmed))
+
+
+def outcome_of(record: GrantRecord) -> str:
+    """Return the grant's state, telling a cancelled grant (stored as released) from a completed one."""
+    state = str(getattr(record.state, "value", record.state))
+    return "cancelled" if state == "released" and record.end_reason == "cancelled" else state
+
+
+class OnboardingService:
+    """Diagnose, unlock, confirm and cancel for one student at a time."""
+
+    def __init__(self, *, directory: Directory, graph: Graph, store: GrantStore, grants: Grants,
+                 policy: Policy, grant_minutes: int = 30, check_interval_seconds: float = 5.0,
+                 clock: Callable[[], datetime] | None = None):
+        self.directory = directory
+        self.graph = graph
+        self.store = store
+        self.grants = grants
+        self.policy = policy
+        self.grant_minutes = grant_minutes
+        self.check_interval = timedelta(seconds=check_interval_seconds)
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # -- diagnose -----------------------------------------------------------------------------
+
+    def diagnose(self, upn: str) -> Diagnosis:
+        """Classify a student from AD, ONE Graph evidence round trip and their grants."""
+        user = self.directory.find_user(upn)
+        evidence = self._evidence(upn, user)
+        return self._classify(upn, user, evidence)
+
+    def _evidence(self, upn: str, user: DirectoryUser | None) -> Evidence | None:
+        if user is None:
+            return None  # nothing to unlock: spare the Graph budget
+        evidence = self.graph.gather_evidence(user.upn)
+        for part in ("user", "methods"):
+            error = evidence.errors.get(part)
+            if error is not None and error.status != 404:
+                # Without these the policy cannot tell "stuck" from "registered": refuse to guess.
+                raise error
+        return evidence
+
+    def _classify(self, upn: str, user: DirectoryUser | None, evidence: Evidence | None) -> Diagnosis:
+        history = self.store.grants_for(user.upn if user else upn)
+        open_record = next((g for g in history if g.state in ("pending", "active")), None)
+        last_closed = next((g for g in history if g.state not in ("pending", "active")), None)
+        directly = bool(user) and self.directory.is_member(self.policy.required_group_dn, user.dn)
+        return classify(upn, user, evidence, self.policy, open_grant=grant_facts(open_record),
+                        last_grant=grant_facts(last_closed), required_directly=directly)
+
+    # -- unlock -------------------------------------------------------------------------------
+
+    def unlock(self, upn: str, *, signed_in_upn: str, actor: str | None = None,
+               reason: str = SELF_SERVICE_REASON, minutes: int | None = None) -> tuple[Diagnosis, GrantRecord]:
+        """Open a grant when the policy allows it; a second click returns the grant already open."""
+        with self._lock_for(upn):
+            diagnosis = self.diagnose(upn)
+            if diagnosis.state == State.UNLOCKED and diagnosis.upn.lower() == signed_in_upn.lower():
+                existing = self.store.open_grant_for(diagnosis.upn)
+                if existing is not None:
+                    return diagnosis, existing
+            refusal = unlock_refusal(diagnosis, signed_in_upn=signed_in_upn)
+            if refusal:
+                raise UnlockRefused(refusal, diagnosis)
+            assert diagnosis.user is not None
+            record = self.grants.open_grant(
+                upn=diagnosis.user.upn, user_dn=diagnosis.user.dn, entra_user_id=diagnosis.entra_user_id,
+                actor=actor or signed_in_upn, reason=reason, minutes=minutes or self.grant_minutes,
+            )
+            return diagnosis, record
+
+    # -- status / confirm ---------------------------------------------------------------------
+
+    def status(self, upn: str, *, check_now: bool = False) -> GrantStatus:
+        """Report the grant's phase; ask Graph at most once per due interval per student, whatever polls."""
+        record = self.store.open_grant_for(upn)
+        if record is None:
+            return self._closed_status(upn)
+        if not record.dc_confirmed:
+            record = self.grants.recheck_replication(record.id) or record
+            if not record.dc_confirmed:
+                return GrantStatus("propagating", expires_at=_utc(record.expires_at))
+        lock = self._lock_for(upn)
+        if not lock.acquire(blocking=False):
+            return GrantStatus("waiting", expires_at=_utc(record.expires_at))  # another tab is checking
+        try:
+            return self._check(record, check_now)
+        finally:
+            lock.release()
+
+    def _check(self, record: GrantRecord, check_now: bool) -> GrantStatus:
+        now = self.clock()
+        waiting = GrantStatus("waiting", expires_at=_utc(record.expires_at))
+        if now < self._next_check_due(record, check_now):
+            return waiting
+        # The claim is a compare-and-set on the grant row, so it also holds across instances.
+        if not self.store.claim_check(record.id, record.last_checked_at, now):
+            return waiting
+        if not record.entra_user_id:
+            return waiting
+        try:
+            found = self.graph.methods_for([record.entra_user_id]).get(record.entra_user_id)
+        except GraphError:
+            found = None
+        if not isinstance(found, tuple):
+            note = "budget" if getattr(found, "status", 0) == 429 else "graph_unavailable"
+            return GrantStatus("waiting", expires_at=_utc(record.expires_at), checked=True, note=note)
+        strong = [m for m in found if m.strong]
+        if not strong:
+            return GrantStatus("waiting", expires_at=_utc(record.expires_at), checked=True)
+        self.grants.close_grant(record.id, outcome="released", actor="portal",
+                                reason=f"strong method registered: {strong[0].kind}")
+        return GrantStatus("done", checked=True, method=strong[0].kind)
+
+    def _next_check_due(self, record: GrantRecord, check_now: bool) -> datetime:
+        """Return when the next Graph check may run: the gap grows with the time since the unlock."""
+        last = _utc(record.last_checked_at)
+        if last is None:
+            return datetime.min.replace(tzinfo=timezone.utc)
+        if check_now:
+            return last + self.check_interval
+        since_unlock = last - (_utc(record.created_at) or last)
+        gap = min(max(since_unlock, self.check_interval), self.check_interval * MAX_GAP_INTERVALS)
+        return last + gap
+
+    def _closed_status(self, upn: str) -> GrantStatus:
+        history = self.store.grants_for(upn)
+        if not history:
+            return GrantStatus("none")
+        phase = {"released": "done", "expired": "expired", "cancelled": "cancelled"}.get(outcome_of(history[0]),
+                                                                                         "failed")
+        return GrantStatus(phase)
+
+    # -- cancel -------------------------------------------------------------------------------
+
+    def cancel(self, upn: str, *, actor: str, reason: str = "cancelled by the student") -> None:
+        """Close the student's open grant as cancelled (removes the bypass membership)."""
+        with self._lock_for(upn):
+            record = self.store.open_grant_for(upn)
+            if record is None:
+                raise NoOpenGrant(upn)
+            self.grants.close_grant(record.id, outcome="cancelled", actor=actor, reason=reason)
+
+    def _lock_for(self, upn: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(upn.lower(), threading.Lock())
+

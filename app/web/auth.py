@@ -1,0 +1,88 @@
+"""Sign-in and sign-out: MSAL auth-code flow (PKCE, form_post) kept server-side between the two legs."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+
+from cryptography.fernet import Fernet, InvalidToken
+from flask import Blueprint, current_app, redirect, request, session, url_for
+from flask_babel import lazy_gettext as _l
+
+from app import csrf
+from app.web import services, signed_in_upn
+from app.web.errors import error_page
+
+bp = Blueprint("auth", __name__)
+log = logging.getLogger(__name__)
+
+FLOW_TTL_SECONDS = 600  # how long a student may take on the authority's sign-in page
+SIGN_IN_FAILED = (_l("Sign-in did not work"),
+                  _l("Nothing was changed. Go back to the start page and sign in again with your university "
+                     "account."))
+SIGN_IN_EXPIRED = (_l("Your sign-in took too long or was already used"),
+                   _l("For your security each sign-in link works once and for ten minutes. Go back to the start "
+                      "page and sign in again."))
+
+
+def _fernet() -> Fernet:
+    """Derive the flow encryption key from the secret key (the flow holds the PKCE verifier)."""
+    digest = hashlib.sha256(b"proofup sign-in flow\0" + current_app.config["SECRET_KEY"].encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def seal_flow(flow: dict) -> str:
+    """Encrypt a flow for the store."""
+    return _fernet().encrypt(json.dumps(flow).encode()).decode("ascii")
+
+
+def open_flow(blob: str) -> dict | None:
+    """Decrypt a stored flow; None if it was tampered with or sealed under another key."""
+    try:
+        return json.loads(_fernet().decrypt(blob.encode("ascii"), ttl=FLOW_TTL_SECONDS))
+    except (InvalidToken, ValueError):
+        return None
+
+
+@bp.get("/sign-in")
+def sign_in():
+    """Send the visitor to the authority's sign-in page."""
+    if signed_in_upn():
+        return redirect(url_for("student.diagnosis"))
+    svc = services()
+    auth_uri, flow = svc.identity.begin_sign_in(url_for("auth.callback", _external=True))
+    svc.store.put_sign_in_flow(flow["state"], seal_flow(flow), FLOW_TTL_SECONDS)
+    return redirect(auth_uri)
+
+
+@bp.post("/auth/callback")
+@csrf.exempt  # a cross-site form_post from the authority: protected by state, nonce and PKCE instead
+def callback():
+    """Finish the sign-in: take the flow by its state, redeem the code, start a fresh session."""
+    from app.adapters.identity import SignInError
+
+    svc = services()
+    blob = svc.store.take_sign_in_flow(request.form.get("state", ""))
+    flow = open_flow(blob) if blob else None
+    if flow is None:
+        return error_page(400, *SIGN_IN_EXPIRED)
+    try:
+        user = svc.identity.complete_sign_in(flow, request.form.to_dict())
+    except SignInError as exc:
+        log.warning("sign-in refused: %s", exc)
+        return error_page(400, *SIGN_IN_FAILED)
+    # A new session at sign-in: nothing from before (a kiosk's last visitor) survives.
+    session.clear()
+    session.permanent = True
+    session["upn"] = user.upn
+    session["name"] = user.display_name or user.upn
+    svc.store.audit(user.upn, "sign_in", upn=user.upn)
+    return redirect(url_for("student.diagnosis"))
+
+
+@bp.post("/sign-out")
+def sign_out():
+    """End the portal session and the authority's session."""
+    session.clear()
+    return redirect(services().identity.logout_url(url_for("student.index", _external=True)))

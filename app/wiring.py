@@ -1,0 +1,126 @@
+"""Build the adapters and services from Settings; tests and the demo inject their own parts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.config import Settings, SettingsError, env_name
+from app.domain.state import Policy
+from app.services.onboarding import OnboardingService
+
+
+@dataclass
+class Services:
+    """Everything the web app and the CLI call; views reach adapters only through these."""
+
+    settings: Settings
+    directory: Any
+    graph: Any
+    identity: Any
+    store: Any
+    grants: Any
+    onboarding: OnboardingService
+    budget: Any
+
+    def close(self) -> None:
+        """Release connections held by the adapters."""
+        for part in (self.directory, self.graph, self.store):
+            close = getattr(part, "close", None) or getattr(part, "dispose", None)
+            if close:
+                close()
+
+
+def policy_from(settings: Settings) -> Policy:
+    """Return the eligibility policy the settings describe."""
+    return Policy(
+        required_group_dn=settings.required_group_dn,
+        bypass_group_dn=settings.bypass_group_dn,
+        privileged_group_dns=settings.privileged_group_dns,
+        scope_base_dn=settings.scope_base_dn,
+    )
+
+
+def _require(settings: Settings, *names: str, what: str) -> None:
+    missing = [env_name(n) for n in names if not getattr(settings, n)]
+    if missing:
+        raise SettingsError(f"{what} needs " + ", ".join(missing))
+
+
+def build_directory(settings: Settings):
+    """Connect to the DCs in PROOFUP_LDAP_URL."""
+    _require(settings, "ldap_url", what="the directory")
+    from app.adapters.directory import LdapDirectory
+
+    return LdapDirectory.from_settings(settings)
+
+
+def build_store(settings: Settings):
+    """Open the database and bring its schema up to date."""
+    from app.adapters.store import Store
+
+    store = Store(settings.database_url)
+    store.upgrade()
+    return store
+
+
+def build_budget(settings: Settings, store):
+    """Return the Graph request budget shared by every instance (kept in the database)."""
+    from app.services.budget import DatabaseBudget
+
+    return DatabaseBudget(store)
+
+
+def build_graph(settings: Settings, budget):
+    """Return the Graph client (app-only token)."""
+    _require(settings, "graph_authority", "graph_client_id", "graph_client_secret", what="Microsoft Graph")
+    from app.adapters.graph import GraphClient
+
+    return GraphClient.from_settings(settings, budget=budget)
+
+
+def build_identity(settings: Settings):
+    """Return the sign-in adapter for the configured authority."""
+    from app.adapters.identity import Identity
+
+    return Identity.from_settings(settings)
+
+
+def build_grants(settings: Settings, store, directory):
+    """Return the grant lifecycle service."""
+    from app.services.grants import GrantService
+
+    _require(settings, "bypass_group_dn", what="unlocking")
+    return GrantService(store, directory, bypass_group_dn=settings.bypass_group_dn,
+                        grant_minutes=settings.grant_minutes, use_ttl=settings.ldap_use_ttl,
+                        replication_wait_seconds=settings.replication_wait_seconds)
+
+
+def build_worker(services: Services):
+    """Return the sweeper and the lease the background worker runs with."""
+    from app.services.lease import Lease
+    from app.services.sweeper import Sweeper
+    from app.worker import lease_ttl_for
+
+    settings = services.settings
+    sweeper = Sweeper(services.store, services.directory, services.graph, services.grants, services.budget,
+                      bypass_group_dn=settings.bypass_group_dn,
+                      check_every_seconds=max(settings.check_interval_seconds, settings.worker_interval_seconds))
+    return sweeper, Lease(services.store, ttl_seconds=lease_ttl_for(settings.worker_interval_seconds))
+
+
+def build_services(settings: Settings, *, directory=None, graph=None, identity=None, store=None, grants=None,
+                   budget=None, clock=None) -> Services:
+    """Assemble the services; every part given is used as is, every other part is built from settings."""
+    store = store if store is not None else build_store(settings)
+    directory = directory if directory is not None else build_directory(settings)
+    budget = budget if budget is not None else build_budget(settings, store)
+    graph = graph if graph is not None else build_graph(settings, budget)
+    identity = identity if identity is not None else build_identity(settings)
+    grants = grants if grants is not None else build_grants(settings, store, directory)
+    onboarding = OnboardingService(
+        directory=directory, graph=graph, store=store, grants=grants, policy=policy_from(settings),
+        grant_minutes=settings.grant_minutes, check_interval_seconds=settings.check_interval_seconds,
+        clock=clock,
+    )
+    return Services(settings=settings, directory=directory, graph=graph, identity=identity, store=store,
+                    grants=grants, onboarding=onboarding, budget=budget)

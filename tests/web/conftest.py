@@ -1,0 +1,93 @@
+"""The portal in the Flask test client over the embedded directory, a real SQLite store and fakes."""
+from __future__ import annotations
+
+import pytest
+
+from app import create_app
+from app.adapters.directory_embedded import EmbeddedDirectory
+from app.adapters.graph_base import UnlimitedBudget
+from app.adapters.store import Store
+from app.config import load_settings
+from app.seed import load_seed
+from app.wiring import build_grants, build_services
+from tests.web.fakes import FakeGraph, FakeIdentity, ManualClock, state_of
+
+SEED = load_seed()
+
+
+def demo_settings(tmp_path, **overrides):
+    """Settings shaped like the demo's, pointing at nothing real."""
+    values = dict(
+        secret_key="test-secret-key-0123456789",
+        authority="https://idp.test/adfs",
+        client_id="portal",
+        tenant_id=SEED.tenant_id,
+        required_group_dn=SEED.required_group_dn,
+        bypass_group_dn=SEED.bypass_group_dn,
+        privileged_group_dns=(SEED.privileged_group_dn,),
+        database_url=f"sqlite:///{tmp_path}/portal.sqlite3",
+        mysignins_url="https://mysignins.test/security-info",
+        replication_wait_seconds=0.0,
+    )
+    values.update(overrides)
+    return load_settings({}, **values)
+
+
+@pytest.fixture
+def directory():
+    return EmbeddedDirectory(SEED)
+
+
+@pytest.fixture
+def graph():
+    return FakeGraph(SEED)
+
+
+@pytest.fixture
+def clock():
+    return ManualClock()
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return demo_settings(tmp_path)
+
+
+@pytest.fixture
+def services(settings, directory, graph, clock):
+    store = Store(settings.database_url)
+    store.upgrade()
+    svc = build_services(settings, directory=directory, graph=graph, identity=FakeIdentity(), store=store,
+                         grants=build_grants(settings, store, directory), budget=UnlimitedBudget(), clock=clock)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def app(settings, services):
+    app = create_app(settings, services=services)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def csrf_of(response) -> str:
+    """Pull the CSRF token out of a rendered page."""
+    html = response.get_data(as_text=True)
+    marker = 'name="csrf-token" content="'
+    start = html.index(marker) + len(marker)
+    return html[start:html.index('"', start)]
+
+
+def sign_in(client, upn: str):
+    """Go through both legs of the sign-in as the authority would; return the page signed in to."""
+    with client.session_transaction() as s:
+        s.pop("upn", None)  # /sign-in sends a signed-in visitor straight to the diagnosis
+    start = client.get("/sign-in")
+    assert start.status_code == 302
+    state = state_of(start.headers["Location"])
+    return client.post("/auth/callback", data={"state": state, "code": f"ok:{upn}"}, follow_redirects=True)

@@ -1,0 +1,238 @@
+"""The student's pages in the Flask test client: sign-in, diagnosis, unlock, guide, status, cancel."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.adapters.directory_base import DirectoryUnavailable
+from tests.web.conftest import SEED, csrf_of, sign_in
+
+HALF = "ada.lovelace@uni.test"
+
+
+def text_of(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def test_start_page_offers_sign_in_and_sends_strict_headers(client):
+    page = client.get("/")
+    assert page.status_code == 200
+    assert 'href="/sign-in"' in text_of(page)
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_sign_in_keeps_the_flow_server_side_and_renews_the_session(client, services):
+    start = client.get("/sign-in")
+    assert start.headers["Location"].startswith("https://idp.test/adfs/oauth2/authorize")
+    assert "proofup_session" not in start.headers.get("Set-Cookie", "")  # nothing in the cookie to lose
+    with client.session_transaction() as s:
+        s["leftover"] = "from the previous visitor"
+    page = sign_in(client, HALF)
+    assert page.status_code == 200 and "Ada" in text_of(page)
+    with client.session_transaction() as s:
+        assert s["upn"] == HALF and "leftover" not in s
+    assert services.store.audit_events(HALF, action="sign_in")
+
+
+def test_callback_with_an_unknown_or_reused_state_changes_nothing(client):
+    page = client.post("/auth/callback", data={"state": "forged", "code": f"ok:{HALF}"})
+    assert page.status_code == 400
+    assert "sign in again" in text_of(page)
+    with client.session_transaction() as s:
+        assert "upn" not in s
+
+
+def test_callback_refused_by_the_identity_adapter_shows_its_message(client):
+    from tests.web.fakes import state_of
+
+    state = state_of(client.get("/sign-in").headers["Location"])
+    page = client.post("/auth/callback", data={"state": state, "code": "bad"})
+    assert page.status_code == 400
+    with client.session_transaction() as s:
+        assert "upn" not in s
+
+
+@pytest.mark.parametrize(
+    ("upn", "state", "reason", "unlock_button"),
+    [
+        ("ada.lovelace@uni.test", "stuck", "half_registered", True),
+        ("grace.hopper@uni.test", "stuck", "unregistered", True),
+        ("edsger.dijkstra@uni.test", "stuck", "half_registered", True),
+        ("barbara.liskov@uni.test", "registered", "has_strong_method", False),
+        ("margaret.hamilton@uni.test", "not_required", "not_in_required_group", False),
+        ("ken.thompson@uni.test", "ineligible", "privileged", False),
+        ("dennis.ritchie@uni.test", "ineligible", "disabled", False),
+        ("radia.perlman@uni.test", "ineligible", "missing_in_entra", False),
+        ("nobody@uni.test", "ineligible", "missing_in_ad", False),
+    ],
+)
+def test_diagnosis_explains_every_seeded_state(client, upn, state, reason, unlock_button):
+    page = sign_in(client, upn)
+    html = text_of(page)
+    assert f'data-state="{state}"' in html and f'data-reason="{reason}"' in html
+    assert ('id="unlock"' in html) is unlock_button
+
+
+def test_diagnosis_shows_the_evidence(client):
+    html = text_of(sign_in(client, HALF))
+    assert "Pixel 7" in html  # the registered device
+    assert re.search(r'id="sign-ins"[^>]*>\s*<li>', html)  # Authenticator sign-ins listed with dates
+    assert "None registered" in html
+    html = text_of(sign_in(client, "edsger.dijkstra@uni.test"))
+    assert "through a group that is itself in the MFA group" in html
+
+
+def test_diagnosis_costs_one_graph_call(client, graph):
+    sign_in(client, HALF)
+    assert graph.requests == 1
+
+
+def test_unlock_twice_gives_one_grant_and_one_membership(client, services, directory):
+    page = sign_in(client, HALF)
+    token = csrf_of(page)
+    first = client.post("/unlock", data={"csrf_token": token})
+    second = client.post("/unlock", data={"csrf_token": token})
+    assert first.headers["Location"].endswith("/guide") and second.headers["Location"].endswith("/guide")
+    grants = services.store.grants_for(HALF)
+    assert len(grants) == 1 and grants[0].state == "active"
+    user = directory.find_user(HALF)
+    assert directory.is_member(SEED.bypass_group_dn, user.dn)
+
+
+def test_unlock_without_csrf_is_refused_with_a_clear_page(client, services):
+    sign_in(client, HALF)
+    page = client.post("/unlock")
+    assert page.status_code == 400
+    assert "This page has expired" in text_of(page)
+    assert services.store.grants_for(HALF) == []
+
+
+@pytest.mark.parametrize("upn", ["ken.thompson@uni.test", "barbara.liskov@uni.test", "dennis.ritchie@uni.test"])
+def test_unlock_is_refused_by_policy(client, services, directory, upn):
+    page = sign_in(client, upn)
+    refused = client.post("/unlock", data={"csrf_token": csrf_of(page)}, follow_redirects=True)
+    assert refused.status_code == 200 and 'class="notice notice-error"' in text_of(refused)
+    assert services.store.grants_for(upn) == []
+    assert directory.list_members(SEED.bypass_group_dn) == []
+
+
+def test_guide_links_to_my_sign_ins_with_tenant_and_language(client):
+    page = sign_in(client, HALF)
+    client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    html = text_of(client.get("/guide", headers={"Accept-Language": "en"}))
+    assert f"https://mysignins.test/security-info?tenant={SEED.tenant_id}&amp;lng=en" in html
+    assert 'src="/static/js/status.js"' in html and "<script>" not in html
+
+
+def test_status_checks_graph_once_per_interval_however_many_polls(client, graph, clock, services):
+    page = sign_in(client, HALF)
+    client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    before = graph.requests
+    for _ in range(10):  # three tabs polling, all in the same instant
+        assert client.get("/status").get_json()["phase"] == "waiting"
+    assert graph.requests == before + 1
+    clock.advance(services.settings.check_interval_seconds + 0.1)
+    client.get("/status")
+    client.get("/status")
+    assert graph.requests == before + 2
+
+
+def test_check_interval_grows_with_time_since_unlock(client, graph, clock):
+    page = sign_in(client, HALF)
+    client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    before = graph.requests
+    for _ in range(60 // 2):  # 60 s of polling every 2 s by three tabs
+        for _tab in range(3):
+            client.get("/status")
+        clock.advance(2)
+    assert graph.requests - before <= 5
+
+
+def test_check_now_asks_graph_sooner(client, graph, clock):
+    page = sign_in(client, HALF)
+    token = csrf_of(page)
+    client.post("/unlock", data={"csrf_token": token})
+    client.get("/status")
+    clock.advance(40)
+    client.get("/status")  # due: checks, and the next gap is now long
+    before = graph.requests
+    clock.advance(6)
+    client.get("/status")
+    assert graph.requests == before  # not due yet by the growing interval
+    client.post("/status/check", headers={"X-CSRFToken": token})
+    assert graph.requests == before + 1
+
+
+def test_new_strong_method_closes_the_grant_and_says_done(client, graph, clock, services, directory):
+    page = sign_in(client, HALF)
+    client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    assert client.get("/status").get_json()["phase"] == "waiting"
+    graph.register(HALF)
+    clock.advance(services.settings.check_interval_seconds + 1)
+    status = client.get("/status").get_json()
+    assert status["phase"] == "done" and status["method"] == "microsoftAuthenticator"
+    assert directory.list_members(SEED.bypass_group_dn) == []
+    assert services.store.grants_for(HALF)[0].state == "released"
+    html = text_of(client.get("/diagnosis"))
+    assert 'data-state="completed"' in html
+
+
+def test_cancel_locks_again_and_a_stale_tab_gets_a_clear_answer(client, services, directory):
+    page = sign_in(client, HALF)
+    token = csrf_of(page)
+    client.post("/unlock", data={"csrf_token": token})
+    cancelled = client.post("/cancel", data={"csrf_token": token}, follow_redirects=True)
+    assert "Cancelled" in text_of(cancelled)
+    assert directory.list_members(SEED.bypass_group_dn) == []
+    assert client.get("/status").get_json()["phase"] == "cancelled"
+    stale = client.post("/cancel", data={"csrf_token": token}, follow_redirects=True)
+    assert "nothing to cancel" in text_of(stale)
+    assert client.get("/guide").headers["Location"].endswith("/diagnosis")
+    assert 'id="unlock"' in text_of(client.get("/diagnosis"))  # may unlock again
+
+
+def test_pages_need_a_sign_in(client):
+    for path in ("/diagnosis", "/guide", "/status"):
+        assert client.get(path).headers["Location"].endswith("/")
+
+
+def test_sign_out_clears_the_session_and_ends_the_authority_session(client):
+    page = sign_in(client, HALF)
+    out = client.post("/sign-out", data={"csrf_token": csrf_of(page)})
+    assert out.headers["Location"].startswith("https://idp.test/adfs/oauth2/logout")
+    with client.session_transaction() as s:
+        assert "upn" not in s
+
+
+def test_graph_down_gives_a_service_unavailable_page(client, graph):
+    graph.down = True
+    page = sign_in(client, HALF)
+    assert page.status_code == 503
+    assert "Microsoft" in text_of(page) and "nothing was changed" in text_of(page)
+
+
+def test_directory_down_gives_a_service_unavailable_page(client, directory, monkeypatch):
+    def down(*_args, **_kwargs):
+        raise DirectoryUnavailable("no DC answered")
+
+    monkeypatch.setattr(directory, "find_user", down)
+    page = sign_in(client, HALF)
+    assert page.status_code == 503
+    assert "directory is not answering" in text_of(page)
+
+
+def test_health_and_readiness(client, directory, monkeypatch):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    monkeypatch.setattr(directory, "find_user", lambda _upn: (_ for _ in ()).throw(DirectoryUnavailable("x")))
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["checks"]["directory"] == "failed"
+
+
+def test_unknown_page_is_a_friendly_404(client):
+    page = client.get("/nope")
+    assert page.status_code == 404 and "start page" in text_of(page)
