@@ -83,6 +83,8 @@ def _translate(exc: Exception, what: str, where: str) -> DirectoryError:
 def _is_transient(exc: Exception) -> bool:
     if isinstance(exc, lx.LDAPOperationResult):
         return exc.result in TRANSIENT_RESULTS
+    if isinstance(exc, (lx.LDAPCertificateError, ssl.SSLCertVerificationError)):
+        return False  # a wrong certificate stays wrong
     return isinstance(exc, (lx.LDAPCommunicationError, lx.LDAPStartTLSError, lx.LDAPSocketOpenError,
                             lx.LDAPResponseTimeoutError, OSError))
 
@@ -194,8 +196,10 @@ class LdapDirectory:
         conn = ldap3.Connection(
             server, user=user, password=password, auto_bind=ldap3.AUTO_BIND_NONE, raise_exceptions=True,
             auto_referrals=False, receive_timeout=math.ceil(self._timeout),  # ldap3 packs it as an integer
-            return_empty_attributes=False,
+            auto_range=False, return_empty_attributes=False,  # ranges are followed explicitly below
         )
+        # ldap3 skips an address for 5 s after a failure; the retry policy here is ours, so forget it.
+        server.reset_availability()
         try:
             conn.open()
             if not server.ssl:
