@@ -1,0 +1,95 @@
+"""Settings: read from PROOFUP_* variables, validated at start-up, every failure names its setting."""
+from __future__ import annotations
+
+import pytest
+
+from app.config import SettingsError, load_settings
+
+BASE = {
+    "PROOFUP_SECRET_KEY": "0123456789abcdef0123",
+    "PROOFUP_AUTHORITY": "https://adfs.uni.test/adfs",
+    "PROOFUP_CLIENT_ID": "proofup-portal",
+}
+LDAP = {
+    "PROOFUP_LDAP_URL": "ldaps://dc1.uni.test ldaps://dc2.uni.test",
+    "PROOFUP_LDAP_BIND_DN": "CN=svc-proofup,OU=Service Accounts,DC=uni,DC=test",
+    "PROOFUP_LDAP_PASSWORD": "not-a-real-one",
+    "PROOFUP_LDAP_BASE_DN": "DC=uni,DC=test",
+    "PROOFUP_REQUIRED_GROUP_DN": "CN=MFA_Required,OU=Groups,DC=uni,DC=test",
+    "PROOFUP_BYPASS_GROUP_DN": "CN=MFA_ProofUpBypass,OU=Groups,DC=uni,DC=test",
+}
+
+
+def test_minimal_settings_load_with_documented_defaults():
+    settings = load_settings(BASE)
+    assert settings.authority_is_adfs
+    assert settings.grant_minutes == 30
+    assert settings.mysignins_url == "https://mysignins.microsoft.com/security-info"
+
+
+def test_entra_authority_is_not_adfs():
+    settings = load_settings({**BASE, "PROOFUP_AUTHORITY": "https://login.microsoftonline.com/tenant-id"})
+    assert not settings.authority_is_adfs
+
+
+@pytest.mark.parametrize("name", ["PROOFUP_SECRET_KEY", "PROOFUP_AUTHORITY", "PROOFUP_CLIENT_ID"])
+def test_a_missing_required_setting_is_named(name):
+    env = {k: v for k, v in BASE.items() if k != name}
+    with pytest.raises(SettingsError, match=name):
+        load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PROOFUP_SECRET_KEY", "short"),
+        ("PROOFUP_AUTHORITY", "http://adfs.uni.test/adfs"),
+        ("PROOFUP_AUTHORITY", "https://login.microsoftonline.com"),
+        ("PROOFUP_GRAPH_URL", "http://graph.test/v1.0"),
+        ("PROOFUP_MYSIGNINS_URL", "ftp://x"),
+        ("PROOFUP_GRANT_MINUTES", "3"),
+        ("PROOFUP_GRANT_MINUTES", "thirty"),
+        ("PROOFUP_CHECK_INTERVAL_SECONDS", "soon"),
+        ("PROOFUP_LDAP_USE_TTL", "maybe"),
+        ("PROOFUP_CA_BUNDLE", "/nonexistent/ca.pem"),
+        ("PROOFUP_LDAP_URL", "http://dc1.uni.test"),
+    ],
+)
+def test_a_malformed_setting_is_named(name, value):
+    env = {**BASE, **LDAP, name: value}
+    with pytest.raises(SettingsError, match=name):
+        load_settings(env)
+
+
+@pytest.mark.parametrize("name", [k for k in LDAP if k != "PROOFUP_LDAP_URL"])
+def test_ldap_needs_its_companions(name):
+    env = {**BASE, **{k: v for k, v in LDAP.items() if k != name}}
+    with pytest.raises(SettingsError, match=name):
+        load_settings(env)
+
+
+def test_lists_and_flags_are_parsed():
+    env = {**BASE, **LDAP, "PROOFUP_PRIVILEGED_GROUP_DNS": "CN=A,DC=x; CN=B,DC=x", "PROOFUP_LDAP_USE_TTL": "yes"}
+    settings = load_settings(env)
+    assert settings.ldap_urls == ("ldaps://dc1.uni.test", "ldaps://dc2.uni.test")
+    assert settings.privileged_group_dns == ("CN=A,DC=x", "CN=B,DC=x")
+    assert settings.ldap_use_ttl is True
+
+
+def test_redacted_settings_hide_every_secret():
+    env = {**BASE, **LDAP, "PROOFUP_CLIENT_SECRET": "s3cret-client", "PROOFUP_GRAPH_CLIENT_SECRET": "s3cret-graph"}
+    shown = repr(load_settings(env).redacted())
+    for secret in ("s3cret-client", "s3cret-graph", LDAP["PROOFUP_LDAP_PASSWORD"], BASE["PROOFUP_SECRET_KEY"]):
+        assert secret not in shown
+
+
+def test_the_app_refuses_to_start_with_a_bad_setting(monkeypatch):
+    from app import create_app
+
+    for name in list(BASE) + list(LDAP):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PROOFUP_SECRET_KEY", "0123456789abcdef0123")
+    monkeypatch.setenv("PROOFUP_CLIENT_ID", "proofup-portal")
+    monkeypatch.setenv("PROOFUP_AUTHORITY", "http://insecure.test/adfs")
+    with pytest.raises(SettingsError, match="PROOFUP_AUTHORITY"):
+        create_app()

@@ -1,0 +1,4 @@
+"""The WSGI entry point for gunicorn: `gunicorn --preload wsgi:app` (settings come from PROOFUP_* variables)."""
+from app import create_app
+
+app = create_app()
