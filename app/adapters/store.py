@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from app.adapters.directory_base import dn_key
-from app.domain.grants import OPEN_STATES, GrantState, GrantView, normalize_upn, utc_now
+from app.domain.grants import OPEN_STATES, GrantState, GrantView, normalize_upn, sources, utc_now
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_SECONDS = 10.0
@@ -316,10 +316,9 @@ class Store:
             ).first()
             return row.view() if row else None
 
-    def move_grant(self, grant_id: int, to: GrantState, *, from_states: frozenset[GrantState] | set[GrantState],
-                   **values: Any) -> GrantView | None:
-        """Change a grant's state only if it is in one of from_states (compare-and-set); None if it was not."""
-        allowed = [s.value for s in from_states]
+    def move_grant(self, grant_id: int, to: GrantState, **values: Any) -> GrantView | None:
+        """Change a grant's state if the lifecycle allows it from the stored state (compare-and-set); else None."""
+        allowed = [s.value for s in sources(to)]
         with self._tx(write=True) as s:
             result = s.execute(
                 update(GrantRow).where(GrantRow.id == grant_id, GrantRow.state.in_(allowed))

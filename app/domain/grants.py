@@ -63,6 +63,11 @@ def check_transition(current: GrantState, wanted: GrantState) -> None:
         raise InvalidTransition(f"a {current.value} grant cannot become {wanted.value}")
 
 
+def sources(wanted: GrantState) -> frozenset[GrantState]:
+    """Return the states a grant may be in to become `wanted` (for compare-and-set updates)."""
+    return frozenset(state for state, targets in TRANSITIONS.items() if wanted in targets)
+
+
 def end_state_for(outcome: str) -> GrantState:
     """Map a close outcome (released, expired, cancelled) to the grant's end state."""
     try:

@@ -13,7 +13,6 @@ from typing import Callable
 from app.adapters.directory_base import Directory, DirectoryError, MembershipCheck
 from app.adapters.store import Store
 from app.domain.grants import (
-    OPEN_STATES,
     CloseOutcome,
     GrantNotFound,
     GrantState,
@@ -77,7 +76,7 @@ class GrantService:
             self._abandon(grant, actor=actor, reason=f"directory failure while granting: {exc}")
             raise
         active = self.store.move_grant(
-            grant.id, GrantState.ACTIVE, from_states={GrantState.PENDING},
+            grant.id, GrantState.ACTIVE,
             activated_at=self.clock(), dc_confirmed=check.confirmed,
         )
         if active is None:  # ended meanwhile (cancelled, or the worker judged it abandoned): report as it is
@@ -98,7 +97,7 @@ class GrantService:
             self.store.audit(actor, f"grant.{outcome}", grant.upn, grant.id, outcome="error", error=str(exc))
             raise
         ended = self.store.move_grant(
-            grant.id, end_state, from_states=OPEN_STATES, ended_at=self.clock(),
+            grant.id, end_state, ended_at=self.clock(),
             end_reason=outcome,  # the free-text reason goes to the audit trail
         )
         if ended is None:  # someone else ended it a moment ago
@@ -144,8 +143,7 @@ class GrantService:
             self.store.audit(actor, "grant.undo", grant.upn, grant.id, outcome="error", error=str(exc))
             if raise_errors:
                 raise
-        failed = self.store.move_grant(grant.id, GrantState.FAILED, from_states={GrantState.PENDING},
-                                       ended_at=self.clock(), end_reason=reason)
+        failed = self.store.move_grant(grant.id, GrantState.FAILED, ended_at=self.clock(), end_reason=reason)
         self.store.audit(actor, "grant.failed", grant.upn, grant.id, outcome="error", reason=reason)
         return failed or self._require(grant.id)
 

@@ -9,7 +9,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from app.adapters.store import REDACTED, Store
-from app.domain.grants import OPEN_STATES, GrantError, GrantState
+from app.domain.grants import GrantError, GrantState
 from tests.services.helpers import FakeClock
 
 DN = "CN=Ada Lovelace,OU=Students,DC=uni,DC=test"
@@ -81,7 +81,7 @@ def test_database_itself_refuses_two_open_grants_for_one_upn(store, clock):
 
 def test_an_ended_grant_frees_the_person_for_a_new_one(store, clock):
     first, _ = make_grant(store, clock)
-    ended = store.move_grant(first.id, GrantState.RELEASED, from_states=OPEN_STATES, ended_at=clock(),
+    ended = store.move_grant(first.id, GrantState.RELEASED, ended_at=clock(),
                              end_reason="released")
     assert ended.state is GrantState.RELEASED and ended.ended_at == clock()
     second, created = make_grant(store, clock)
@@ -92,10 +92,13 @@ def test_an_ended_grant_frees_the_person_for_a_new_one(store, clock):
 
 def test_move_grant_is_compare_and_set(store, clock):
     grant, _ = make_grant(store, clock)
-    assert store.move_grant(grant.id, GrantState.ACTIVE, from_states={GrantState.ACTIVE}) is None
-    assert store.get_grant(grant.id).state is GrantState.PENDING
-    assert store.move_grant(grant.id, GrantState.ACTIVE, from_states={GrantState.PENDING},
-                            activated_at=clock(), dc_confirmed=True).dc_confirmed is True
+    active = store.move_grant(grant.id, GrantState.ACTIVE, activated_at=clock(), dc_confirmed=True)
+    assert active.state is GrantState.ACTIVE and active.dc_confirmed is True
+    assert store.move_grant(grant.id, GrantState.ACTIVE) is None  # already active
+    assert store.move_grant(grant.id, GrantState.FAILED) is None  # an active grant cannot fail
+    assert store.move_grant(grant.id, GrantState.EXPIRED, ended_at=clock()).state is GrantState.EXPIRED
+    assert store.move_grant(grant.id, GrantState.RELEASED) is None  # ended grants never change
+    assert store.get_grant(grant.id).state is GrantState.EXPIRED
 
 
 def test_bad_upn_is_refused_and_nothing_written(store, clock):

@@ -47,3 +47,23 @@ class ScriptedGraph:
 
     def create_temporary_access_pass(self, user_id: str, lifetime_minutes: int = 60, one_time: bool = True):
         raise NotImplementedError  # pragma: no cover
+
+
+class FlakyDirectory:
+    """Wrap a real Directory; named operations raise the given error (once, or every time) instead of running."""
+
+    def __init__(self, inner, **failures: Exception):
+        self.inner = inner
+        self.failures = dict(failures)
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str):
+        operation = getattr(self.inner, name)
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            if name in self.failures:
+                raise self.failures[name]
+            return operation(*args, **kwargs)
+
+        return call

@@ -1,0 +1,111 @@
+"""The grant lifecycle rules, without any I/O."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from app.domain.grants import (
+    END_STATES,
+    GrantError,
+    GrantState,
+    GrantView,
+    InvalidTransition,
+    check_minutes,
+    check_transition,
+    end_state_for,
+    normalize_upn,
+    sources,
+)
+from tests.services.helpers import FakeClock
+
+
+def grant(state=GrantState.ACTIVE, minutes=30, **kw) -> GrantView:
+    now = FakeClock()()
+    values = dict(id=1, upn="ada@uni.test", user_dn="CN=Ada,DC=uni,DC=test", entra_user_id="e1", state=state,
+                  actor="ada", reason="stuck", created_at=now, expires_at=now + timedelta(minutes=minutes))
+    values.update(kw)
+    return GrantView(**values)
+
+
+@pytest.mark.parametrize("current,wanted", [
+    (GrantState.PENDING, GrantState.ACTIVE), (GrantState.PENDING, GrantState.FAILED),
+    (GrantState.PENDING, GrantState.RELEASED), (GrantState.ACTIVE, GrantState.RELEASED),
+    (GrantState.ACTIVE, GrantState.EXPIRED),
+])
+def test_allowed_transitions(current, wanted):
+    check_transition(current, wanted)
+
+
+@pytest.mark.parametrize("current", sorted(END_STATES))
+@pytest.mark.parametrize("wanted", list(GrantState))
+def test_ended_grants_never_change(current, wanted):
+    with pytest.raises(InvalidTransition):
+        check_transition(current, wanted)
+
+
+def test_active_grant_cannot_go_back_to_pending_or_fail():
+    for wanted in (GrantState.PENDING, GrantState.FAILED, GrantState.ACTIVE):
+        with pytest.raises(InvalidTransition):
+            check_transition(GrantState.ACTIVE, wanted)
+
+
+def test_close_outcomes_map_to_end_states():
+    assert end_state_for("released") is GrantState.RELEASED
+    assert end_state_for("cancelled") is GrantState.RELEASED
+    assert end_state_for("expired") is GrantState.EXPIRED
+    with pytest.raises(GrantError, match="unknown close outcome"):
+        end_state_for("deleted")
+
+
+@pytest.mark.parametrize("bad", [0, 4, 241, -30, 30.5, "30", True, None])
+def test_grant_length_outside_policy_is_refused(bad):
+    with pytest.raises(GrantError):
+        check_minutes(bad)
+
+
+def test_grant_length_bounds_are_inclusive():
+    assert check_minutes(5) == 5 and check_minutes(240) == 240
+
+
+@pytest.mark.parametrize("bad", ["", "ada", "@uni.test", "ada@", "ada lovelace@uni.test", None])
+def test_malformed_upn_is_refused(bad):
+    with pytest.raises(GrantError):
+        normalize_upn(bad)
+
+
+def test_upn_is_trimmed_and_lowercased():
+    assert normalize_upn("  Ada.Lovelace@UNI.test ") == "ada.lovelace@uni.test"
+
+
+def test_deadlines():
+    g = grant(minutes=30)
+    start = g.created_at
+    assert g.open and not g.past_end(start + timedelta(minutes=29, seconds=59))
+    assert g.past_end(start + timedelta(minutes=30))
+    assert g.remaining_seconds(start + timedelta(minutes=10)) == 1200
+    assert g.remaining_seconds(start + timedelta(hours=1)) == 0
+
+
+def test_stale_pending_only_after_grace():
+    g = grant(state=GrantState.PENDING)
+    assert not g.stale_pending(g.created_at + timedelta(seconds=60), grace_seconds=60)
+    assert g.stale_pending(g.created_at + timedelta(seconds=61), grace_seconds=60)
+    assert not grant(state=GrantState.ACTIVE).stale_pending(g.created_at + timedelta(hours=1), 60)
+
+
+def test_due_for_check_spaces_graph_calls():
+    g = grant()
+    assert g.due_for_check(g.created_at, every_seconds=10)  # never checked
+    checked = grant(last_checked_at=g.created_at)
+    assert not checked.due_for_check(g.created_at + timedelta(seconds=9), every_seconds=10)
+    assert checked.due_for_check(g.created_at + timedelta(seconds=10), every_seconds=10)
+    assert not grant(entra_user_id="").due_for_check(g.created_at, 10)  # nothing to ask Graph about
+    assert not grant(state=GrantState.PENDING).due_for_check(g.created_at, 10)
+
+
+def test_sources_are_the_inverse_of_transitions():
+    assert sources(GrantState.ACTIVE) == {GrantState.PENDING}
+    assert sources(GrantState.FAILED) == {GrantState.PENDING}
+    assert sources(GrantState.EXPIRED) == sources(GrantState.RELEASED) == {GrantState.PENDING, GrantState.ACTIVE}
+    assert sources(GrantState.PENDING) == set()
