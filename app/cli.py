@@ -1,0 +1,269 @@
+"""The `proofup` command: demo, serve, simulator, worker, and admin commands (diagnose, grant, release, doctor)."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from app.config import Settings, SettingsError, load_settings
+
+# Exit codes an admin's script can rely on.
+OK = 0
+REFUSED = 1  # the policy said no, or there was nothing to do
+USAGE = 2  # argparse's own code for bad arguments
+UNAVAILABLE = 3  # LDAP, Graph or the database did not answer
+MISCONFIGURED = 4  # a setting is missing or malformed
+
+
+def _actor() -> str:
+    """Name the admin running the command, for the audit trail."""
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def _services(settings: Settings):
+    from app.wiring import build_services
+
+    return build_services(settings)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"proofup: {message}", file=sys.stderr)
+    return code
+
+
+def diagnosis_as_dict(d) -> dict:
+    """Turn a Diagnosis into plain JSON-able data for `proofup diagnose --json`."""
+    ev = d.evidence
+    return {
+        "upn": d.upn,
+        "state": d.state.value,
+        "reason": d.reason.value,
+        "can_unlock": d.can_unlock,
+        "mfa_required": d.mfa_required,
+        "mfa_required_directly": d.mfa_required_directly,
+        "in_bypass_group": d.in_bypass,
+        "user_dn": d.user.dn if d.user else None,
+        "enabled": d.user.enabled if d.user else None,
+        "entra_user_id": d.entra_user_id or None,
+        "methods": [m.kind for m in ev.methods] if ev else [],
+        "authenticator_sign_ins": [s.created.isoformat() if s.created else None
+                                   for s in ev.authenticator_sign_ins] if ev else [],
+        "devices": [dev.display_name for dev in ev.devices] if ev else [],
+        "unreadable_evidence": list(d.notes),
+        "grant": {"id": d.grant.id, "state": d.grant.state,
+                  "expires_at": d.grant.expires_at.isoformat() if d.grant.expires_at else None} if d.grant else None,
+    }
+
+
+def cmd_diagnose(args, settings: Settings) -> int:
+    svc = _services(settings)
+    try:
+        found = svc.onboarding.diagnose(args.upn)
+    finally:
+        svc.close()
+    data = diagnosis_as_dict(found)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            print(f"{key:24} {value}")
+    return OK
+
+
+def cmd_grant(args, settings: Settings) -> int:
+    from app.services.onboarding import UnlockRefused
+
+    svc = _services(settings)
+    try:
+        _, grant = svc.onboarding.unlock(args.upn, signed_in_upn=args.upn, actor=_actor(), reason=args.reason,
+                                         minutes=args.minutes)
+    except UnlockRefused as refused:
+        return _fail(f"not granted: {args.upn} is {refused.diagnosis.state.value} ({refused.code})", REFUSED)
+    finally:
+        svc.close()
+    confirmed = "confirmed on every DC" if grant.dc_confirmed else "not yet seen by every DC (replication)"
+    print(f"granted: {args.upn} is in the bypass group until {grant.expires_at.isoformat()} "
+          f"(grant {grant.id}, {confirmed})")
+    return OK
+
+
+def cmd_release(args, settings: Settings) -> int:
+    from app.services.onboarding import NoOpenGrant
+
+    svc = _services(settings)
+    try:
+        svc.onboarding.cancel(args.upn, actor=_actor(), reason=args.reason)
+    except NoOpenGrant:
+        return _fail(f"nothing to release: {args.upn} has no open grant", REFUSED)
+    finally:
+        svc.close()
+    print(f"released: {args.upn} is out of the bypass group")
+    return OK
+
+
+def cmd_doctor(args, settings: Settings) -> int:
+    """Check settings, LDAP bind and write access, Graph token, database; print one line per check."""
+    from app.wiring import build_directory, build_graph, build_store
+
+    results: list[tuple[str, bool, str]] = [("settings", True, "valid")]
+    for key, value in settings.redacted().items():
+        print(f"  {key:28} {value}")
+
+    def check(name: str, probe) -> None:
+        try:
+            results.append((name, True, probe()))
+        except Exception as exc:  # doctor reports every failure and carries on
+            results.append((name, False, f"{type(exc).__name__}: {exc}"))
+
+    store = None
+
+    def database() -> str:
+        nonlocal store
+        store = build_store(settings)
+        store.ping()
+        return "reachable, schema up to date"
+
+    def directory() -> str:
+        ldap = build_directory(settings)
+        try:
+            ldap.find_user("doctor@invalid")  # needs a working bind
+            if not ldap.check_write_access(settings.bypass_group_dn):
+                raise PermissionError(f"the service account may not write member of {settings.bypass_group_dn}")
+            return "bind ok on " + ", ".join(ldap.servers()) + "; may write the bypass group's member"
+        finally:
+            ldap.close()
+
+    def graph() -> str:
+        from app.adapters.graph_base import UnlimitedBudget
+
+        client = build_graph(settings, UnlimitedBudget())
+        # A user that cannot exist: one $batch proves the token, the permissions and the route, changes nothing.
+        evidence = client.gather_evidence("proofup-doctor-probe@invalid.example")
+        failed = {part: err for part, err in evidence.errors.items() if err.status != 404}
+        if failed:
+            raise next(iter(failed.values()))
+        return "app-only token obtained; $batch answered"
+
+    check("database", database)
+    check("directory", directory)
+    check("graph", graph)
+    if store is not None:
+        store.dispose()
+    for name, ok, detail in results:
+        print(f"{'ok  ' if ok else 'FAIL'} {name:10} {detail}")
+    return OK if all(ok for _, ok, _ in results) else UNAVAILABLE
+
+
+def cmd_worker(args, settings: Settings) -> int:
+    from app.wiring import build_worker
+    from app.worker import run_worker
+
+    svc = _services(settings)
+    sweeper, lease = build_worker(svc)
+    try:
+        run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        svc.close()
+    return OK
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    """Run the portal under gunicorn (threaded workers, app preloaded so the Graph models are shared)."""
+    argv = [sys.executable, "-m", "gunicorn", "--preload", "--worker-class", "gthread",
+            "--workers", str(args.workers), "--threads", str(args.threads),
+            "--bind", f"{args.host}:{args.port}", "--access-logfile", "-", "app:create_app()"]
+    os.execv(sys.executable, argv)
+    return OK  # not reached
+
+
+def cmd_demo(args) -> int:
+    from app.demo import run_demo
+
+    return run_demo(port=args.port, state_dir=args.state_dir, host=args.host)
+
+
+def cmd_simulator(argv: Sequence[str]) -> int:
+    from app.simulator.cli import main as simulator_main
+
+    return simulator_main(list(argv)) or OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="proofup", description="ProofUp Portal: self-service escape from the "
+                                     "AD FS MFA registration loop.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run portal + simulator + embedded directory with seeded students")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000, help="the portal's port (default 8000)")
+    demo.add_argument("--state-dir", default="var/demo", help="where the demo keeps its database and certificates")
+
+    serve = sub.add_parser("serve", help="run the portal under gunicorn (settings from PROOFUP_*)")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--threads", type=int, default=4)
+
+    sub.add_parser("simulator", help="run the Microsoft simulator alone (see `proofup simulator --help`)",
+                   add_help=False)
+
+    worker = sub.add_parser("worker", help="expire, confirm and reconcile grants in the background")
+    worker.add_argument("--once", action="store_true", help="run one cycle and exit")
+
+    diagnose = sub.add_parser("diagnose", help="show a student's state and evidence")
+    diagnose.add_argument("upn")
+    diagnose.add_argument("--json", action="store_true", help="print JSON")
+
+    grant = sub.add_parser("grant", help="unlock a student (the same policy as self-service applies)")
+    grant.add_argument("upn")
+    grant.add_argument("--minutes", type=int, required=True)
+    grant.add_argument("--reason", required=True)
+
+    release = sub.add_parser("release", help="end a student's open grant now")
+    release.add_argument("upn")
+    release.add_argument("--reason", required=True)
+
+    sub.add_parser("doctor", help="check settings, LDAP bind and write access, Graph token, database")
+    return parser
+
+
+COMMANDS = {"diagnose": cmd_diagnose, "grant": cmd_grant, "release": cmd_release, "doctor": cmd_doctor,
+            "worker": cmd_worker, "serve": cmd_serve}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `proofup` command; return its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=os.environ.get("PROOFUP_LOG_LEVEL", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if argv[:1] == ["simulator"]:
+        return cmd_simulator(argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        return cmd_demo(args)
+    from app.adapters.directory_base import DirectoryError
+    from app.adapters.graph_base import GraphError
+    from app.domain.grants import GrantError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return COMMANDS[args.command](args, load_settings())
+    except SettingsError as exc:
+        return _fail(f"configuration: {exc}", MISCONFIGURED)
+    except (DirectoryError, GraphError, SQLAlchemyError) as exc:
+        return _fail(f"unavailable: {exc}", UNAVAILABLE)
+    except (GrantError, ValueError) as exc:
+        return _fail(str(exc), REFUSED)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The admin commands: clear messages, exit codes, the same policy as self-service, an audit trail."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app import cli
+from app.adapters.directory_base import DirectoryUnavailable
+from tests.web.conftest import SEED
+
+HALF = "ada.lovelace@uni.test"
+
+
+@pytest.fixture
+def run(services, settings, monkeypatch, capsys):
+    """Run `proofup ...` against the test services; return (exit code, stdout, stderr)."""
+    services.close = lambda: None  # the fixture owns them
+    monkeypatch.setattr(cli, "_services", lambda _settings: services)
+    monkeypatch.setattr(cli, "load_settings", lambda: settings)
+
+    def go(*argv: str):
+        code = cli.main(list(argv))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return go
+
+
+def test_diagnose_json(run):
+    code, out, _ = run("diagnose", HALF, "--json")
+    data = json.loads(out)
+    assert code == cli.OK
+    assert (data["state"], data["reason"], data["can_unlock"]) == ("stuck", "half_registered", True)
+    assert data["devices"] == ["Pixel 7"] and data["methods"] == ["password"]
+
+
+def test_grant_then_release_with_audit(run, services, directory):
+    code, out, _ = run("grant", HALF, "--minutes", "15", "--reason", "ticket 4711")
+    assert code == cli.OK and "granted" in out
+    user = directory.find_user(HALF)
+    assert directory.is_member(SEED.bypass_group_dn, user.dn)
+    grant = services.store.open_grant_for(HALF)
+    assert grant.actor.startswith("cli:") and grant.reason == "ticket 4711"
+    assert (grant.expires_at - grant.created_at).total_seconds() == 15 * 60
+    code, out, _ = run("release", HALF, "--reason", "done on the phone")
+    assert code == cli.OK and not directory.is_member(SEED.bypass_group_dn, user.dn)
+    code, _, err = run("release", HALF, "--reason", "again")
+    assert code == cli.REFUSED and "no open grant" in err
+
+
+@pytest.mark.parametrize("upn", ["ken.thompson@uni.test", "barbara.liskov@uni.test", "nobody@uni.test"])
+def test_grant_obeys_the_policy(run, directory, upn):
+    code, _, err = run("grant", upn, "--minutes", "15", "--reason", "asked nicely")
+    assert code == cli.REFUSED and "not granted" in err
+    assert directory.list_members(SEED.bypass_group_dn) == []
+
+
+def test_grant_with_an_out_of_policy_length_is_refused(run, directory):
+    code, _, err = run("grant", HALF, "--minutes", "999", "--reason", "long")
+    assert code == cli.REFUSED and "minutes" in err
+    assert directory.list_members(SEED.bypass_group_dn) == []
+
+
+def test_unavailable_directory_has_its_own_exit_code(run, directory, monkeypatch):
+    monkeypatch.setattr(directory, "find_user", lambda _upn: (_ for _ in ()).throw(DirectoryUnavailable("no DC")))
+    code, _, err = run("diagnose", HALF)
+    assert code == cli.UNAVAILABLE and "no DC" in err
+
+
+def test_bad_settings_name_the_setting(monkeypatch, capsys):
+    monkeypatch.setenv("PROOFUP_SECRET_KEY", "short")
+    monkeypatch.setenv("PROOFUP_AUTHORITY", "https://adfs.test/adfs")
+    monkeypatch.setenv("PROOFUP_CLIENT_ID", "x")
+    assert cli.main(["diagnose", HALF]) == cli.MISCONFIGURED
+    assert "PROOFUP_SECRET_KEY" in capsys.readouterr().err
