@@ -67,9 +67,9 @@ BUDGET_WAIT = 2.0  # how long an interactive call waits for the shared directory
 FALLBACK_BACKOFF = 2.0  # Retry-After missing on a 429: back off exponentially from this
 MAX_BACKOFF = 60.0
 TAP_MINUTES = (10, 43200)  # Graph: 10 minutes to 30 days
-_UPN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]{1,113}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
+# Characters Entra allows in a UPN's user part (learn.microsoft.com: "A-Z a-z 0-9 ' . - _ ! # ^ ~").
+_UPN = re.compile(r"^[A-Za-z0-9'.\-_!#^~]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-EVIDENCE_PARTS = ("user", "methods", "devices", "sign_ins")
 SIGN_INS_SKIPPED = "sign-in history not checked: budget"
 
 # The round trips of the call in progress (counted by the transport, in the call's own task).
