@@ -179,13 +179,15 @@ def _write_tls_files(dc: SambaDC) -> None:
     dc.ca_file.write_bytes(ca.cert_pem.bytes())
 
 
-def free_loopback_ip(preferred: str = "127.0.0.1") -> str:
+def free_loopback_ip(preferred: str | None = None) -> str:
     """Return a loopback address with nothing on the LDAP ports: preferred if free, else a random one.
 
-    LDAP's ports are fixed, so concurrent test sessions on one machine each need their own address.
+    LDAP's ports are fixed, so test sessions running at the same time on one machine each need an
+    address of their own; a random one out of 127.0.0.0/8 makes two sessions meeting unlikely.
     """
-    candidates = [preferred] + [f"127.{random.randint(16, 250)}.{random.randint(0, 255)}.{random.randint(2, 250)}"
-                                for _ in range(20)]
+    candidates = [preferred] if preferred else []
+    candidates += [f"127.{random.randint(16, 250)}.{random.randint(0, 255)}.{random.randint(2, 250)}"
+                   for _ in range(20)]
     for ip in candidates:
         if not any(_listening(ip, port) for port in (389, 636)):
             return ip

@@ -6,6 +6,8 @@ import re
 import ssl
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from typing import Callable, Sequence, TypeVar
 from urllib.parse import urlparse
 
@@ -32,6 +34,7 @@ MAX_VAL_RANGE = 1500  # AD's default MaxValRange: values of `member` per answer
 PAGE_SIZE = 1000  # AD's default MaxPageSize
 POLL_INTERVAL = 0.5  # seconds between reads while waiting for replication
 RETRY_PAUSE = 0.2
+CONFIRM_GRACE = 1.0  # seconds past the wait for a last read to come back
 
 # LDAP result codes with a meaning of their own here (RFC 4511 section 4.1.9).
 TIME_LIMIT_EXCEEDED = 3
@@ -333,33 +336,46 @@ class LdapDirectory:
 
     def confirm_membership(self, group_dn: str, member_dn: str, present: bool = True,
                            timeout_seconds: float | None = None) -> MembershipCheck:
-        """Read each configured DC until it shows the wanted state or the bounded wait ends; report each."""
-        wait = self._replication_wait if timeout_seconds is None else timeout_seconds
-        deadline = time.monotonic() + max(0.0, wait)
-        pending = list(self._links)
-        agreeing: list[str] = []
-        errors: dict[str, str] = {}
+        """Read every configured DC until it shows the wanted state or the bounded wait ends; report each.
+
+        The DCs are polled in parallel, so one hung DC cannot stretch the wait past its bound.
+        """
+        _require_dn(group_dn, "the group")
+        _require_dn(member_dn, "the member")
+        wait = max(0.0, self._replication_wait if timeout_seconds is None else timeout_seconds)
+        deadline = time.monotonic() + wait
+        pool = ThreadPoolExecutor(max_workers=len(self._links), thread_name_prefix="confirm")
+        futures = {pool.submit(self._await_state, link, group_dn, member_dn, present, deadline): link.url
+                   for link in self._links}
+        done, _ = wait_for(futures, timeout=wait + CONFIRM_GRACE)
+        pool.shutdown(wait=False)  # a hung DC's poll ends with its own socket timeout
+        agreeing, lagging, errors = [], [], {}
+        for future, url in futures.items():  # in configured order
+            outcome = future.result() if future in done else f"{url} gave no answer within {wait:.0f} s"
+            if outcome is True:
+                agreeing.append(url)
+            elif outcome is False:
+                lagging.append(url)
+            else:
+                errors[url] = outcome
+        return MembershipCheck(agreeing=tuple(agreeing), lagging=tuple(lagging), errors=errors)
+
+    def _await_state(self, link: _Link, group_dn: str, member_dn: str, present: bool, deadline: float
+                     ) -> bool | str:
+        """Poll one DC: True once it agrees, False if it still lags at the deadline, else the error."""
         while True:
-            for link in list(pending):
-                try:
-                    shown = self._member_on(link, group_dn, member_dn)
-                except DirectoryUnavailable as exc:
-                    errors[link.url] = str(exc)
-                    continue
-                errors.pop(link.url, None)
-                if shown == present:
-                    pending.remove(link)
-                    agreeing.append(link.url)
+            try:
+                if self._member_on(link, group_dn, member_dn) == present:
+                    return True
+                outcome: bool | str = False
+            except DirectoryUnavailable as exc:
+                outcome = str(exc)  # may come back before the deadline
+            except DirectoryError as exc:
+                return str(exc)  # wrong password or rights on this DC: waiting will not help
             remaining = deadline - time.monotonic()
-            if not pending or remaining <= 0:
-                break
+            if remaining <= 0:
+                return outcome
             time.sleep(min(POLL_INTERVAL, remaining))
-        order = {url: i for i, url in enumerate(self._urls)}
-        return MembershipCheck(
-            agreeing=tuple(sorted(agreeing, key=order.__getitem__)),
-            lagging=tuple(link.url for link in pending if link.url not in errors),
-            errors=errors,
-        )
 
     def check_write_access(self, group_dn: str) -> bool:
         """Tell, without changing anything, whether the service account may write the group's member.
