@@ -67,3 +67,16 @@ class FlakyDirectory:
             return operation(*args, **kwargs)
 
         return call
+
+
+class RecordingBudget:
+    """A RequestBudget that always grants and remembers every back-off."""
+
+    def __init__(self) -> None:
+        self.back_offs: list[tuple[str, float]] = []
+
+    def take(self, category: str, count: int = 1, wait_seconds: float = 0.0) -> bool:
+        return True
+
+    def back_off(self, category: str, seconds: float) -> None:
+        self.back_offs.append((category, seconds))

@@ -1,0 +1,42 @@
+"""A worker process for the lease race test: runs cycles under the shared lease and records each one.
+
+Usage: python -m tests.services.race_worker DATABASE_URL HOLDER SECONDS
+Each cycle writes an audit event "race.cycle" with its holder, start and end (epoch seconds).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from app.adapters.store import Store
+from app.services.lease import Lease
+from app.worker import run_worker
+
+
+class RecordingSweeper:
+    """Stands in for the Sweeper: a cycle that takes a little while and leaves a trace."""
+
+    def __init__(self, store: Store, holder: str):
+        self.store, self.holder = store, holder
+
+    def run_cycle(self):
+        start = time.time()
+        time.sleep(0.15)
+        self.store.audit(self.holder, "race.cycle", start=start, end=time.time())
+        return None
+
+
+def main() -> None:
+    url, holder, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    store = Store(url)
+    store.upgrade()
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    print("ready", flush=True)
+    run_worker(RecordingSweeper(store, holder), Lease(store, holder=holder, ttl_seconds=1.0), interval=0.1,
+               stop_event=stop)
+
+
+if __name__ == "__main__":
+    main()

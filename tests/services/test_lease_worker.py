@@ -1,0 +1,137 @@
+"""One worker at a time: the lease on SQLite and PostgreSQL, two worker processes racing, the worker loop."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from app.adapters.store import Store
+from app.services.lease import Lease, default_holder
+from app.worker import lease_ttl_for, run_worker
+from tests.services.helpers import FakeClock
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def shared_store(database_url, clock):
+    s = Store(database_url, clock=clock)
+    s.upgrade()
+    yield s
+    s.dispose()
+
+
+def test_lease_excludes_renews_and_lapses(shared_store, clock):
+    a = Lease(shared_store, holder="host-a:1:x", ttl_seconds=30)
+    b = Lease(shared_store, holder="host-b:1:y", ttl_seconds=30)
+    assert a.acquire() and a.held
+    assert not b.acquire() and not b.held
+    clock.advance(29)
+    assert a.renew()
+    clock.advance(29)
+    assert not b.acquire()  # renewed 29 s ago: still a's
+    clock.advance(2)
+    assert b.acquire()  # a stopped renewing (hung or dead on another host): b takes over
+    assert not a.renew() and not a.held
+
+
+def test_release_hands_over_at_once(shared_store):
+    a, b = Lease(shared_store, ttl_seconds=600), Lease(shared_store, ttl_seconds=600)
+    with a:
+        assert a.acquire() and not b.acquire()
+    assert b.acquire()
+
+
+def test_restart_on_the_same_host_takes_over_from_its_dead_predecessor(shared_store):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    holder = default_holder().split(":")[0] + f":{int(dead.stdout)}:old"
+    assert Lease(shared_store, holder=holder, ttl_seconds=600).acquire()
+    successor = Lease(shared_store, ttl_seconds=600)
+    assert successor.acquire()
+    assert shared_store.lease_holder("worker")[0] == successor.holder
+    # A live holder on this host (this very process, under another name) is never taken over.
+    assert not Lease(shared_store, ttl_seconds=600).acquire()
+
+
+class CountingSweeper:
+    def __init__(self, fail_first: bool = False):
+        self.cycles = 0
+        self.fail_first = fail_first
+
+    def run_cycle(self):
+        self.cycles += 1
+        if self.fail_first and self.cycles == 1:
+            raise RuntimeError("database locked")
+        return self.cycles
+
+
+def test_once_runs_one_cycle_and_releases(shared_store):
+    lease = Lease(shared_store, ttl_seconds=60)
+    assert run_worker(CountingSweeper(), lease, once=True) == [1]
+    assert shared_store.lease_holder("worker") is None
+
+
+def test_once_does_nothing_while_another_worker_holds_the_lease(shared_store):
+    assert Lease(shared_store, holder="elsewhere:1:z", ttl_seconds=60).acquire()
+    sweeper = CountingSweeper()
+    assert run_worker(sweeper, Lease(shared_store, ttl_seconds=60), once=True) == []
+    assert sweeper.cycles == 0
+
+
+def test_loop_survives_a_failed_cycle_and_stops_on_request(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'w.sqlite3'}")
+    store.upgrade()
+    stop = threading.Event()
+    sweeper = CountingSweeper(fail_first=True)
+    thread = threading.Thread(target=run_worker, args=(sweeper, Lease(store, ttl_seconds=5)),
+                              kwargs={"interval": 0.05, "stop_event": stop})
+    thread.start()
+    deadline = time.monotonic() + 5
+    while sweeper.cycles < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive() and sweeper.cycles >= 3
+    assert store.lease_holder("worker") is None
+
+
+def test_bad_interval_is_refused(shared_store):
+    with pytest.raises(ValueError):
+        run_worker(CountingSweeper(), Lease(shared_store), interval=0)
+    assert lease_ttl_for(30) == 60 and lease_ttl_for(5) == 20
+
+
+def _spawn(url: str, holder: str, seconds: float) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.services.race_worker", url, holder, str(seconds)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    return proc
+
+
+@pytest.mark.slow
+def test_two_worker_processes_race_and_never_overlap(database_url):
+    store = Store(database_url)
+    store.upgrade()
+    workers = {name: _spawn(database_url, name, 6.0) for name in ("racer-a", "racer-b")}
+    time.sleep(2.0)
+    holder = store.lease_holder("worker")[0]
+    os.kill(workers[holder].pid, signal.SIGKILL)  # the running worker dies mid-flight
+    killed_at = time.time()
+    for proc in workers.values():
+        proc.wait(20)
+    cycles = sorted(((e.detail["start"], e.detail["end"], e.actor) for e in store.audit_events(limit=1000,
+                    action="race.cycle")))
+    assert len(cycles) > 5
+    for (_, end, who), (start, _, other) in zip(cycles, cycles[1:]):
+        assert start >= end or who == other, f"{who} and {other} ran cycles at the same time"
+    survivor = next(name for name in workers if name != holder)
+    taken_over = [start for start, _, who in cycles if who == survivor and start > killed_at]
+    # The lease (1 s) lapses, then the standby (polling every 0.1 s) takes over: well within 2 s.
+    assert taken_over and taken_over[0] - killed_at < 2.0
+    store.dispose()

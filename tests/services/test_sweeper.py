@@ -1,0 +1,173 @@
+"""One worker cycle: expire, recover, confirm in bulk, reconcile; per-grant failures never stop the cycle."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from app.adapters.directory_base import DirectoryUnavailable, dn_key
+from app.adapters.directory_embedded import EmbeddedDirectory
+from app.adapters.graph_base import DIRECTORY, GraphThrottled, GraphUnavailable
+from app.domain.grants import GrantState
+from app.services.grants import GrantService
+from app.services.sweeper import Sweeper
+from tests.services.helpers import AUTHENTICATOR, PASSWORD, TAP, FlakyDirectory, RecordingBudget, ScriptedGraph
+
+ADA, ALAN, GRACE = "ada.lovelace@uni.test", "alan.turing@uni.test", "grace.hopper@uni.test"
+
+
+class World:
+    """A store, a directory, a scripted Graph and the services over them."""
+
+    def __init__(self, store, directory, seed, clock):
+        self.store, self.directory, self.seed, self.clock = store, directory, seed, clock
+        self.graph = ScriptedGraph()
+        self.budget = RecordingBudget()
+        self.grants = GrantService(store, directory, bypass_group_dn=seed.bypass_group_dn, clock=clock,
+                                   replication_wait_seconds=1.0)
+        self.sweeper = Sweeper(store, directory, self.graph, self.grants, self.budget,
+                               bypass_group_dn=seed.bypass_group_dn, clock=clock, pending_grace_seconds=60)
+
+    def open(self, upn, minutes=30):
+        user = self.directory.find_user(upn)
+        return self.grants.open_grant(upn=upn, user_dn=user.dn, entra_user_id="e-" + upn, actor=upn,
+                                      reason="stuck", minutes=minutes)
+
+    def members(self) -> set[str]:
+        return {dn_key(dn) for dn in self.directory.list_members(self.seed.bypass_group_dn)}
+
+    def dn(self, upn) -> str:
+        return self.directory.find_user(upn).dn
+
+
+@pytest.fixture
+def world(store, directory, seed, clock):
+    return World(store, directory, seed, clock)
+
+
+def test_expired_grant_loses_its_membership(world):
+    grant = world.open(ADA, minutes=5)
+    world.clock.advance(5 * 60)
+    report = world.sweeper.run_cycle()
+    assert report.expired == 1 and not report.errors
+    assert world.store.get_grant(grant.id).state is GrantState.EXPIRED
+    assert dn_key(grant.user_dn) not in world.members()
+    assert world.store.audit_events(grant_id=grant.id, action="grant.expired")[0].actor == "worker"
+
+
+def test_grant_not_yet_past_its_end_is_left_alone(world):
+    grant = world.open(ADA, minutes=5)
+    world.clock.advance(5 * 60 - 1)
+    report = world.sweeper.run_cycle()
+    assert report.expired == 0 and world.store.get_grant(grant.id).state is GrantState.ACTIVE
+    assert dn_key(grant.user_dn) in world.members()
+
+
+def test_strong_method_releases_in_bulk_and_weak_ones_do_not(world):
+    ada, alan, grace = world.open(ADA), world.open(ALAN), world.open(GRACE)
+    world.graph.methods = {ada.entra_user_id: (PASSWORD, AUTHENTICATOR), alan.entra_user_id: (PASSWORD, TAP),
+                           grace.entra_user_id: (PASSWORD,)}
+    report = world.sweeper.run_cycle()
+    assert world.graph.calls == [[ada.entra_user_id, alan.entra_user_id, grace.entra_user_id]]  # one bulk call
+    assert (report.checked, report.confirmed, report.released) == (3, 1, 1)
+    released = world.store.get_grant(ada.id)
+    assert released.state is GrantState.RELEASED and released.end_reason == "released"
+    assert world.members() == {dn_key(alan.user_dn), dn_key(grace.user_dn)}
+    assert "microsoftAuthenticator" in world.store.audit_events(grant_id=ada.id, action="grant.released")[0].detail["reason"]
+    assert world.store.get_grant(alan.id).check_count == 1
+
+
+def test_checks_are_spaced_out(world):
+    grant = world.open(ADA)
+    world.sweeper.run_cycle()
+    world.clock.advance(world.sweeper.check_every_seconds - 1)
+    world.sweeper.run_cycle()
+    assert len(world.graph.calls) == 1
+    world.clock.advance(1)
+    world.sweeper.run_cycle()
+    assert world.graph.calls == [[grant.entra_user_id]] * 2
+
+
+def test_throttled_users_are_recorded_and_everyone_backs_off(world):
+    ada, alan = world.open(ADA), world.open(ALAN)
+    world.graph.failures = {ada.entra_user_id: GraphThrottled("Too many requests", status=429, retry_after=7.5)}
+    world.graph.methods = {alan.entra_user_id: (AUTHENTICATOR,)}
+    report = world.sweeper.run_cycle()
+    assert report.released == 1 and len(report.errors) == 1 and "Too many requests" in report.errors[0]
+    assert world.budget.back_offs == [(DIRECTORY, 7.5)]
+    assert world.store.get_grant(ada.id).state is GrantState.ACTIVE
+    assert world.store.audit_events(action="worker.graph_throttled")[0].detail["retry_after"] == 7.5
+
+
+def test_graph_outage_does_not_stop_expiry_or_reconcile(world, seed):
+    grant = world.open(ADA, minutes=5)
+    world.open(ALAN)
+    world.graph.raise_on_call = GraphUnavailable("503 Service Unavailable", status=503)
+    world.directory.add_member(seed.bypass_group_dn, world.dn(GRACE))  # added by hand: reported
+    world.clock.advance(5 * 60)
+    report = world.sweeper.run_cycle()
+    assert report.expired == 1 and world.store.get_grant(grant.id).state is GrantState.EXPIRED
+    assert any("503" in e for e in report.errors)
+    assert report.foreign_members == (world.dn(GRACE),)
+
+
+def test_pending_grant_left_by_a_crash_is_undone_after_the_grace(world, seed):
+    # What a crash between "add member" and "mark active" leaves behind.
+    user = world.directory.find_user(ADA)
+    grant, _ = world.store.create_grant(upn=ADA, user_dn=user.dn, entra_user_id="e", actor=ADA, reason="",
+                                        created_at=world.clock(), expires_at=world.clock() + timedelta(minutes=30))
+    world.directory.add_member(seed.bypass_group_dn, user.dn)
+    world.clock.advance(30)
+    report = world.sweeper.run_cycle()
+    assert report.recovered == 0 and dn_key(user.dn) in world.members()  # an unlock may still be in flight
+    world.clock.advance(31)
+    report = world.sweeper.run_cycle()
+    assert report.recovered == 1 and world.members() == set()
+    failed = world.store.get_grant(grant.id)
+    assert failed.state is GrantState.FAILED and "interrupted" in failed.end_reason
+    assert world.store.open_grant_for(ADA) is None
+
+
+def test_reconcile_removes_what_the_portal_added_and_reports_the_rest(world, seed):
+    old = world.open(ADA)
+    world.grants.close_grant(old.id, outcome="released", actor="t", reason="done")
+    world.directory.add_member(seed.bypass_group_dn, old.user_dn)  # e.g. a release whose LDAP write was lost
+    world.directory.add_member(seed.bypass_group_dn, world.dn(GRACE))  # added by an admin by hand
+    kept = world.open(ALAN)
+    report = world.sweeper.run_cycle()
+    assert report.reconciled_removed == 1 and report.foreign_members == (world.dn(GRACE),)
+    assert world.members() == {dn_key(world.dn(GRACE)), dn_key(kept.user_dn)}
+    assert world.store.audit_events(action="reconcile.removed")[0].detail["member_dn"] == old.user_dn
+    world.sweeper.run_cycle()
+    assert len(world.store.audit_events(action="reconcile.foreign_members")) == 1  # reported once, not every cycle
+    assert dn_key(world.dn(GRACE)) in world.members()
+
+
+def test_active_grant_whose_membership_vanished_is_ended(world, seed):
+    grant = world.open(ADA)
+    world.directory.remove_member(seed.bypass_group_dn, grant.user_dn)  # an admin removed it, or a crash
+    report = world.sweeper.run_cycle()
+    assert report.reconciled_ended == 0  # fresh: the listing DC may lag behind the one written to
+    world.clock.advance(world.sweeper.pending_grace_seconds)
+    report = world.sweeper.run_cycle()
+    assert report.reconciled_ended == 1
+    assert world.store.get_grant(grant.id).state is GrantState.RELEASED
+
+
+def test_ldap_down_for_one_step_is_recorded_and_retried_next_cycle(store, seed, clock):
+    inner = EmbeddedDirectory(seed)
+    flaky = FlakyDirectory(inner)
+    w = World(store, flaky, seed, clock)
+    ada, alan = w.open(ADA, minutes=5), w.open(ALAN, minutes=60)
+    w.graph.methods = {alan.entra_user_id: (AUTHENTICATOR,)}
+    clock.advance(5 * 60)
+    flaky.failures = {"remove_member": DirectoryUnavailable("dc1: connection refused")}
+    report = w.sweeper.run_cycle()
+    assert report.expired == 0 and report.released == 0 and len(report.errors) >= 2
+    assert store.get_grant(ada.id).state is GrantState.ACTIVE  # still open: the worker will retry
+    assert store.audit_events(action="worker.error")[0].outcome == "error"
+    flaky.failures = {}
+    clock.advance(30)
+    report = w.sweeper.run_cycle()
+    assert report.expired == 1 and report.released == 1 and not report.errors
+    assert inner.list_members(seed.bypass_group_dn) == []
