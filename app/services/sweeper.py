@@ -15,6 +15,7 @@ from app.services.grants import GrantService
 
 log = logging.getLogger(__name__)
 WORKER = "worker"
+BUDGET_REFUSED = "budget"  # GraphError.code when the shared budget, not Graph, refused the request
 
 
 @dataclass
@@ -25,6 +26,7 @@ class CycleReport:
     recovered: int = 0  # pending grants a crash left behind, undone
     replicated: int = 0  # lagging DCs that caught up
     checked: int = 0  # grants whose methods Graph was asked about
+    deferred: int = 0  # checks the shared Graph budget postponed to a later cycle
     confirmed: int = 0  # grants whose person now has a strong method
     released: int = 0  # of those, memberships removed and grants released
     reconciled_removed: int = 0  # members the portal added and no longer backs, removed
@@ -36,7 +38,7 @@ class CycleReport:
     def summary(self) -> str:
         """Return one log line."""
         return (f"expired={self.expired} recovered={self.recovered} replicated={self.replicated} "
-                f"checked={self.checked} confirmed={self.confirmed} released={self.released} "
+                f"checked={self.checked} deferred={self.deferred} confirmed={self.confirmed} released={self.released} "
                 f"reconciled_removed={self.reconciled_removed} reconciled_ended={self.reconciled_ended} "
                 f"foreign={len(self.foreign_members)} errors={len(self.errors)} seconds={self.seconds:.2f}")
 
@@ -125,9 +127,12 @@ class Sweeper:
             try:
                 if isinstance(result, GraphError) or result is None:
                     error = result or GraphError("no answer for this user")
+                    if error.code == BUDGET_REFUSED:
+                        report.deferred += 1  # our own governor said "not now": checked next cycle
+                        continue
                     report.errors.append(f"methods of grant {grant.id}: {error}")
-                    if error.status == 429:
-                        throttled.append(error.retry_after or 0.0)
+                    if error.status == 429 and error.retry_after:
+                        throttled.append(error.retry_after)
                     continue
                 report.checked += 1
                 strong = [m for m in result if m.strong]
@@ -143,8 +148,8 @@ class Sweeper:
             except Exception as exc:
                 self._fail(report, f"grant {grant.id} ({grant.upn})", exc)
         if throttled:
-            # Every instance waits out the longest Retry-After Graph gave us.
-            self.budget.back_off(DIRECTORY, max(throttled) or 2.0)
+            # Every instance waits out the longest Retry-After Graph gave (the adapter may have already: max wins).
+            self.budget.back_off(DIRECTORY, max(throttled))
             self._audit_quietly("worker.graph_throttled", outcome="error", users=len(throttled),
                                 retry_after=max(throttled))
 

@@ -171,3 +171,11 @@ def test_ldap_down_for_one_step_is_recorded_and_retried_next_cycle(store, seed, 
     report = w.sweeper.run_cycle()
     assert report.expired == 1 and report.released == 1 and not report.errors
     assert inner.list_members(seed.bypass_group_dn) == []
+
+
+def test_checks_the_budget_postpones_are_deferred_not_errors(world):
+    grant = world.open(ADA)
+    world.graph.failures = {grant.entra_user_id: GraphThrottled("methods not checked: budget", 429, "budget")}
+    report = world.sweeper.run_cycle()
+    assert report.deferred == 1 and report.errors == [] and world.budget.back_offs == []
+    assert world.store.get_grant(grant.id).last_checked_at is None  # due again next cycle
