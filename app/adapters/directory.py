@@ -306,7 +306,8 @@ class LdapDirectory:
         def remove(conn: ldap3.Connection) -> bool:
             try:
                 conn.modify(group_dn, {"member": [(ldap3.MODIFY_DELETE, [member_dn])]})
-            except lx.LDAPUnwillingToPerformResult:
+            except (lx.LDAPUnwillingToPerformResult, lx.LDAPNoSuchAttributeResult):
+                # 53 for a non-member; 16 noSuchAttribute when the group has no members at all (Samba).
                 return False
             return True
 
