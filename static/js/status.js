@@ -18,8 +18,10 @@
     if (FINAL[status.phase]) {
       window.clearInterval(timer);
       document.getElementById("done-link").hidden = false;
-      var actions = document.querySelector(".actions");
-      if (actions) { actions.hidden = true; }
+      ["status-expiry", "steps", "actions"].forEach(function (id) {
+        var element = document.getElementById(id);
+        if (element) { element.hidden = true; }
+      });
     }
   }
 

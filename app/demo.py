@@ -1,0 +1,180 @@
+"""`proofup demo`: the simulator, an embedded directory, the portal and its worker in one process."""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from pathlib import Path
+
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.config import Settings, load_settings
+from app.seed import Seed, load_seed
+from app.wiring import Services, build_services, build_worker
+
+log = logging.getLogger(__name__)
+DEMO_METHOD_DELAY_SECONDS = 3.0  # a registered method shows in (simulated) Graph after this
+DEMO_CHECK_INTERVAL_SECONDS = 3.0
+DEMO_WORKER_INTERVAL_SECONDS = 15.0
+
+
+def _secret_key(state_dir: Path) -> str:
+    """Keep one random secret key per demo state dir, so sessions survive a restart of the demo."""
+    path = state_dir / "secret-key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
+class DemoStack:
+    """Start and stop the whole demo; the Playwright journeys and `proofup demo` both use it."""
+
+    def __init__(self, state_dir: str | Path, *, seed: Seed | None = None, directory=None,
+                 host: str = "127.0.0.1", port: int = 0,
+                 method_delay_seconds: float = DEMO_METHOD_DELAY_SECONDS, worker: bool = True,
+                 **setting_overrides):
+        self.state_dir = Path(state_dir)
+        self.seed = seed or load_seed()
+        self.host = host
+        self.port = port
+        self.method_delay_seconds = method_delay_seconds
+        self.run_worker = worker
+        self.setting_overrides = setting_overrides
+        if directory is None:
+            from app.adapters.directory_embedded import EmbeddedDirectory
+
+            directory = EmbeddedDirectory(self.seed)
+        self.directory = directory
+        self.simulator = None
+        self.settings: Settings | None = None
+        self.services: Services | None = None
+        self._portal = None
+        self._threads: list[threading.Thread] = []
+        self._stop_worker: threading.Event | None = None
+
+    @property
+    def portal_url(self) -> str:
+        return f"http://{self.host}:{self._portal.server_port}"
+
+    @property
+    def control_token(self) -> str:
+        return (self.state_dir / "simulator" / "control-token").read_text(encoding="utf-8").strip()
+
+    def start(self) -> "DemoStack":
+        """Start the simulator, then the portal configured against it, then the worker thread."""
+        from app.simulator import create_simulator
+        from app.simulator.clients import GRAPH_CLIENT_ID, PORTAL_CLIENT_ID, read_client_secrets
+        from app.simulator.keys import ensure_tls
+        from app.simulator.server import serve_in_background
+        from app.simulator.world import Tunables
+
+        sim_dir = self.state_dir / "simulator"
+        sim_dir.mkdir(parents=True, exist_ok=True)
+        tls = ensure_tls(sim_dir)
+        sim_app = create_simulator(sim_dir, self.seed, self.directory,
+                                   tunables=Tunables(method_delay_seconds=self.method_delay_seconds))
+        self.simulator = serve_in_background(sim_app, self.host, 0, tls)
+        sim = self.simulator.base_url
+        client_secrets = read_client_secrets(sim_dir)
+        values = dict(
+            secret_key=_secret_key(self.state_dir),
+            authority=f"{sim}/adfs",
+            client_id=PORTAL_CLIENT_ID,
+            client_secret=client_secrets[PORTAL_CLIENT_ID],
+            tenant_id=self.seed.tenant_id,
+            graph_authority=f"{sim}/{self.seed.tenant_id}",
+            graph_client_id=GRAPH_CLIENT_ID,
+            graph_client_secret=client_secrets[GRAPH_CLIENT_ID],
+            graph_url=f"{sim}/v1.0",
+            ca_bundle=str(tls.ca),
+            ldap_base_dn=self.seed.base_dn,
+            required_group_dn=self.seed.required_group_dn,
+            bypass_group_dn=self.seed.bypass_group_dn,
+            privileged_group_dns=(self.seed.privileged_group_dn,),
+            database_url=f"sqlite:///{(self.state_dir / 'portal.sqlite3').resolve()}",
+            mysignins_url=f"{sim}/security-info",
+            replication_wait_seconds=2.0,
+            check_interval_seconds=DEMO_CHECK_INTERVAL_SECONDS,
+            worker_interval_seconds=DEMO_WORKER_INTERVAL_SECONDS,
+        )
+        values.update(self.setting_overrides)
+        self.settings = load_settings({}, **values)
+        self.services = build_services(self.settings, directory=self.directory)
+        app = create_app(self.settings, services=self.services)
+        # Werkzeug's threaded server speaks HTTP/1.1 with keep-alive: enough for one demo; production uses gunicorn.
+        self._portal = make_server(self.host, self.port, app, threaded=True)
+        self._spawn("proofup-portal", self._portal.serve_forever)
+        if self.run_worker:
+            from app.worker import start_worker_thread
+
+            sweeper, lease = build_worker(self.services)
+            thread, self._stop_worker = start_worker_thread(sweeper, lease,
+                                                            interval=self.settings.worker_interval_seconds)
+            self._threads.append(thread)
+        return self
+
+    def _spawn(self, name: str, target) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop the worker, the portal and the simulator."""
+        if self._stop_worker is not None:
+            self._stop_worker.set()
+        if self._portal is not None:
+            self._portal.shutdown()
+        if self.simulator is not None:
+            self.simulator.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self.services is not None:
+            self.services.close()
+
+    def __enter__(self) -> "DemoStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def banner(self) -> str:
+        """Say where the portal is and who can sign in (demo data only)."""
+        passwords = {u.password for u in self.seed.users}
+        lines = [
+            "",
+            f"ProofUp Portal demo: open {self.portal_url}",
+            f"  simulated AD FS, Entra, Graph and My Sign-Ins at {self.simulator.base_url} "
+            "(the browser may warn about its throw-away certificate: accept it for this demo)",
+            f"  state (database, certificates) in {self.state_dir.resolve()}",
+            "",
+            "Demo sign-ins" + (f" (password for all: {passwords.pop()})" if len(passwords) == 1 else "") + ":",
+        ]
+        width = max(len(u.upn) for u in self.seed.users)
+        for user in self.seed.users:
+            where = "" if user.in_entra and user.in_directory else (
+                " (not in Entra)" if not user.in_entra else " (not in AD)")
+            lines.append(f"  {user.upn.ljust(width)}  {user.state}{where}")
+        lines += ["", "Try ada.lovelace@uni.test (stuck: half-registered). Stop with Ctrl+C.", ""]
+        return "\n".join(lines)
+
+
+def run_demo(*, port: int = 8000, state_dir: str = "var/demo", host: str = "127.0.0.1") -> int:
+    """Run the demo in the foreground until Ctrl+C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stack = DemoStack(state_dir, host=host, port=port)
+    try:
+        stack.start()
+    except OSError as exc:
+        print(f"proofup demo: cannot start: {exc} (is port {port} in use? try --port)")
+        stack.stop()
+        return 3
+    print(stack.banner(), flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopping the demo")
+    finally:
+        stack.stop()
+    return 0
