@@ -62,6 +62,22 @@ class DemoStack:
     def control_token(self) -> str:
         return (self.state_dir / "simulator" / "control-token").read_text(encoding="utf-8").strip()
 
+    def control(self, method: str, path: str, body: dict | None = None):
+        """Call the simulator's control endpoint (faults, request log, tunables); return the decoded answer."""
+        from app.adapters.http import make_session
+        from app.simulator.control import CONTROL_PREFIX
+
+        session = make_session(self.settings.ca_bundle)
+        response = session.request(method, self.simulator.base_url + CONTROL_PREFIX + path, json=body,
+                                   headers={"Authorization": f"Bearer {self.control_token}"})
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def graph_requests(self, since: int = 0) -> list[dict]:
+        """Return the simulator's log of Graph requests (each $batch counts once, its parts are marked)."""
+        return [r for r in self.control("GET", f"/requests?since={since}")["requests"]
+                if r["path"].startswith("/v1.0") and not r.get("batch_part")]
+
     def start(self) -> "DemoStack":
         """Start the simulator, then the portal configured against it, then the worker thread."""
         from app.simulator import create_simulator

@@ -1,0 +1,126 @@
+"""The portal with its real adapters (MSAL, msgraph-sdk) against the in-process simulator and the embedded directory."""
+from __future__ import annotations
+
+import re
+import time
+from html.parser import HTMLParser
+
+import pytest
+
+from app.adapters.http import make_session
+from app.demo import DemoStack
+from tests.web.conftest import csrf_of
+
+HALF = "ada.lovelace@uni.test"
+
+
+class _Fields(HTMLParser):
+    """Collect a form's action and its named inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.action, self.fields = "", {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and not self.action:
+            self.action = attrs.get("action", "")
+        if tag == "input" and attrs.get("name"):
+            self.fields[attrs["name"]] = attrs.get("value") or ""
+
+
+def form_of(html: str) -> _Fields:
+    parser = _Fields()
+    parser.feed(html)
+    return parser
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = DemoStack(tmp_path_factory.mktemp("sim"), worker=False, method_delay_seconds=0.0,
+                      check_interval_seconds=1.0).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def client(stack):
+    stack.control("DELETE", "/faults")
+    app = stack._portal.app
+    return app.test_client()
+
+
+def sign_in(stack, client, upn: str, password: str | None = None):
+    """Sign in through the simulated AD FS: the authorize page, the forms login, the form_post back."""
+    browser = make_session(stack.settings.ca_bundle)
+    auth_uri = client.get("/sign-in").headers["Location"]
+    login = browser.get(auth_uri)
+    form = form_of(login.text)
+    form.fields.update(UserName=upn, Password=password or stack.seed.user(upn).password)
+    answer = browser.post(re.sub(r"/adfs/.*", "", auth_uri) + form.action, data=form.fields)
+    posted = form_of(answer.text)
+    assert posted.action.endswith("/auth/callback"), answer.text[:500]
+    return client.post("/auth/callback", data=posted.fields, follow_redirects=True)
+
+
+def test_real_sign_in_and_one_batch_diagnosis(stack, client):
+    before = len(stack.graph_requests())
+    page = sign_in(stack, client, HALF)
+    assert page.status_code == 200
+    assert 'data-reason="half_registered"' in page.get_data(as_text=True)
+    graph = stack.graph_requests()[before:]
+    assert [r["path"] for r in graph] == ["/v1.0/$batch"]  # the evidence in ONE round trip
+
+
+def test_wrong_password_never_reaches_the_portal(stack, client):
+    browser = make_session(stack.settings.ca_bundle)
+    auth_uri = client.get("/sign-in").headers["Location"]
+    form = form_of(browser.get(auth_uri).text)
+    form.fields.update(UserName=HALF, Password="wrong")
+    answer = browser.post(re.sub(r"/adfs/.*", "", auth_uri) + form.action, data=form.fields)
+    assert not form_of(answer.text).action.endswith("/auth/callback")
+
+
+def test_a_replayed_callback_is_refused(stack, client):
+    browser = make_session(stack.settings.ca_bundle)
+    auth_uri = client.get("/sign-in").headers["Location"]
+    form = form_of(browser.get(auth_uri).text)
+    form.fields.update(UserName=HALF, Password=stack.seed.user(HALF).password)
+    posted = form_of(browser.post(re.sub(r"/adfs/.*", "", auth_uri) + form.action, data=form.fields).text)
+    assert client.post("/auth/callback", data=posted.fields).status_code == 302
+    replay = stack._portal.app.test_client().post("/auth/callback", data=posted.fields)
+    assert replay.status_code == 400
+
+
+def test_missing_in_entra_is_explained(stack, client):
+    html = sign_in(stack, client, "radia.perlman@uni.test").get_data(as_text=True)
+    assert 'data-reason="missing_in_entra"' in html
+
+
+def test_graph_down_gives_a_clear_page_and_no_grant(stack, client):
+    stack.control("POST", "/faults", {"path": "/v1.0", "kind": "503"})
+    page = sign_in(stack, client, "alan.turing@uni.test")
+    assert page.status_code == 503
+    assert "could not reach Microsoft Entra ID" in page.get_data(as_text=True)
+    assert stack.services.store.grants_for("alan.turing@uni.test") == []
+
+
+def test_unlock_register_confirm_release(stack, client):
+    upn = "grace.hopper@uni.test"
+    page = sign_in(stack, client, upn)
+    assert client.post("/unlock", data={"csrf_token": csrf_of(page)}).status_code == 302
+    user = stack.directory.find_user(upn)
+    assert stack.directory.is_member(stack.seed.bypass_group_dn, user.dn)
+    assert client.get("/status").get_json()["phase"] == "waiting"
+    stack.control("POST", "/membership", {"group": "bypass", "upn": upn, "member": True})  # idempotent
+    # Register a phone method the way My Sign-Ins would, through the simulated cloud's state.
+    world = stack.simulator._server.app.extensions["simulator"].world
+    world.add_method(world.find_user(upn).id, "phone", details={"phoneNumber": "+44 7700 900123",
+                                                                 "phoneType": "mobile"})
+    deadline = time.monotonic() + 10
+    status = {}
+    while status.get("phase") != "done" and time.monotonic() < deadline:
+        time.sleep(0.5)  # the check interval is 1 s here: polls in between are answered without Graph
+        status = client.post("/status/check", headers={"X-CSRFToken": csrf_of(page)}).get_json()
+    assert status["phase"] == "done" and status["method"] == "phone"
+    assert not stack.directory.is_member(stack.seed.bypass_group_dn, user.dn)
