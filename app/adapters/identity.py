@@ -137,7 +137,8 @@ class Identity:
         self.client_id = client_id
         self.is_adfs = is_adfs_authority(authority)
         self._client_secret = client_secret
-        self._session = make_session(ca_file, timeout=timeout)
+        # Every call to the authority (MSAL, discovery, keys) goes through this one session.
+        self.http_session = make_session(ca_file, timeout=timeout)
         self._app: msal.ClientApplication | None = None
         self._metadata: dict[str, Any] | None = None
         self._validator: IdTokenValidator | None = None
@@ -212,7 +213,7 @@ class Identity:
         # Instance discovery asks login.microsoftonline.com about the host: right for Microsoft's hosts only.
         microsoft_host = urlparse(self.authority).hostname in WELL_KNOWN_AUTHORITY_HOSTS
         options = dict(
-            authority=self.authority, http_client=self._session, token_cache=_NoTokenCache(),
+            authority=self.authority, http_client=self.http_session, token_cache=_NoTokenCache(),
             instance_discovery=None if microsoft_host else False,
             exclude_scopes=["offline_access"],  # no refresh token: the portal keeps no tokens
         )
@@ -245,7 +246,7 @@ class Identity:
 
     def _get_json(self, url: str) -> dict[str, Any]:
         try:
-            response = self._session.get(url)
+            response = self.http_session.get(url)
             response.raise_for_status()
             return response.json()
         except (requests.RequestException, ValueError) as error:
