@@ -17,6 +17,8 @@ from app.adapters.directory_base import DirectoryError
 
 FAULT_KINDS = ("latency", "429", "503", "hang")
 CONTROL_PREFIX = "/_simulator"
+TUNABLE_MINIMUMS = {"method_delay_seconds": 0, "report_lag_seconds": 0, "notice_seconds": 0,
+                    "directory_limit": 1, "reports_limit": 1}
 
 
 @dataclass
@@ -178,22 +180,22 @@ def make_blueprint(get_sim) -> Blueprint:
 
     @bp.post("/tunables")
     def set_tunables():
-        data, tunables = body(), get_sim().world.tunables
-        for name in ("method_delay_seconds", "report_lag_seconds", "notice_seconds"):
-            if name in data:
-                value = _number(data, name)
-                if value < 0:
-                    return _bad(f"{name} must be >= 0")
-                setattr(tunables, name, int(value) if name == "notice_seconds" else value)
-        if "directory_limit" in data or "reports_limit" in data:
-            limits = get_sim().throttle.limits
-            for name, key in (("directory_limit", "directory"), ("reports_limit", "reports")):
-                if name in data:
-                    value = _number(data, name)
-                    if value < 1:
-                        return _bad(f"{name} must be >= 1")
-                    limits[key] = int(value)
-        return jsonify({**asdict(tunables), **{f"{k}_limit": v for k, v in get_sim().throttle.limits.items()}})
+        """Change delays and bucket sizes; all values are checked before any is applied."""
+        data, simulator = body(), get_sim()
+        unknown = set(data) - set(TUNABLE_MINIMUMS)
+        if unknown:
+            return _bad(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values = {name: _number(data, name) for name in data}
+        for name, value in values.items():
+            if value < TUNABLE_MINIMUMS[name]:
+                return _bad(f"{name} must be >= {TUNABLE_MINIMUMS[name]}")
+        for name, value in values.items():
+            if name.endswith("_limit"):
+                simulator.throttle.limits[name.removesuffix("_limit")] = int(value)
+            else:
+                setattr(simulator.world.tunables, name, int(value) if name == "notice_seconds" else value)
+        return jsonify({**asdict(simulator.world.tunables),
+                        **{f"{k}_limit": v for k, v in simulator.throttle.limits.items()}})
 
     @bp.delete("/throttle")
     def reset_throttle():
