@@ -25,6 +25,7 @@ from app.adapters.directory_base import (
     MembershipCheck,
     dn_key,
 )
+from app.config import Settings
 
 T = TypeVar("T")
 
@@ -41,29 +42,20 @@ TIME_LIMIT_EXCEEDED = 3
 STRONGER_AUTH_REQUIRED = 8
 CONFIDENTIALITY_REQUIRED = 13
 NO_SUCH_OBJECT = 32
-INVALID_DN_SYNTAX = 34
 INVALID_CREDENTIALS = 49
 INSUFFICIENT_ACCESS_RIGHTS = 50
 BUSY = 51
 UNAVAILABLE = 52
-UNWILLING_TO_PERFORM = 53
-ENTRY_ALREADY_EXISTS = 68
 TRANSIENT_RESULTS = frozenset({TIME_LIMIT_EXCEEDED, BUSY, UNAVAILABLE})
 
 _RANGE_ATTRIBUTE = re.compile(r"^member;range=(\d+)-(\d+|\*)$", re.IGNORECASE)
 USER_ATTRIBUTES = ["userPrincipalName", "sAMAccountName", "displayName", "userAccountControl", "adminCount"]
 
 
-class _Transient(Exception):
-    """Internal: a fault worth one reconnect and retry; carries the typed error to raise if it persists."""
-
-    def __init__(self, error: DirectoryUnavailable):
-        super().__init__(str(error))
-        self.error = error
-
-
 def _translate(exc: Exception, what: str, where: str) -> DirectoryError:
     """Turn an ldap3 or socket failure into the portal's typed error, with a message fit for an admin."""
+    if isinstance(exc, DirectoryError):
+        return exc
     code = getattr(exc, "result", None)
     if isinstance(exc, lx.LDAPOperationResult) and isinstance(code, int):
         detail = f"{exc.description or ''} ({code}) {exc.message or ''}".strip()
@@ -117,23 +109,33 @@ class _Link:
         self._conn: ldap3.Connection | None = None
 
     def run(self, what: str, operation: Callable[[ldap3.Connection], T]) -> T:
-        """Run operation on the shared connection; reconnect and retry once on a transient fault."""
+        """Run operation on the shared connection; on a transient fault, retry once on a fresh one."""
         with self._lock:
-            for attempt in (1, 2):
-                try:
-                    if self._conn is None:
-                        self._conn = self._open_connection(self.server, self._bind_dn, self._password)
-                    return operation(self._conn)
-                except DirectoryError:
-                    raise
-                except Exception as exc:  # ldap3 raises many unrelated classes; classify them once here
-                    self._drop()
-                    if not _is_transient(exc):
-                        raise _translate(exc, what, self.url) from exc
-                    if attempt == 2:
-                        raise _translate(exc, what, self.url) from exc
-                    time.sleep(RETRY_PAUSE)
-            raise AssertionError("unreachable")
+            try:
+                return self._attempt(operation)
+            except Exception as exc:  # ldap3 raises many unrelated classes; classify them once here
+                if not _is_transient(exc):
+                    raise _translate(exc, what, self.url) from exc
+            time.sleep(RETRY_PAUSE)
+            try:
+                return self._attempt(operation)
+            except Exception as exc:
+                raise _translate(exc, what, self.url) from exc
+
+    def _attempt(self, operation: Callable[[ldap3.Connection], T]) -> T:
+        if self._conn is None:
+            self._conn = self._open_connection(self.server, self._bind_dn, self._password)
+        try:
+            return operation(self._conn)
+        except DirectoryError:
+            raise
+        except lx.LDAPOperationResult as exc:
+            if exc.result in TRANSIENT_RESULTS:
+                self._drop()
+            raise
+        except Exception:
+            self._drop()  # the connection may be broken half-way through a message
+            raise
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -171,7 +173,7 @@ class LdapDirectory:
         self._links = [_Link(url, self._open, self._server(url), bind_dn, password) for url in self._urls]
 
     @classmethod
-    def from_settings(cls, settings) -> "LdapDirectory":
+    def from_settings(cls, settings: Settings) -> "LdapDirectory":
         """Build the directory from app.config.Settings (PROOFUP_LDAP_*); ldap:// URLs mean StartTLS."""
         urls = settings.ldap_urls
         return cls(

@@ -213,6 +213,13 @@ class TestErrors:
         with pytest.raises(DirectoryAuthError):
             make().list_members(GROUP)
 
+    def test_a_refused_write_keeps_the_connection(self, ad):
+        directory = make()
+        with pytest.raises(DirectoryPermissionError):
+            directory.add_member(OTHER_GROUP, ADA)
+        assert directory.add_member(GROUP, ADA) is True
+        assert ad.opened == 1
+
     def test_writing_another_group_changes_nothing(self, ad):
         with pytest.raises(DirectoryPermissionError):
             make().add_member(OTHER_GROUP, ADA)
