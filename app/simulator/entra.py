@@ -298,7 +298,7 @@ def mint(grant: RefreshGrant, nonce: str = "") -> Response:
     body = {"token_type": "Bearer", "scope": scp, "expires_in": oidc.ACCESS_TOKEN_LIFETIME,
             "ext_expires_in": oidc.ACCESS_TOKEN_LIFETIME, "access_token": simulator.keys.sign(access),
             "id_token": simulator.keys.sign(id_token)}
-    if "offline_access" in requested or grant.flavor == "entra" and request.form.get("grant_type") == "refresh_token":
+    if "offline_access" in requested:
         body["refresh_token"] = oidc.new_refresh_token(grant, REFRESH_LIFETIME)
     if request.form.get("client_info") == "1":
         body["client_info"] = oidc.client_info(user.id, tenant_id())
