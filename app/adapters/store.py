@@ -176,14 +176,17 @@ def redact(detail: dict[str, Any]) -> dict[str, Any]:
     return {k: (REDACTED if _SECRET_KEY.search(k) else v) for k, v in detail.items()}
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Take transaction control from the driver so BEGIN [IMMEDIATE] is ours (SQLAlchemy pysqlite recipe).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_seconds: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN [IMMEDIATE] is ours (SQLAlchemy pysqlite recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
 
 
 def _sqlite_begin(conn: Any) -> None:
@@ -195,7 +198,8 @@ def _sqlite_begin(conn: Any) -> None:
 class Store:
     """Engine and sessions over the portal's database, with domain verbs."""
 
-    def __init__(self, url: str, *, clock: Callable[[], datetime] = utc_now, echo: bool = False):
+    def __init__(self, url: str, *, clock: Callable[[], datetime] = utc_now, echo: bool = False,
+                 busy_timeout_seconds: float = SQLITE_BUSY_SECONDS):
         self.url = url
         self.clock = clock
         parsed = make_url(url)
@@ -204,12 +208,12 @@ class Store:
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}
+            kwargs["connect_args"] = {"timeout": busy_timeout_seconds, "check_same_thread": False}
         else:
             kwargs["pool_pre_ping"] = True
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout_seconds))
             event.listen(self.engine, "begin", _sqlite_begin)
             self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:

@@ -122,6 +122,7 @@ class Sweeper:
             self._fail(report, "bulk method check", exc)
             return
         throttled: list[float] = []
+        failed: list[str] = []
         for grant in due:
             result = results.get(grant.entra_user_id)
             try:
@@ -133,6 +134,8 @@ class Sweeper:
                     report.errors.append(f"methods of grant {grant.id}: {error}")
                     if error.status == 429 and error.retry_after:
                         throttled.append(error.retry_after)
+                    else:
+                        failed.append(str(error))
                     continue
                 report.checked += 1
                 strong = [m for m in result if m.strong]
@@ -147,6 +150,8 @@ class Sweeper:
                     report.released += 1
             except Exception as exc:
                 self._fail(report, f"grant {grant.id} ({grant.upn})", exc)
+        if failed:
+            self._audit_quietly("worker.graph_error", outcome="error", users=len(failed), error=failed[0])
         if throttled:
             # Every instance waits out the longest Retry-After Graph gave (the adapter may have already: max wins).
             self.budget.back_off(DIRECTORY, max(throttled))
