@@ -123,14 +123,20 @@ def hold_write_lock(path) -> sqlite3.Connection:
     return conn
 
 
-def test_database_locked_longer_than_busy_timeout(tmp_path, seed):
+def expired_grants_on_sqlite(tmp_path, seed, busy_timeout_seconds):
+    """Grants past their end on an SQLite file with the given busy timeout; return the parts and the file."""
     path, clock = tmp_path / "locked.sqlite3", FakeClock()
-    store = Store(f"sqlite:///{path}", clock=clock, busy_timeout_seconds=0.3)
+    store = Store(f"sqlite:///{path}", clock=clock, busy_timeout_seconds=busy_timeout_seconds)
     store.upgrade()
     directory = EmbeddedDirectory(seed)
     grants, sweeper = wire(store, directory, seed, clock)
     opened = open_all(grants, directory)
     clock.advance(5 * 60)
+    return path, clock, store, directory, sweeper, opened
+
+
+def test_database_locked_longer_than_busy_timeout(tmp_path, seed):
+    path, clock, store, directory, sweeper, opened = expired_grants_on_sqlite(tmp_path, seed, 0.3)
     blocker = hold_write_lock(path)
     try:
         report = sweeper.run_cycle()
@@ -152,13 +158,7 @@ def test_database_locked_longer_than_busy_timeout(tmp_path, seed):
 
 
 def test_database_locked_briefly_only_slows_the_cycle(tmp_path, seed):
-    path, clock = tmp_path / "brief.sqlite3", FakeClock()
-    store = Store(f"sqlite:///{path}", clock=clock, busy_timeout_seconds=5.0)
-    store.upgrade()
-    directory = EmbeddedDirectory(seed)
-    grants, sweeper = wire(store, directory, seed, clock)
-    open_all(grants, directory)
-    clock.advance(5 * 60)
+    path, _, store, directory, sweeper, _ = expired_grants_on_sqlite(tmp_path, seed, 5.0)
     blocker = hold_write_lock(path)
     release = threading.Timer(0.5, lambda: (blocker.execute("ROLLBACK"), blocker.close()))
     release.start()
