@@ -7,10 +7,11 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, jsonify, render_template, request
 
-from app.adapters.directory_base import Directory
+from app.adapters.directory_base import Directory, DirectoryError
 from app.seed import Seed
 from app.simulator import adfs, control, entra, graph, mysignins
 from app.simulator.clients import ClientRegistry
@@ -21,6 +22,9 @@ from app.simulator.throttle import Throttle, directory_limit_for
 from app.simulator.world import Tunables, World
 
 REPEATED_SLASHES = re.compile(r"/{2,}")
+# Query parameters whose values never reach the request log.
+SECRET_PARAMETERS = frozenset({"code", "client_secret", "refresh_token", "access_token", "id_token", "wresult",
+                               "password", "code_verifier", "client_assertion"})
 
 
 class CollapseSlashes:
@@ -60,6 +64,7 @@ def create_simulator(state_dir: str | Path, seed: Seed, directory: Directory | N
     app.after_request(log_request)
     for status in (404, 405, 500):
         app.register_error_handler(status, http_error)
+    app.register_error_handler(DirectoryError, directory_down)
     app.add_url_rule("/", "index", index)
     app.wsgi_app = CollapseSlashes(app.wsgi_app)
     return app
@@ -100,11 +105,22 @@ def fault_response(status: int, code: str, message: str, retry_after: float | No
 
 def log_request(response: Response) -> Response:
     if not request.path.startswith(control.CONTROL_PREFIX):
-        sim().log.add(method=request.method, path=request.path, query=request.query_string.decode(),
+        sim().log.add(method=request.method, path=request.path, query=redacted_query(),
                       status=response.status_code, app_id=request.environ.get("simulator.app_id", ""),
                       batch_part=bool(request.environ.get(graph.BATCH_PART)),
                       duration_ms=round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 1))
     return response
+
+
+def redacted_query() -> str:
+    pairs = parse_qsl(request.query_string.decode(errors="replace"), keep_blank_values=True)
+    return urlencode([(k, "(redacted)" if k.lower() in SECRET_PARAMETERS else v) for k, v in pairs])
+
+
+def directory_down(error: DirectoryError):
+    """A DC that does not answer: AD FS shows its generic error page (the real one logs event 364)."""
+    return render_template("adfs_error.html", message="An error occurred. Contact your administrator for more "
+                                                      "information."), 503
 
 
 def http_error(error):

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import pytest
 
+from app.adapters.directory_base import DirectoryUnavailable
+from app.seed import load_seed
+from app.simulator import create_simulator
 from tests.fixtures.simulator import dump
+from tests.simulator.browserless import forms_of
 
 TENANT = "8d3f2b4e-6c1a-4f5e-9b7d-2a1c0e9f8b7a"
 CASES = [
@@ -57,3 +61,23 @@ def test_graph_batch_and_tap_bodies_are_checked(simulator):
         assert answer.status_code == 400, dump(answer)
     listed = simulator.graph_get(f"/users/{grace}/authentication/temporaryAccessPassMethods").json()
     assert listed["value"] == [], "a refused request creates nothing"
+
+
+class UnreachableDirectory:
+    """A directory whose DCs are all down (the LDAP adapter raises DirectoryUnavailable)."""
+
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise DirectoryUnavailable("no DC answered")
+        return fail
+
+
+def test_directory_outage_shows_the_adfs_error_page(tmp_path):
+    app = create_simulator(tmp_path, load_seed(), directory=UnreachableDirectory())
+    client = app.test_client()
+    form = client.get("/adfs/ls/?wa=wsignin1.0&wtrealm=urn:federation:MicrosoftOnline&wctx=x",
+                      base_url="https://127.0.0.1")
+    ctx = forms_of(form.get_data(as_text=True))[0].fields["ctx"]
+    answer = client.post("/adfs/ls/", data={"ctx": ctx, "UserName": "ada.lovelace@uni.test", "Password": "x"},
+                         base_url="https://127.0.0.1")
+    assert answer.status_code == 503 and "An error occurred" in answer.get_data(as_text=True)

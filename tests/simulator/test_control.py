@@ -137,3 +137,11 @@ def test_pkce_and_loopback_redirect_rules():
     assert not client.redirect_uri_allowed("https://portal.example:8443/auth/callback")
     assert not client.redirect_uri_allowed("http://localhost:5000/other")
     assert not client.redirect_uri_allowed("http://evil.example/auth/callback")
+
+
+def test_request_log_redacts_codes_in_query_strings(simulator):
+    since = simulator.last_seq()
+    simulator.session().get(simulator.mysignins_url + "/callback?state=s&code=SECRET-CODE-VALUE", timeout=10,
+                            allow_redirects=False)
+    entries = [e for e in simulator.requests_log(since) if e["path"] == "/security-info/callback"]
+    assert entries and "SECRET-CODE-VALUE" not in entries[0]["query"] and "state=s" in entries[0]["query"]
