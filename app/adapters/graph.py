@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import threading
-import weakref
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping, Sequence
@@ -56,7 +55,7 @@ from app.adapters.graph_base import (
     TemporaryAccessPass,
     UnlimitedBudget,
 )
-from app.adapters.http import make_session, make_ssl_context
+from app.adapters.http import forget_connections_after_fork, make_session, make_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +270,7 @@ class _EventLoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = 0
 
-    def after_fork(self) -> None:
+    def _after_fork(self) -> None:
         # The parent's loop thread does not exist in the child; its lock may have been held at fork time.
         self._lock = threading.Lock()
         self._loop, self._pid = None, 0
@@ -295,16 +294,7 @@ class _EventLoopThread:
 
 
 _LOOP = _EventLoopThread()
-_CLIENTS: "weakref.WeakSet[GraphClient]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    _LOOP.after_fork()
-    for client in list(_CLIENTS):
-        client._forget_connections()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+forget_connections_after_fork(_LOOP)
 
 
 class GraphClient:
@@ -334,7 +324,7 @@ class GraphClient:
         self._adapter_lock = threading.Lock()
         self._msal_lock = threading.Lock()
         self._strikes: dict[str, int] = {}  # consecutive 429s per budget category, for the fallback back-off
-        _CLIENTS.add(self)
+        forget_connections_after_fork(self)
 
     @classmethod
     def from_settings(cls, settings, budget: RequestBudget | None = None, **options: Any) -> "GraphClient":
@@ -520,11 +510,13 @@ class GraphClient:
                 self._adapter = self._build_adapter()
             return self._adapter
 
-    def _forget_connections(self) -> None:
-        # After fork the parent's connections and loop are not ours: build new ones on first use.
+    def _after_fork(self) -> None:
+        # The parent's connections (httpx and MSAL's session) are not ours: build new ones on first use.
         self._adapter_lock = threading.Lock()
         self._msal_lock = threading.Lock()
         self._adapter = None
+        self._msal = None
+        self._session = make_session(self.ca_file, timeout=self.timeout)
 
     def _build_adapter(self):
         from msgraph.graph_request_adapter import GraphRequestAdapter

@@ -1,7 +1,9 @@
 """Build the requests sessions the adapters use: explicit CA, no environment proxies, timeouts, bounded retries."""
 from __future__ import annotations
 
+import os
 import ssl
+import weakref
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -50,3 +52,19 @@ def make_session(ca_file: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
 def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
     """Return a client TLS context trusting ca_file, or the system store when none is given."""
     return ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+
+
+_FORK_AWARE: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def forget_connections_after_fork(owner) -> None:
+    """Have owner._after_fork() called in every forked child: pooled connections belong to the parent."""
+    _FORK_AWARE.add(owner)
+
+
+def _after_fork_in_child() -> None:
+    for owner in list(_FORK_AWARE):
+        owner._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

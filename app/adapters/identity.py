@@ -16,7 +16,7 @@ import msal
 import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
-from app.adapters.http import make_session
+from app.adapters.http import forget_connections_after_fork, make_session
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +143,8 @@ class Identity:
         self._metadata: dict[str, Any] | None = None
         self._validator: IdTokenValidator | None = None
         self._lock = threading.Lock()
+        self._ca_file, self._timeout = ca_file, timeout
+        forget_connections_after_fork(self)
 
     @classmethod
     def from_settings(cls, settings) -> "Identity":
@@ -202,6 +204,13 @@ class Identity:
         endpoint = endpoint or self.authority + ("/oauth2/logout" if self.is_adfs else "/oauth2/v2.0/logout")
         query = urlencode({"post_logout_redirect_uri": post_logout_redirect_uri, "client_id": self.client_id})
         return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+    def _after_fork(self) -> None:
+        # A gunicorn worker forked from a preloaded master must not share the master's TLS connections.
+        self._lock = threading.Lock()
+        self.http_session = make_session(self._ca_file, timeout=self._timeout)
+        self._app = None
+        self._validator = None
 
     def _msal(self) -> msal.ClientApplication:
         with self._lock:
