@@ -316,10 +316,10 @@ def pairwise_sub(client_id: str, user: DirectoryUser) -> str:
 
 @bp.get("/oauth2/logout", strict_slashes=False)
 def logout():
-    """End the AD FS session; go back to post_logout_redirect_uri when it is a registered redirect URI."""
-    target = request.args.get("post_logout_redirect_uri", "")
-    allowed = target and any(c.redirect_uri_allowed(target) for c in sim().clients)
-    response = redirect(target) if allowed else Response(render_template("signed_out.html", brand="adfs"))
+    """End the AD FS session; go back to post_logout_redirect_uri only when it is registered (LogoutUri)."""
+    target = sim().clients.logout_target(request.args.get("post_logout_redirect_uri", ""),
+                                         request.args.get("client_id", ""))
+    response = redirect(target) if target else Response(render_template("signed_out.html", brand="adfs"))
     return oidc.end_session(response, COOKIE, COOKIE_PATH)
 
 

@@ -26,6 +26,8 @@ DEFAULT_REGISTRATIONS = (
     {"client_id": PORTAL_CLIENT_ID, "display_name": "ProofUp Portal",
      "redirect_uris": [f"{scheme}://{host}{path}" for scheme in ("http", "https")
                        for host in ("localhost", "127.0.0.1") for path in PORTAL_REDIRECT_PATHS],
+     # AD FS's LogoutUri (Set-AdfsClient -LogoutUri): where end-session may send the browser back to.
+     "logout_uris": [f"{scheme}://{host}/" for scheme in ("http", "https") for host in ("localhost", "127.0.0.1")],
      "roles": []},
     {"client_id": GRAPH_CLIENT_ID, "display_name": "ProofUp Portal (Graph)", "redirect_uris": [],
      "roles": ["User.Read.All", "UserAuthenticationMethod.ReadWrite.All", "AuditLog.Read.All",
@@ -49,22 +51,28 @@ class Client:
     secret_sha256: str
     redirect_uris: tuple[str, ...]
     roles: tuple[str, ...]
+    logout_uris: tuple[str, ...] = ()
 
     def secret_matches(self, secret: str) -> bool:
         return bool(secret) and hmac.compare_digest(_hash_secret(secret), self.secret_sha256)
 
     def redirect_uri_allowed(self, uri: str) -> bool:
         """Match exactly, except that a loopback redirect URI matches on any port (as Entra documents)."""
-        if uri in self.redirect_uris:
-            return True
-        wanted = urlsplit(uri)
-        if wanted.hostname not in LOOPBACK_HOSTS:
-            return False
-        for registered in map(urlsplit, self.redirect_uris):
-            if (registered.scheme, registered.hostname, registered.path, registered.query) == (
-                    wanted.scheme, wanted.hostname, wanted.path, wanted.query):
-                return True
+        return _registered(uri, self.redirect_uris)
+
+    def logout_uri_allowed(self, uri: str) -> bool:
+        """Tell whether end-session may return to this URI (a redirect URI or a registered logout URI)."""
+        return _registered(uri, self.redirect_uris + self.logout_uris)
+
+
+def _registered(uri: str, registered_uris: tuple[str, ...]) -> bool:
+    if uri in registered_uris:
+        return True
+    wanted = urlsplit(uri)
+    if wanted.hostname not in LOOPBACK_HOSTS:
         return False
+    return any((r.scheme, r.hostname, r.path, r.query) == (wanted.scheme, wanted.hostname, wanted.path, wanted.query)
+               for r in map(urlsplit, registered_uris))
 
 
 class ClientRegistry:
@@ -86,7 +94,8 @@ class ClientRegistry:
                 uris += tuple(extra_redirect_uris)
             self._clients[entry["client_id"].lower()] = Client(
                 client_id=entry["client_id"], display_name=entry["display_name"],
-                secret_sha256=entry["secret_sha256"], redirect_uris=uris, roles=tuple(entry["roles"]))
+                secret_sha256=entry["secret_sha256"], redirect_uris=uris, roles=tuple(entry["roles"]),
+                logout_uris=tuple(entry.get("logout_uris", ())))
         # My Sign-Ins is Microsoft's own first-party app: no secret; it redeems its codes inside the simulator.
         self._clients[MY_SIGNINS_APP_ID] = Client(
             client_id=MY_SIGNINS_APP_ID, display_name="My Signins", secret_sha256="",
@@ -105,6 +114,11 @@ class ClientRegistry:
 
     def get(self, client_id: str) -> Client | None:
         return self._clients.get((client_id or "").strip().lower())
+
+    def logout_target(self, uri: str, client_id: str = "") -> str:
+        """Return uri if end-session may go back there (for client_id when given, else any client); else ''."""
+        candidates = [self.get(client_id)] if client_id else list(self)
+        return uri if uri and any(c is not None and c.logout_uri_allowed(uri) for c in candidates) else ""
 
     def __iter__(self):
         return iter(self._clients.values())

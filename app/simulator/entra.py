@@ -310,8 +310,8 @@ def logout(tenant: str):
     """Sign out of Entra and, for a federated user, of AD FS too; return to a registered URI if given."""
     if not known_tenant(tenant):
         abort(404)
-    target = request.args.get("post_logout_redirect_uri", "")
-    allowed = target and any(c.redirect_uri_allowed(target) for c in sim().clients)
-    response = redirect(target) if allowed else Response(render_template("signed_out.html", brand="entra"))
+    target = sim().clients.logout_target(request.args.get("post_logout_redirect_uri", ""),
+                                         request.args.get("client_id", ""))
+    response = redirect(target) if target else Response(render_template("signed_out.html", brand="entra"))
     oidc.end_session(response, adfs.COOKIE, adfs.COOKIE_PATH)
     return oidc.end_session(response, COOKIE, "/")

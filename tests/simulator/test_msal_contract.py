@@ -240,3 +240,23 @@ def test_adfs_token_errors(simulator):
         "client_secret": simulator.secret(simulator.portal_client_id), "code": "x", "redirect_uri": REDIRECT},
         timeout=10)
     assert bad_code.status_code == 400 and bad_code.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("authority", ["adfs", "entra"])
+def test_end_session_returns_only_to_registered_uris_and_ends_sso(simulator, authority):
+    app = msal_app(simulator, simulator.adfs_authority)
+    browser = Browserless(simulator.session(), REDIRECT)
+    page = browser.go(app.initiate_auth_code_flow([], redirect_uri=REDIRECT, response_mode="form_post")["auth_uri"])
+    browser.submit(page, {"UserName": "grace.hopper@uni.test",
+                          "Password": simulator.user("grace.hopper@uni.test").password})
+    logout = (f"{simulator.adfs_authority}/oauth2/logout" if authority == "adfs"
+              else f"{simulator.entra_authority}/oauth2/v2.0/logout")
+    foreign = browser.session.get(logout, params={"post_logout_redirect_uri": "https://evil.example/"},
+                                  allow_redirects=False, timeout=10)
+    assert foreign.status_code == 200 and "signed out" in foreign.text
+    home = browser.session.get(logout, params={"post_logout_redirect_uri": "http://localhost:5000/",
+                                               "client_id": simulator.portal_client_id},
+                               allow_redirects=False, timeout=10)
+    assert home.status_code == 302 and home.headers["Location"] == "http://localhost:5000/"
+    again = browser.go(app.initiate_auth_code_flow([], redirect_uri=REDIRECT, response_mode="form_post")["auth_uri"])
+    assert 'name="Password"' in again.text, "the AD FS session ended"
