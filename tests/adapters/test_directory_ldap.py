@@ -221,8 +221,7 @@ class TestConnectionReuse:
 
 class TestSeveralDcs:
     @pytest.fixture
-    def both(self, clean_bypass_group, samba_dc2, tmp_path):
-        samba_dc2.set_members(samba_dc2.bypass_group_dn, [])
+    def both(self, samba_dc2, clean_bypass_group, tmp_path):
         bundle = ca_bundle(tmp_path / "cas.pem", clean_bypass_group, samba_dc2)
         directory = clean_bypass_group.directory(urls=[clean_bypass_group.url, samba_dc2.url], ca_file=bundle)
         yield clean_bypass_group, samba_dc2, directory, bundle
