@@ -114,7 +114,7 @@ class GrantService:
             return None
         return self.close_grant(grant.id, outcome=outcome, actor=actor, reason=reason)
 
-    def recheck_replication(self, grant_id: int) -> GrantView:
+    def recheck_replication(self, grant_id: int, *, actor: str = "system") -> GrantView:
         """Ask the DCs again whether they all show an active grant's membership."""
         grant = self._require(grant_id)
         if grant.state is not GrantState.ACTIVE or grant.dc_confirmed:
@@ -123,7 +123,7 @@ class GrantService:
                                                   timeout_seconds=0)
         updated = self.store.record_check(grant.id, at=self.clock(), dc_confirmed=check.confirmed) or grant
         if check.confirmed:
-            self.store.audit("worker", "grant.replicated", grant.upn, grant.id, **_check_detail(check))
+            self.store.audit(actor, "grant.replicated", grant.upn, grant.id, **_check_detail(check))
         return updated
 
     def abandon_stale(self, grant_id: int, *, actor: str, reason: str) -> GrantView:

@@ -104,7 +104,7 @@ class Sweeper:
             if grant.dc_confirmed:
                 continue
             try:
-                if self.grants.recheck_replication(grant.id).dc_confirmed:
+                if self.grants.recheck_replication(grant.id, actor=WORKER).dc_confirmed:
                     report.replicated += 1
             except Exception as exc:
                 self._fail(report, f"replication check of grant {grant.id}", exc)
