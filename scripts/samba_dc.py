@@ -117,9 +117,19 @@ class Population:
     service_sid: str
 
 
+def _missing_packages() -> list[str]:
+    """Name the AD DC packages not installed (all four are needed: provisioning fails without the last three)."""
+    if not shutil.which("dpkg-query"):  # not Debian: trust the binaries
+        return [] if shutil.which("samba-tool") and Path(_samba_binary()).exists() else list(PACKAGES)
+    result = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *PACKAGES],
+                            capture_output=True, text=True)
+    installed = {line.split()[0] for line in result.stdout.splitlines() if line.endswith(" installed")}
+    return [p for p in PACKAGES if p not in installed]
+
+
 def ensure_installed() -> None:
-    """Install Samba's AD DC packages from Debian if samba-tool is missing."""
-    if shutil.which("samba-tool") and Path(_samba_binary()).exists():
+    """Install Samba's AD DC packages from Debian's archive if any is missing."""
+    if not _missing_packages():
         return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]):
@@ -344,6 +354,9 @@ def up(directory: Path, seed: Seed, ip: str = "127.0.0.1",
     """Install if needed, provision, start and populate a DC; return it and the service account."""
     ensure_installed()
     stop(directory)
+    busy = [port for port in (389, 636) if _listening(ip, port)]
+    if busy:
+        raise SambaError(f"{ip} already has a server on port(s) {busy}; choose another loopback address (--ip)")
     dc = SambaDC(directory=directory, ip=ip)
     provision(dc)
     start(dc)

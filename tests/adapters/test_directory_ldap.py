@@ -315,6 +315,11 @@ class TestSettingsAndTestDc:
         writable = [g for g in groups if directory.check_write_access(g)]
         assert [dn_key(g) for g in writable] == [dn_key(samba_dc.bypass_group_dn)]
 
+    def test_up_refuses_an_address_another_dc_holds(self, samba_dc, tmp_path):
+        with pytest.raises(samba.SambaError, match="already has a server"):
+            samba.up(tmp_path / "dc", samba_dc.seed, samba_dc.dc.ip)
+        assert not (tmp_path / "dc").exists()
+
     def test_down_without_a_dc_says_so(self, tmp_path, capsys):
         assert samba.main(["down", "--dir", str(tmp_path)]) == 0
         assert "no DC running" in capsys.readouterr().out
