@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urljoin
 
 from werkzeug.serving import make_server
 
@@ -26,6 +28,33 @@ def _secret_key(state_dir: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
     return path.read_text(encoding="utf-8").strip()
+
+
+class FormFields(HTMLParser):
+    """Collect the first form's action and its named inputs (to drive the sign-in pages without a browser)."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.action, self.fields = "", {}
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and not self.action:
+            self.action = attrs.get("action", "")
+        if tag == "input" and attrs.get("name"):
+            self.fields[attrs["name"]] = attrs.get("value") or ""
+
+
+def adfs_form_post(auth_uri: str, upn: str, password: str, ca_file: str) -> FormFields:
+    """Sign in on the simulated AD FS page like a browser; return the form it posts back to the portal."""
+    from app.adapters.http import make_session
+
+    browser = make_session(ca_file)
+    login = browser.get(auth_uri)
+    form = FormFields(login.text)
+    form.fields.update(UserName=upn, Password=password)
+    return FormFields(browser.post(urljoin(login.url, form.action), data=form.fields).text)
 
 
 class DemoStack:
@@ -59,6 +88,11 @@ class DemoStack:
         return f"http://{self.host}:{self._portal.server_port}"
 
     @property
+    def app(self):
+        """Return the portal's Flask app (for the test client)."""
+        return self._portal.app
+
+    @property
     def control_token(self) -> str:
         return (self.state_dir / "simulator" / "control-token").read_text(encoding="utf-8").strip()
 
@@ -72,6 +106,22 @@ class DemoStack:
                                    headers={"Authorization": f"Bearer {self.control_token}"})
         response.raise_for_status()
         return response.json() if response.content else None
+
+    def signed_in_session(self, upn: str):
+        """Return (a requests session signed in to the portal as a seeded user, the page it landed on)."""
+        from app.adapters.http import make_session
+
+        portal = make_session(None)
+        auth_uri = portal.get(self.portal_url + "/sign-in", allow_redirects=False).headers["Location"]
+        posted = adfs_form_post(auth_uri, upn, self.seed.user(upn).password, self.settings.ca_bundle)
+        landed = portal.post(posted.action, data=posted.fields)
+        landed.raise_for_status()
+        return portal, landed.text
+
+    def register_method(self, upn: str, kind: str = "microsoftAuthenticator") -> None:
+        """Register a method in the simulated Entra as My Sign-Ins does (Graph shows it after the method delay)."""
+        world = self.simulator._server.app.extensions["simulator"].world  # noqa: SLF001 - our own simulator
+        world.add_method(world.find_user(upn).id, kind)
 
     def graph_requests(self, since: int = 0) -> list[dict]:
         """Return the simulator's log of Graph requests (each $batch counts once, its parts are marked)."""

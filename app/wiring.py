@@ -6,7 +6,7 @@ from typing import Any
 
 from app.config import Settings, SettingsError, env_name
 from app.domain.state import Policy
-from app.services.onboarding import OnboardingService
+from app.services.onboarding import MAX_GAP_INTERVALS, OnboardingService
 
 
 @dataclass
@@ -85,14 +85,15 @@ def build_identity(settings: Settings):
     return Identity.from_settings(settings)
 
 
-def build_grants(settings: Settings, store, directory):
+def build_grants(settings: Settings, store, directory, clock=None):
     """Return the grant lifecycle service."""
     from app.services.grants import GrantService
 
     _require(settings, "bypass_group_dn", what="unlocking")
+    extra = {"clock": clock} if clock is not None else {}
     return GrantService(store, directory, bypass_group_dn=settings.bypass_group_dn,
                         grant_minutes=settings.grant_minutes, use_ttl=settings.ldap_use_ttl,
-                        replication_wait_seconds=settings.replication_wait_seconds)
+                        replication_wait_seconds=settings.replication_wait_seconds, **extra)
 
 
 def build_worker(services: Services):
@@ -102,9 +103,12 @@ def build_worker(services: Services):
     from app.worker import lease_ttl_for
 
     settings = services.settings
+    # The worker checks a grant only when no open tab has for the portal's longest gap: it is the
+    # fallback for closed tabs, not a second poller (see app/services/onboarding.py).
+    longest_gap = settings.check_interval_seconds * MAX_GAP_INTERVALS
     sweeper = Sweeper(services.store, services.directory, services.graph, services.grants, services.budget,
                       bypass_group_dn=settings.bypass_group_dn,
-                      check_every_seconds=max(settings.check_interval_seconds, settings.worker_interval_seconds))
+                      check_every_seconds=max(longest_gap, settings.worker_interval_seconds))
     return sweeper, Lease(services.store, ttl_seconds=lease_ttl_for(settings.worker_interval_seconds))
 
 
@@ -116,7 +120,7 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
     budget = budget if budget is not None else build_budget(settings, store)
     graph = graph if graph is not None else build_graph(settings, budget)
     identity = identity if identity is not None else build_identity(settings)
-    grants = grants if grants is not None else build_grants(settings, store, directory)
+    grants = grants if grants is not None else build_grants(settings, store, directory, clock)
     onboarding = OnboardingService(
         directory=directory, graph=graph, store=store, grants=grants, policy=policy_from(settings),
         grant_minutes=settings.grant_minutes, check_interval_seconds=settings.check_interval_seconds,

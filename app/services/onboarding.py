@@ -10,10 +10,15 @@ from app.adapters.directory_base import Directory, DirectoryUser
 from app.adapters.graph_base import Evidence, Graph, GraphError
 from app.domain.state import Diagnosis, GrantFacts, Policy, State, classify, unlock_refusal
 
-# How far apart Graph checks of one student's grant may grow: the gap doubles with the time since
-# the unlock, from the configured interval up to this many intervals (a 60 s registration costs
-# about five checks however many tabs poll; "check now" shortens it when the student says done).
+# When Graph is asked about an open grant: not before FIRST_CHECK_INTERVALS intervals after the unlock
+# (nobody installs the app, signs in and scans a QR code faster), then with a gap that doubles with the
+# time since the unlock, capped at MAX_GAP_INTERVALS intervals. A 60 s registration costs about four
+# checks however many tabs poll; "check now" (the student says done) brings the gap back to one interval.
+FIRST_CHECK_INTERVALS = 2
 MAX_GAP_INTERVALS = 6
+# The evidence a diagnosis just gathered is reused by an unlock within this time (one Graph call saved);
+# a method registered meanwhile is caught by the grant's first check, which then releases it at once.
+EVIDENCE_REUSE_SECONDS = 30.0
 SELF_SERVICE_REASON = "self-service unlock"
 
 
@@ -112,26 +117,32 @@ class OnboardingService:
         self.grant_minutes = grant_minutes
         self.check_interval = timedelta(seconds=check_interval_seconds)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self._recent: dict[str, tuple[datetime, Evidence]] = {}  # upn -> (when, evidence), for unlock
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
     # -- diagnose -----------------------------------------------------------------------------
 
-    def diagnose(self, upn: str) -> Diagnosis:
-        """Classify a student from AD, ONE Graph evidence round trip and their grants."""
+    def diagnose(self, upn: str, *, reuse_recent: bool = False) -> Diagnosis:
+        """Classify a student from AD, ONE Graph evidence round trip (or a recent one) and their grants."""
         user = self.directory.find_user(upn)
-        evidence = self._evidence(upn, user)
+        evidence = self._evidence(user, reuse_recent)
         return self._classify(upn, user, evidence)
 
-    def _evidence(self, upn: str, user: DirectoryUser | None) -> Evidence | None:
+    def _evidence(self, user: DirectoryUser | None, reuse_recent: bool) -> Evidence | None:
         if user is None:
             return None  # nothing to unlock: spare the Graph budget
+        key = user.upn.lower()
+        recent = self._recent.get(key)
+        if reuse_recent and recent and self.clock() - recent[0] < timedelta(seconds=EVIDENCE_REUSE_SECONDS):
+            return recent[1]
         evidence = self.graph.gather_evidence(user.upn)
         for part in ("user", "methods"):
             error = evidence.errors.get(part)
             if error is not None and error.status != 404:
                 # Without these the policy cannot tell "stuck" from "registered": refuse to guess.
                 raise error
+        self._recent[key] = (self.clock(), evidence)
         return evidence
 
     def _classify(self, upn: str, user: DirectoryUser | None, evidence: Evidence | None) -> Diagnosis:
@@ -148,7 +159,7 @@ class OnboardingService:
                reason: str = SELF_SERVICE_REASON, minutes: int | None = None) -> tuple[Diagnosis, GrantRecord]:
         """Open a grant when the policy allows it; a second click returns the grant already open."""
         with self._lock_for(upn):
-            diagnosis = self.diagnose(upn)
+            diagnosis = self.diagnose(upn, reuse_recent=True)
             if diagnosis.state == State.UNLOCKED and diagnosis.upn.lower() == signed_in_upn.lower():
                 existing = self.store.open_grant_for(diagnosis.upn)
                 if existing is not None:
@@ -207,14 +218,14 @@ class OnboardingService:
         return GrantStatus("done", checked=True, method=strong[0].kind)
 
     def _next_check_due(self, record: GrantRecord, check_now: bool) -> datetime:
-        """Return when the next Graph check may run: the gap grows with the time since the unlock."""
+        """Return when the next Graph check may run (see FIRST_CHECK_INTERVALS and MAX_GAP_INTERVALS)."""
+        unlocked = _utc(record.created_at) or self.clock()
         last = _utc(record.last_checked_at)
-        if last is None:
-            return datetime.min.replace(tzinfo=timezone.utc)
         if check_now:
-            return last + self.check_interval
-        since_unlock = last - (_utc(record.created_at) or last)
-        gap = min(max(since_unlock, self.check_interval), self.check_interval * MAX_GAP_INTERVALS)
+            return (last or unlocked) + self.check_interval
+        if last is None:
+            return unlocked + self.check_interval * FIRST_CHECK_INTERVALS
+        gap = min(max(last - unlocked, self.check_interval), self.check_interval * MAX_GAP_INTERVALS)
         return last + gap
 
     def _closed_status(self, upn: str) -> GrantStatus:

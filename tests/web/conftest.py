@@ -58,7 +58,7 @@ def services(settings, directory, graph, clock):
     store = Store(settings.database_url)
     store.upgrade()
     svc = build_services(settings, directory=directory, graph=graph, identity=FakeIdentity(), store=store,
-                         grants=build_grants(settings, store, directory), budget=UnlimitedBudget(), clock=clock)
+                         grants=build_grants(settings, store, directory, clock), budget=UnlimitedBudget(), clock=clock)
     yield svc
     svc.close()
 

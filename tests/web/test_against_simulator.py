@@ -1,38 +1,14 @@
 """The portal with its real adapters (MSAL, msgraph-sdk) against the in-process simulator and the embedded directory."""
 from __future__ import annotations
 
-import re
 import time
-from html.parser import HTMLParser
 
 import pytest
 
-from app.adapters.http import make_session
-from app.demo import DemoStack
+from app.demo import DemoStack, adfs_form_post
 from tests.web.conftest import csrf_of
 
 HALF = "ada.lovelace@uni.test"
-
-
-class _Fields(HTMLParser):
-    """Collect a form's action and its named inputs."""
-
-    def __init__(self):
-        super().__init__()
-        self.action, self.fields = "", {}
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "form" and not self.action:
-            self.action = attrs.get("action", "")
-        if tag == "input" and attrs.get("name"):
-            self.fields[attrs["name"]] = attrs.get("value") or ""
-
-
-def form_of(html: str) -> _Fields:
-    parser = _Fields()
-    parser.feed(html)
-    return parser
 
 
 @pytest.fixture(scope="module")
@@ -46,20 +22,15 @@ def stack(tmp_path_factory):
 @pytest.fixture
 def client(stack):
     stack.control("DELETE", "/faults")
-    app = stack._portal.app
+    app = stack.app
     return app.test_client()
 
 
-def sign_in(stack, client, upn: str, password: str | None = None):
+def sign_in(stack, client, upn: str):
     """Sign in through the simulated AD FS: the authorize page, the forms login, the form_post back."""
-    browser = make_session(stack.settings.ca_bundle)
     auth_uri = client.get("/sign-in").headers["Location"]
-    login = browser.get(auth_uri)
-    form = form_of(login.text)
-    form.fields.update(UserName=upn, Password=password or stack.seed.user(upn).password)
-    answer = browser.post(re.sub(r"/adfs/.*", "", auth_uri) + form.action, data=form.fields)
-    posted = form_of(answer.text)
-    assert posted.action.endswith("/auth/callback"), answer.text[:500]
+    posted = adfs_form_post(auth_uri, upn, stack.seed.user(upn).password, stack.settings.ca_bundle)
+    assert posted.action.endswith("/auth/callback")
     return client.post("/auth/callback", data=posted.fields, follow_redirects=True)
 
 
@@ -73,22 +44,16 @@ def test_real_sign_in_and_one_batch_diagnosis(stack, client):
 
 
 def test_wrong_password_never_reaches_the_portal(stack, client):
-    browser = make_session(stack.settings.ca_bundle)
     auth_uri = client.get("/sign-in").headers["Location"]
-    form = form_of(browser.get(auth_uri).text)
-    form.fields.update(UserName=HALF, Password="wrong")
-    answer = browser.post(re.sub(r"/adfs/.*", "", auth_uri) + form.action, data=form.fields)
-    assert not form_of(answer.text).action.endswith("/auth/callback")
+    posted = adfs_form_post(auth_uri, HALF, "wrong", stack.settings.ca_bundle)
+    assert not posted.action.endswith("/auth/callback")
 
 
 def test_a_replayed_callback_is_refused(stack, client):
-    browser = make_session(stack.settings.ca_bundle)
     auth_uri = client.get("/sign-in").headers["Location"]
-    form = form_of(browser.get(auth_uri).text)
-    form.fields.update(UserName=HALF, Password=stack.seed.user(HALF).password)
-    posted = form_of(browser.post(re.sub(r"/adfs/.*", "", auth_uri) + form.action, data=form.fields).text)
+    posted = adfs_form_post(auth_uri, HALF, stack.seed.user(HALF).password, stack.settings.ca_bundle)
     assert client.post("/auth/callback", data=posted.fields).status_code == 302
-    replay = stack._portal.app.test_client().post("/auth/callback", data=posted.fields)
+    replay = stack.app.test_client().post("/auth/callback", data=posted.fields)
     assert replay.status_code == 400
 
 
@@ -113,10 +78,7 @@ def test_unlock_register_confirm_release(stack, client):
     assert stack.directory.is_member(stack.seed.bypass_group_dn, user.dn)
     assert client.get("/status").get_json()["phase"] == "waiting"
     stack.control("POST", "/membership", {"group": "bypass", "upn": upn, "member": True})  # idempotent
-    # Register a phone method the way My Sign-Ins would, through the simulated cloud's state.
-    world = stack.simulator._server.app.extensions["simulator"].world
-    world.add_method(world.find_user(upn).id, "phone", details={"phoneNumber": "+44 7700 900123",
-                                                                 "phoneType": "mobile"})
+    stack.register_method(upn, "phone")
     deadline = time.monotonic() + 10
     status = {}
     while status.get("phase") != "done" and time.monotonic() < deadline:
