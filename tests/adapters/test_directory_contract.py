@@ -68,6 +68,10 @@ class TestPassword:
     def test_right_password(self, directory):
         assert directory.verify_password(ADA, PASSWORD)
 
+    def test_upn_case_and_spaces_do_not_matter_for_the_password_check(self, directory):
+        assert directory.verify_password("  ADA.Lovelace@UNI.test ", PASSWORD)
+        assert directory.find_user(" ada.lovelace@uni.test ").upn == ADA
+
     @pytest.mark.parametrize("password", ["wrong", PASSWORD.lower(), PASSWORD + " ", "", "*"])
     def test_wrong_or_empty_password(self, directory, password):
         assert not directory.verify_password(ADA, password)
