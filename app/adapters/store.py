@@ -346,7 +346,7 @@ class Store:
         """Claim the next methods check of an open grant (compare-and-set on last_checked_at, across instances)."""
         same_as_seen = (GrantRow.last_checked_at.is_(None) if expected_last_checked_at is None
                         else GrantRow.last_checked_at == expected_last_checked_at)
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             result = s.execute(
                 update(GrantRow).where(GrantRow.id == grant_id, GrantRow.state.in_(_OPEN), same_as_seen)
                 .values(last_checked_at=now, check_count=GrantRow.check_count + 1)

@@ -121,6 +121,22 @@ def test_record_check_counts(store, clock):
     assert after.check_count == 2 and after.last_checked_at == clock() and after.dc_confirmed
 
 
+def test_claim_check_lets_one_poller_of_many_ask_graph(store, clock):
+    grant, _ = make_grant(store, clock)
+    assert store.claim_check(grant.id, None, clock())
+    assert not store.claim_check(grant.id, None, clock())  # another tab saw the same old value: refused
+    seen = store.get_grant(grant.id).last_checked_at
+    clock.advance(5)
+    assert store.claim_check(grant.id, seen, clock())
+    assert store.get_grant(grant.id).check_count == 2
+    store.move_grant(grant.id, GrantState.RELEASED, ended_at=clock())
+    assert not store.claim_check(grant.id, clock(), clock())  # ended grants are never checked
+
+
+def test_ping(store):
+    store.ping()
+
+
 def test_audit_redacts_secrets_and_filters(store, clock):
     store.audit("helpdesk@uni.test", "grant.intent", upn="Ada.Lovelace@uni.test", grant_id=7, minutes=30,
                 tap_code="123456", client_secret="s3cret", password="pw")
