@@ -354,12 +354,12 @@ class GraphClient:
             status, headers, body = answers.get(part["id"], (0, {}, None))
             if 200 <= status < 300:
                 results[part["id"]] = body
-                continue
-            errors[part["id"]] = error_for(status, body, headers, part["id"])
-            if status == 429:
-                self._back_off(REPORTS if part["id"] == "sign_ins" else DIRECTORY, errors[part["id"]])
             else:
-                self._strikes.pop(REPORTS if part["id"] == "sign_ins" else DIRECTORY, None)
+                errors[part["id"]] = error_for(status, body, headers, part["id"])
+        sent = {p["id"] for p in parts}
+        self._settle(DIRECTORY, [e for k, e in errors.items() if k in sent and k != "sign_ins"])
+        if "sign_ins" in sent:
+            self._settle(REPORTS, [errors["sign_ins"]] if "sign_ins" in errors else [])
         if errors.get("user") is not None and errors["user"].status == 404:
             # A user Entra does not know has no methods or devices either: one error says it.
             errors = {k: v for k, v in errors.items() if k == "user" or v.status != 404}
@@ -440,8 +440,7 @@ class GraphClient:
         except APIError as error:
             failure = error_for(error.response_status_code or 0, _odata_body(error),
                                 dict(error.response_headers or {}), "the request")
-            if isinstance(failure, GraphThrottled):
-                self._back_off(category, failure)
+            self._settle(category, [failure])
             raise failure from None
         except httpx.TimeoutException:
             raise GraphUnavailable(f"Graph did not answer within {self.timeout:.0f} s") from None
@@ -473,14 +472,9 @@ class GraphClient:
         results: dict[str, tuple[AuthMethod, ...] | GraphError] = {}
         for i, user_id in enumerate(chunk):
             status, headers, body = answers.get(str(i), (0, {}, None))
-            if 200 <= status < 300:
-                results[user_id] = map_methods(body)
-            else:
-                results[user_id] = error_for(status, body, headers, f"the methods of {user_id}")
-                if status == 429:
-                    self._back_off(DIRECTORY, results[user_id])
-        if not any(isinstance(r, GraphThrottled) for r in results.values()):
-            self._strikes.pop(DIRECTORY, None)
+            results[user_id] = (map_methods(body) if 200 <= status < 300
+                                else error_for(status, body, headers, f"the methods of {user_id}"))
+        self._settle(DIRECTORY, [r for r in results.values() if isinstance(r, GraphError)])
         return results
 
     async def _post_tap(self, user_id: str, minutes: int, one_time: bool):
@@ -496,13 +490,16 @@ class GraphClient:
             user_id).authentication.temporary_access_pass_methods
         return await methods.post(body, request_configuration=config)
 
-    def _back_off(self, category: str, error: GraphError) -> None:
-        """Tell the shared budget to wait: Retry-After when Graph sent one, else an exponential guess."""
-        strikes = self._strikes.get(category, 0) + 1
-        self._strikes[category] = strikes
-        seconds = error.retry_after if error.retry_after is not None else min(
-            MAX_BACKOFF, FALLBACK_BACKOFF * 2 ** (strikes - 1))
-        self.budget.back_off(category, seconds)
+    def _settle(self, category: str, failures: Sequence[GraphError]) -> None:
+        """Tell the shared budget about Graph's 429s in one call (once, the longest wait), or forget past ones."""
+        throttled = [f for f in failures if isinstance(f, GraphThrottled)]
+        if not throttled:
+            self._strikes.pop(category, None)
+            return
+        strikes = self._strikes[category] = self._strikes.get(category, 0) + 1
+        waits = [t.retry_after for t in throttled if t.retry_after is not None]
+        # Graph nearly always sends Retry-After; without it, back off exponentially (DOMAIN.md section 4).
+        self.budget.back_off(category, max(waits) if waits else min(MAX_BACKOFF, FALLBACK_BACKOFF * 2 ** (strikes - 1)))
 
     def _request_adapter(self):
         with self._adapter_lock:
