@@ -267,3 +267,31 @@ def test_unknown_segments_and_methods_answer_in_graph_shape(simulator):
     assert wrong_method.status_code == 405 and "error" in wrong_method.json()
     bad_filter = simulator.graph_get("/auditLogs/signIns?$filter=foo eq 'bar'")
     assert bad_filter.status_code in (400, 429) and "error" in bad_filter.json()
+
+
+def test_every_method_type_parses_into_its_sdk_model(simulator_factory, tmp_path):
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(
+        "tenant: {id: 8d3f2b4e-6c1a-4f5e-9b7d-2a1c0e9f8b7a, domain: uni.test}\n"
+        "default_password: Test-Only-Password-1\n"
+        "users:\n"
+        "  - {upn: kim@uni.test, display_name: Kim Akers, state: registered,\n"
+        "     methods: [microsoftAuthenticator, phone, fido2, softwareOath, windowsHelloForBusiness, email]}\n")
+    sim = simulator_factory(seed_path=seed)
+
+    async def scenario():
+        auth = graph_client(sim, sim.app_token()).users.by_user_id("kim@uni.test").authentication
+        return (await auth.methods.get(), await auth.fido2_methods.get(), await auth.software_oath_methods.get(),
+                await auth.windows_hello_for_business_methods.get(), await auth.email_methods.get(),
+                await auth.password_methods.get())
+
+    methods, fido, oath, hello, email, password = run(scenario())
+    assert sorted(type(m).__name__ for m in methods.value) == sorted([
+        "PasswordAuthenticationMethod", "MicrosoftAuthenticatorAuthenticationMethod", "PhoneAuthenticationMethod",
+        "Fido2AuthenticationMethod", "SoftwareOathAuthenticationMethod",
+        "WindowsHelloForBusinessAuthenticationMethod", "EmailAuthenticationMethod"])
+    assert fido.value[0].model and fido.value[0].aa_guid and fido.value[0].attestation_level.value == "attested"
+    assert oath.value[0].secret_key is None
+    assert hello.value[0].key_strength.value == "normal"
+    assert "@" in email.value[0].email_address
+    assert password.value[0].id == "28c10230-6103-485e-b985-444c60001490" and password.value[0].password is None
