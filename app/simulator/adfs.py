@@ -142,9 +142,9 @@ def wsfed_signin():
     if request.args.get("wa") != "wsignin1.0" or request.args.get("wtrealm") != M365_REALM:
         return error_page("MSIS7042: The same client browser session has made an invalid request, or the "
                           "relying party trust identifier is not known.")
+    # The token goes to the relying party's registered endpoint, never to a wreply from the query.
     pending = WsFedRequest(realm=M365_REALM, wctx=request.args.get("wctx", ""),
-                           reply=request.args.get("wreply", sim().base_url + "/login.srf"),
-                           force_login=request.args.get("wfresh") == "0",
+                           reply=sim().base_url + "/login.srf", force_login=request.args.get("wfresh") == "0",
                            username=request.args.get("username", ""))
     return sign_in_or_continue(pending, pending.force_login)
 
@@ -204,8 +204,8 @@ def evaluate_m365_policy(pending: WsFedRequest, session: SsoSession) -> Response
         return error_page("An error occurred. Contact your administrator for more information.")
     if needs_mfa(user) and MFA_AMR not in session.amr:
         entra_user = simulator.world.find_user(user.upn)
-        handle = simulator.pending.put(pending, oidc.PENDING_LIFETIME)
         if entra_user is not None and simulator.world.has_usable_strong_method(entra_user.id):
+            handle = simulator.pending.put(pending, oidc.PENDING_LIFETIME)
             return Response(render_template("adfs_mfa.html", ctx=handle, upn=user.upn),
                             headers={"Cache-Control": "no-store"})
         return Response(render_template(

@@ -1,13 +1,15 @@
 """Whatever arrives, the simulator answers as Microsoft would with a 4xx, never a 500."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 
 from app.adapters.directory_base import DirectoryUnavailable
 from app.seed import load_seed
 from app.simulator import create_simulator
 from tests.fixtures.simulator import dump
-from tests.simulator.browserless import forms_of
+from tests.simulator.browserless import Browserless, forms_of
 
 TENANT = "8d3f2b4e-6c1a-4f5e-9b7d-2a1c0e9f8b7a"
 CASES = [
@@ -81,3 +83,14 @@ def test_directory_outage_shows_the_adfs_error_page(tmp_path):
     answer = client.post("/adfs/ls/", data={"ctx": ctx, "UserName": "ada.lovelace@uni.test", "Password": "x"},
                          base_url="https://127.0.0.1")
     assert answer.status_code == 503 and "An error occurred" in answer.get_data(as_text=True)
+
+
+def test_adfs_posts_the_federation_token_only_to_entra(simulator):
+    browser = Browserless(simulator.session(), "https://evil.example/")
+    page = browser.go(simulator.base_url + "/adfs/ls/?" + urlencode({
+        "wa": "wsignin1.0", "wtrealm": "urn:federation:MicrosoftOnline", "wctx": "x",
+        "wreply": "https://evil.example/steal", "username": "margaret.hamilton@uni.test"}))
+    upn = "margaret.hamilton@uni.test"
+    landing = browser.submit(page, {"UserName": upn, "Password": simulator.user(upn).password})
+    assert not landing.url.startswith("https://evil.example"), landing.url
+    assert landing.url == simulator.base_url + "/login.srf" and "AADSTS50058" in landing.text
