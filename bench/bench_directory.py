@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -117,6 +118,7 @@ def main() -> int:
         assert user is not None and user.in_group(seed.bypass_group_dn)
     finally:
         samba.stop(workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
 
     ranges = -(-args.members // 1500)
     print(f"""## Directory
