@@ -165,6 +165,8 @@ def _models():
 def map_user(body: Any) -> EntraUser:
     """Map a user part to EntraUser."""
     user = _parse(body, _models()[0])
+    if not user.id:
+        raise ValueError("a user without an id")
     return EntraUser(id=user.id or "", upn=user.user_principal_name or "", display_name=user.display_name or "",
                      account_enabled=bool(user.account_enabled))
 
@@ -197,6 +199,24 @@ def map_sign_ins(body: Any) -> tuple[SignIn, ...]:
                status_code=(s.status.error_code or 0) if s.status else 0, client_app=s.client_app_used or "")
         for s in page.value or ()
     )
+
+
+EVIDENCE_MAPPERS: dict[str, Callable[[Any], Any]] = {
+    "user": map_user, "methods": map_methods, "devices": map_devices, "sign_ins": map_sign_ins}
+
+
+def read_part(answer: tuple[int, Mapping[str, str], Any] | None, mapper: Callable[[Any], Any], what: str) -> Any:
+    """Map one $batch answer with `mapper`, or return the GraphError it stands for (never raise)."""
+    if answer is None:
+        return GraphError(f"Graph gave no answer for {what}", 0, "no_answer")
+    status, headers, body = answer
+    if not 200 <= status < 300:
+        return error_for(status, body, headers, what)
+    try:
+        return mapper(body)
+    except Exception as error:  # a body the SDK's models cannot read fails that part, not the whole call
+        return GraphError(f"Graph's answer for {what} could not be read ({error.__class__.__name__})", status,
+                          "unreadable")
 
 
 class RequestCounter:
@@ -351,11 +371,11 @@ class GraphClient:
         answers, trips = self._run(self._batch(parts, retries=self.interactive_retries), DIRECTORY)
         results: dict[str, Any] = {}
         for part in parts:
-            status, headers, body = answers.get(part["id"], (0, {}, None))
-            if 200 <= status < 300:
-                results[part["id"]] = body
+            outcome = read_part(answers.get(part["id"]), EVIDENCE_MAPPERS[part["id"]], part["id"])
+            if isinstance(outcome, GraphError):
+                errors[part["id"]] = outcome
             else:
-                errors[part["id"]] = error_for(status, body, headers, part["id"])
+                results[part["id"]] = outcome
         sent = {p["id"] for p in parts}
         self._settle(DIRECTORY, [e for k, e in errors.items() if k in sent and k != "sign_ins"])
         if "sign_ins" in sent:
@@ -364,10 +384,10 @@ class GraphClient:
             # A user Entra does not know has no methods or devices either: one error says it.
             errors = {k: v for k, v in errors.items() if k == "user" or v.status != 404}
         return Evidence(
-            user=map_user(results["user"]) if "user" in results else None,
-            methods=map_methods(results["methods"]) if "methods" in results else (),
-            authenticator_sign_ins=map_sign_ins(results["sign_ins"]) if "sign_ins" in results else (),
-            devices=map_devices(results["devices"]) if "devices" in results else (),
+            user=results.get("user"),
+            methods=results.get("methods", ()),
+            authenticator_sign_ins=results.get("sign_ins", ()),
+            devices=results.get("devices", ()),
             errors=errors,
             round_trips=trips,
         )
@@ -446,6 +466,11 @@ class GraphClient:
             raise GraphUnavailable(f"Graph did not answer within {self.timeout:.0f} s") from None
         except httpx.TransportError as error:
             raise GraphUnavailable(f"Graph is not reachable: {error.__class__.__name__}") from None
+        except GraphError:
+            raise
+        except Exception as error:  # the SDK's own failures (parsing, middleware) must not escape as anything else
+            log.error("Graph call failed: %s", error.__class__.__name__)
+            raise GraphError(f"the Graph call failed: {error.__class__.__name__}") from None
 
     async def _batch(self, parts: list[dict[str, str]], retries: int) -> dict[str, tuple[int, dict, Any]]:
         """POST /$batch through the SDK's request adapter (auth and retry apply); return part id -> answer."""
@@ -471,9 +496,7 @@ class GraphClient:
             return {u: error for u in chunk}
         results: dict[str, tuple[AuthMethod, ...] | GraphError] = {}
         for i, user_id in enumerate(chunk):
-            status, headers, body = answers.get(str(i), (0, {}, None))
-            results[user_id] = (map_methods(body) if 200 <= status < 300
-                                else error_for(status, body, headers, f"the methods of {user_id}"))
+            results[user_id] = read_part(answers.get(str(i)), map_methods, f"the methods of {user_id}")
         self._settle(DIRECTORY, [r for r in results.values() if isinstance(r, GraphError)])
         return results
 

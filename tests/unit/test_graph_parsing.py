@@ -19,6 +19,7 @@ from app.adapters.graph import (
     map_user,
     odata_string,
     parse_retry_after,
+    read_part,
     validate_upn,
     validate_user_id,
 )
@@ -138,3 +139,12 @@ def test_retry_middleware_never_sleeps_past_the_cap():
     assert handler.get_delay_time(0, short, 0.0) == 1
     assert handler.get_delay_time(0, long, 0.0) >= RetryHandlerOption.MAX_DELAY  # the stock handler then gives up
     assert handler.get_delay_time(1, httpx.Response(503), 0.0) <= 2.0
+
+
+def test_read_part_never_raises():
+    assert read_part(None, map_methods, "methods").code == "no_answer"
+    missing = read_part((404, {}, {"error": {"code": "Request_ResourceNotFound"}}), map_user, "user")
+    assert missing.status == 404
+    unreadable = read_part((200, {}, "<html>proxy error</html>"), map_user, "user")
+    assert isinstance(unreadable, GraphError) and unreadable.code == "unreadable"
+    assert read_part((200, {}, {"value": []}), map_methods, "methods") == ()
