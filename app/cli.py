@@ -188,7 +188,7 @@ def cmd_serve(args, settings: Settings) -> int:
 def cmd_demo(args) -> int:
     from app.demo import run_demo
 
-    return run_demo(port=args.port, state_dir=args.state_dir, host=args.host)
+    return run_demo(port=args.port, simulator_port=args.simulator_port, state_dir=args.state_dir, host=args.host)
 
 
 def cmd_simulator(argv: Sequence[str]) -> int:
@@ -205,6 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run portal + simulator + embedded directory with seeded students")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000, help="the portal's port (default 8000)")
+    demo.add_argument("--simulator-port", type=int, default=8443,
+                      help="the simulated Microsoft services' https port (default 8443)")
     demo.add_argument("--state-dir", default="var/demo", help="where the demo keeps its database and certificates")
 
     serve = sub.add_parser("serve", help="run the portal under gunicorn (settings from PROOFUP_*)")

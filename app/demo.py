@@ -61,13 +61,14 @@ class DemoStack:
     """Start and stop the whole demo; the Playwright journeys and `proofup demo` both use it."""
 
     def __init__(self, state_dir: str | Path, *, seed: Seed | None = None, directory=None,
-                 host: str = "127.0.0.1", port: int = 0,
+                 host: str = "127.0.0.1", port: int = 0, simulator_port: int = 0,
                  method_delay_seconds: float = DEMO_METHOD_DELAY_SECONDS, worker: bool = True,
                  **setting_overrides):
         self.state_dir = Path(state_dir)
         self.seed = seed or load_seed()
         self.host = host
         self.port = port
+        self.simulator_port = simulator_port
         self.method_delay_seconds = method_delay_seconds
         self.run_worker = worker
         self.setting_overrides = setting_overrides
@@ -141,7 +142,7 @@ class DemoStack:
         tls = ensure_tls(sim_dir)
         sim_app = create_simulator(sim_dir, self.seed, self.directory,
                                    tunables=Tunables(method_delay_seconds=self.method_delay_seconds))
-        self.simulator = serve_in_background(sim_app, self.host, 0, tls)
+        self.simulator = serve_in_background(sim_app, self.host, self.simulator_port, tls)
         sim = self.simulator.base_url
         client_secrets = read_client_secrets(sim_dir)
         values = dict(
@@ -226,14 +227,16 @@ class DemoStack:
         return "\n".join(lines)
 
 
-def run_demo(*, port: int = 8000, state_dir: str = "var/demo", host: str = "127.0.0.1") -> int:
+def run_demo(*, port: int = 8000, simulator_port: int = 8443, state_dir: str = "var/demo",
+             host: str = "127.0.0.1") -> int:
     """Run the demo in the foreground until Ctrl+C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stack = DemoStack(state_dir, host=host, port=port)
+    stack = DemoStack(state_dir, host=host, port=port, simulator_port=simulator_port)
     try:
         stack.start()
     except OSError as exc:
-        print(f"proofup demo: cannot start: {exc} (is port {port} in use? try --port)")
+        print(f"proofup demo: cannot start: {exc} (ports {port} and {simulator_port} must be free; "
+              "try --port and --simulator-port)")
         stack.stop()
         return 3
     print(stack.banner(), flush=True)
