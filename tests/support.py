@@ -17,3 +17,35 @@ def missing_real_part(what: str, how: str = "run scripts/test, which installs it
     if real_parts_required():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def run_in_forked_child(work, timeout: float = 30.0):
+    """Run work() in a child made by os.fork() and return its JSON-able result; fail if it raises or hangs."""
+    import json
+    import time
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer through the pipe and never return into pytest
+        code = 1
+        try:
+            os.write(write_end, json.dumps({"result": work()}).encode())
+            code = 0
+        except BaseException as error:  # noqa: BLE001 - reported to the parent as text
+            os.write(write_end, json.dumps({"error": repr(error)}).encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    deadline = time.monotonic() + timeout
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            os.close(read_end)
+            pytest.fail(f"the forked child did not finish within {timeout:.0f} s")
+        time.sleep(0.05)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = json.loads(pipe.read() or b'{"error": "no answer"}')
+    if "error" in answer:
+        pytest.fail(f"the forked child failed: {answer['error']}")
+    return answer["result"]

@@ -1,9 +1,7 @@
 """The Graph adapter with the real msgraph-sdk and msal against the simulated Graph (gunicorn, keep-alive TLS)."""
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 import uuid
 
@@ -18,6 +16,7 @@ from app.adapters.graph_base import (
     GraphThrottled,
     GraphUnavailable,
 )
+from tests.support import run_in_forked_child
 
 
 class RecordingBudget:
@@ -245,31 +244,12 @@ def test_many_calls_on_a_keep_alive_server(simulator, graph):
 
 def test_the_adapter_works_in_a_forked_child(simulator, graph):
     assert graph.gather_evidence("ada.lovelace@uni.test").user is not None  # loop and connections in the parent
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report through the pipe, never return into pytest
-        code = 1
-        try:
-            evidence = graph.gather_evidence("barbara.liskov@uni.test")
-            os.write(write_end, json.dumps({"upn": evidence.user.upn, "trips": evidence.round_trips}).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    deadline = time.monotonic() + 30
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            break
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            pytest.fail("the forked child hung on its Graph call")
-        time.sleep(0.05)
-    answer = os.read(read_end, 4096)
-    os.close(read_end)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert json.loads(answer) == {"upn": "barbara.liskov@uni.test", "trips": 1}
+
+    def in_child():
+        evidence = graph.gather_evidence("barbara.liskov@uni.test")
+        return {"upn": evidence.user.upn, "trips": evidence.round_trips}
+
+    assert run_in_forked_child(in_child) == {"upn": "barbara.liskov@uni.test", "trips": 1}
     assert graph.gather_evidence("grace.hopper@uni.test").user is not None  # the parent still works
 
 

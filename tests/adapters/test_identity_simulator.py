@@ -15,6 +15,7 @@ from requests.adapters import HTTPAdapter
 
 from app.adapters.identity import Identity, SignInError
 from app.simulator.keys import SigningKey
+from tests.support import run_in_forked_child
 
 REDIRECT_URI = "https://localhost/auth/callback"
 HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
@@ -80,6 +81,20 @@ def test_kiosk_sign_in_forces_the_password_prompt(simulator, identity):
     auth_uri, _ = identity.begin_sign_in(REDIRECT_URI, force_login=True, login_hint=UPN)
     query = parse_qs(urlsplit(auth_uri).query)
     assert query["prompt"] == ["login"] and query["login_hint"] == [UPN]
+
+
+def test_sign_in_works_in_a_forked_child(simulator, identity):
+    """gunicorn --preload forks workers from a master that may have used the adapter already."""
+    auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)
+    identity.complete_sign_in(flow, drive_authorize(simulator, auth_uri, UPN))
+
+    def in_child():
+        uri, child_flow = identity.begin_sign_in(REDIRECT_URI)
+        return identity.complete_sign_in(child_flow, drive_authorize(simulator, uri, UPN)).upn
+
+    assert run_in_forked_child(in_child) == UPN
+    auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)  # the parent's connections were not disturbed
+    assert identity.complete_sign_in(flow, drive_authorize(simulator, auth_uri, UPN)).upn == UPN
 
 
 def test_a_code_works_once(simulator, identity):
