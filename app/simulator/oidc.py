@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
-import uuid
+import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -150,7 +150,7 @@ def deliver(req: AuthRequest, values: dict[str, str]) -> Response:
 def issue_code(req: AuthRequest, upn: str, auth_time: int, amr: tuple[str, ...]) -> Response:
     """Mint a single-use authorization code for a signed-in user and deliver it."""
     simulator = sim()
-    code = b64url(uuid.uuid4().bytes + uuid.uuid4().bytes)
+    code = secrets.token_urlsafe(32)
     with simulator.world.lock:
         now = simulator.world.clock.time()
         for stale in [c for c, g in simulator.codes.items() if g.expires_at < now - 3600]:
