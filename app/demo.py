@@ -234,7 +234,7 @@ def run_demo(*, port: int = 8000, simulator_port: int = 8443, state_dir: str = "
     stack = DemoStack(state_dir, host=host, port=port, simulator_port=simulator_port)
     try:
         stack.start()
-    except OSError as exc:
+    except (OSError, SystemExit) as exc:  # Werkzeug exits (SystemExit) when the portal's port is taken
         print(f"proofup demo: cannot start: {exc} (ports {port} and {simulator_port} must be free; "
               "try --port and --simulator-port)")
         stack.stop()
