@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import ssl
 import time
 
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kiota_abstractions.authentication import (
     AccessTokenProvider,
@@ -97,11 +99,15 @@ def test_users_methods_devices_report_and_sign_ins_parse_into_sdk_models(simulat
         first = await client.audit_logs.sign_ins.get(request_configuration=RequestConfiguration(
             query_parameters=client.audit_logs.sign_ins.SignInsRequestBuilderGetQueryParameters(
                 filter=f"userId eq '{ada_id}'", top=1)))
+        recent = await client.audit_logs.sign_ins.get(request_configuration=RequestConfiguration(
+            query_parameters=client.audit_logs.sign_ins.SignInsRequestBuilderGetQueryParameters(
+                filter=f"userId eq '{ada_id}' and createdDateTime ge {week_ago.strftime('%Y-%m-%dT%H:%M:%SZ')}")))
         return user, selected, methods, authenticators, phones, fido, oath, devices, barbara_report, ada_report, \
-            sign_ins, first
+            sign_ins, first, recent
 
+    week_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=7)
     (user, selected, methods, authenticators, phones, fido, oath, devices, barbara_report, ada_report, sign_ins,
-     first) = run(scenario())
+     first, recent) = run(scenario())
     assert (user.id, user.user_principal_name, user.display_name) == (barbara_id, BARBARA, "Barbara Liskov")
     assert user.account_enabled is None  # not a default property: only with $select
     assert selected.account_enabled is True and selected.display_name is None
@@ -116,7 +122,8 @@ def test_users_methods_devices_report_and_sign_ins_parse_into_sdk_models(simulat
     assert len(sign_ins.value) == 3
     assert {s.app_id for s in sign_ins.value} == {AUTHENTICATOR_APP_ID}
     assert all(s.status.error_code == 0 for s in sign_ins.value)
-    assert len(first.value) == 1 and first.odata_next_link and "%24skiptoken" not in first.odata_next_link
+    assert len(first.value) == 1 and first.odata_next_link
+    assert len(recent.value) == 1 and recent.value[0].created_date_time >= week_ago
 
 
 def test_temporary_access_pass_create_read_delete(simulator):
@@ -246,6 +253,14 @@ def test_tokens_are_verified(simulator_factory):
         answer = session.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert answer.status_code == 401 and message in answer.json()["error"]["message"], dump(answer)
         assert answer.json()["error"]["code"] == "InvalidAuthenticationToken"
+    # Signed with the simulator's own key but meant for someone else, or from another issuer.
+    own_key = serialization.load_pem_private_key((sim.state_dir / "token-signing-key.pem").read_bytes(), None)
+    kid = jwt.get_unverified_header(sim.app_token())["kid"]
+    for claims, message in [({**genuine, "aud": f"microsoft:identityserver:{sim.portal_client_id}"}, "audience"),
+                            ({**genuine, "iss": sim.adfs_authority}, "issuer")]:
+        token = jwt.encode(claims, own_key, algorithm="RS256", headers={"kid": kid})
+        answer = session.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.status_code == 401 and message in answer.json()["error"]["message"], dump(answer)
     token = sim.app_token()
     assert session.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code == 200
     sim.advance_clock(2 * 3600)
