@@ -1,0 +1,89 @@
+"""Lagging DCs, an unreachable LDAP server, and the headers every page carries."""
+from __future__ import annotations
+
+import pytest
+
+from app import create_app
+from app.adapters.directory import LdapDirectory
+from app.adapters.directory_base import MembershipCheck
+from app.adapters.graph_base import UnlimitedBudget
+from app.adapters.store import Store
+from app.wiring import build_grants, build_services
+from tests.web.conftest import SEED, csrf_of, sign_in
+from tests.web.fakes import FakeIdentity
+
+HALF = "ada.lovelace@uni.test"
+
+
+class LaggingDirectory:
+    """The embedded directory, but the second DC learns of a change only after `lag_checks` confirmations."""
+
+    def __init__(self, inner, lag_checks: int):
+        self.inner = inner
+        self.lag_checks = lag_checks
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def confirm_membership(self, group_dn, member_dn, present=True, timeout_seconds=20.0):
+        if self.lag_checks > 0:
+            self.lag_checks -= 1
+            return MembershipCheck(agreeing=("dc1",), lagging=("dc2",))
+        return MembershipCheck(agreeing=("dc1", "dc2"), lagging=())
+
+
+def portal(settings, directory, graph, clock):
+    store = Store(settings.database_url)
+    store.upgrade()
+    services = build_services(settings, directory=directory, graph=graph, identity=FakeIdentity(), store=store,
+                              grants=build_grants(settings, store, directory, clock), budget=UnlimitedBudget(),
+                              clock=clock)
+    return create_app(settings, services=services).test_client()
+
+
+def test_lagging_dcs_get_an_honest_wait_then_the_normal_status(settings, directory, graph, clock):
+    client = portal(settings, LaggingDirectory(directory, lag_checks=2), graph, clock)
+    page = sign_in(client, HALF)
+    client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    guide = client.get("/guide").get_data(as_text=True)
+    assert 'data-phase="propagating"' in guide and "This can take a minute" in guide
+    before = graph.requests
+    assert client.get("/status").get_json()["phase"] == "waiting"  # rechecked the DCs: now all agree
+    assert graph.requests == before  # a lagging DC is rechecked instead of asking Graph
+
+
+def test_an_unreachable_ldap_server_gives_the_directory_page(settings, graph, clock):
+    nowhere = LdapDirectory(["ldaps://127.0.0.1:1"], "CN=svc,DC=uni,DC=test", "x", SEED.base_dn, timeout=2.0)
+    client = portal(settings, nowhere, graph, clock)
+    page = sign_in(client, HALF)
+    assert page.status_code == 503
+    assert "directory is not answering" in page.get_data(as_text=True)
+    assert graph.requests == 0
+
+
+def test_personal_pages_are_never_cached(client):
+    page = sign_in(client, HALF)
+    assert page.headers["Cache-Control"] == "no-store"
+    assert client.get("/status").headers["Cache-Control"] == "no-store"
+    assert "no-store" not in client.get("/static/css/portal.css").headers.get("Cache-Control", "")
+
+
+def test_https_gets_hsts_and_a_secure_session_cookie(client):
+    from tests.web.fakes import state_of
+
+    start = client.get("/sign-in", base_url="https://portal.test")
+    assert "max-age=" in start.headers["Strict-Transport-Security"]
+    state = state_of(start.headers["Location"])
+    answer = client.post("/auth/callback", data={"state": state, "code": f"ok:{HALF}"},
+                         base_url="https://portal.test")
+    cookie = answer.headers["Set-Cookie"]
+    assert "proofup_session=" in cookie and "Secure" in cookie and "HttpOnly" in cookie
+    assert "Strict-Transport-Security" not in client.get("/").headers  # plain http (the demo on loopback)
+
+
+@pytest.mark.parametrize("path", ["/", "/diagnosis", "/guide"])
+def test_pages_carry_no_inline_script_or_style(client, path):
+    sign_in(client, HALF)
+    html = client.get(path, follow_redirects=True).get_data(as_text=True)
+    assert "<script>" not in html and "style=" not in html and "<style" not in html
+    assert "onload=" not in html and "onclick=" not in html
