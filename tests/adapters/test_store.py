@@ -207,3 +207,38 @@ def test_locked_budget_state_persists(store):
         state.blocked_until = 99.0
     with store.locked_budget("reports") as state:
         assert state.stamps == [1.0, 2.0] and state.blocked_until == 99.0
+
+
+def test_migrations_match_the_models(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from app.adapters.store import Base
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_instances_starting_together_upgrade_once(database_url):
+    stores = [Store(database_url) for _ in range(3)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(stores))
+
+    def start(s: Store) -> None:
+        barrier.wait()
+        try:
+            s.upgrade()
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with stores[0].engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    for s in stores:
+        s.dispose()
