@@ -7,7 +7,7 @@ import json
 import logging
 
 from cryptography.fernet import Fernet, InvalidToken
-from flask import Blueprint, current_app, redirect, request, session, url_for
+from flask import Blueprint, current_app, flash, redirect, request, session, url_for
 from flask_babel import lazy_gettext as _l
 
 from app import csrf
@@ -21,6 +21,7 @@ FLOW_TTL_SECONDS = 600  # how long a student may take on the authority's sign-in
 SIGN_IN_FAILED = (_l("Sign-in did not work"),
                   _l("Nothing was changed. Go back to the start page and sign in again with your university "
                      "account."))
+SIGNED_OUT = _l("You are signed out. Close the browser if this is a shared computer.")
 SIGN_IN_EXPIRED = (_l("Your sign-in took too long or was already used"),
                    _l("For your security each sign-in link works once and for ten minutes. Go back to the start "
                       "page and sign in again."))
@@ -85,4 +86,5 @@ def callback():
 def sign_out():
     """End the portal session and the authority's session."""
     session.clear()
+    flash(SIGNED_OUT, "info")
     return redirect(services().identity.logout_url(url_for("student.index", _external=True)))

@@ -91,6 +91,15 @@ def journey(stack, page, screenshot, accessible) -> None:
     accessible(page, "diagnosis completed")
     screenshot("diagnosis-completed")
 
+    # Sign-out ends the portal session and the AD FS session (the CSP lets the form redirect there).
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("status")).to_contain_text("You are signed out")
+    screenshot("signed-out")
+    page.goto(stack.portal_url + "/diagnosis")
+    expect(page.get_by_role("link", name="Sign in to start")).to_be_visible()
+    page.get_by_role("link", name="Sign in to start").click()
+    expect(page.locator("#userNameInput")).to_be_visible()  # AD FS asks again: its session ended too
+
 
 def screenshot_of(other_page, screenshot, name: str) -> None:
     """Save a screenshot of another tab under the same test's folder."""
