@@ -175,7 +175,9 @@ class Sweeper:
                 foreign.append(dn)
                 continue
             try:
-                if self.store.open_grant_for_dn(dn) is None and self.directory.remove_member(self.bypass_group_dn, dn):
+                # Look again: an unlock may have written its intent since the listing.
+                still_unbacked = self.store.open_grant_for_dn(dn) is None
+                if still_unbacked and self.directory.remove_member(self.bypass_group_dn, dn):
                     report.reconciled_removed += 1
                     self._audit_quietly("reconcile.removed", member_dn=dn,
                                         reason="portal-added member without an open grant")
@@ -184,10 +186,11 @@ class Sweeper:
         report.foreign_members = tuple(foreign)
         self._report_foreign(foreign)
         member_keys = {dn_key(dn) for dn in members}
-        settle = timedelta(seconds=self.pending_grace_seconds)
+        settled_before = self.clock() - timedelta(seconds=self.pending_grace_seconds)
         for grant in active:
             # A fresh grant may not yet show on the DC that answered the listing: give replication time.
-            if dn_key(grant.user_dn) in member_keys or (grant.activated_at and self.clock() - grant.activated_at < settle):
+            fresh = grant.activated_at is not None and grant.activated_at > settled_before
+            if dn_key(grant.user_dn) in member_keys or fresh:
                 continue
             try:
                 self.grants.close_grant(grant.id, outcome="released", actor=WORKER,
