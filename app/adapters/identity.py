@@ -24,7 +24,7 @@ LEEWAY_SECONDS = 120  # clock skew tolerated between the portal and the authorit
 JWKS_REFRESH_SECONDS = 60  # an unknown kid refetches the key set at most this often
 ALGORITHMS = ["RS256"]  # what AD FS 2019 and Entra sign id_tokens with
 # Claims kept on the signed-in user: identity, roles and groups for the helpdesk role, how they signed in.
-KEPT_CLAIMS = ("name", "upn", "preferred_username", "unique_name", "email", "oid", "tid",
+KEPT_CLAIMS = ("name", "upn", "preferred_username", "unique_name", "oid", "tid",
                "roles", "groups", "amr", "auth_time", "idp")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _AUTHORITY_CODE = re.compile(r"\b(AADSTS\d+|MSIS\d+)\b")
@@ -67,6 +67,8 @@ class IdTokenValidator:
 
     def __init__(self, issuer: str, client_id: str, fetch_jwks: Callable[[], dict], *,
                  leeway: float = LEEWAY_SECONDS, clock: Callable[[], float] = time.time):
+        if not issuer or not client_id:
+            raise ValueError("an id_token can only be checked against an issuer and a client id")
         self.issuer = issuer
         self.client_id = client_id
         self._fetch_jwks = fetch_jwks
@@ -180,7 +182,8 @@ class Identity:
             result = app.acquire_token_by_auth_code_flow(dict(flow), response)
         except ValueError as error:
             # MSAL raises ValueError for a state mismatch (another tab, a replay, a forged post).
-            log.warning("sign-in response rejected by MSAL: %s", "state mismatch" if "state" in str(error) else "bad response")
+            reason = "state mismatch" if "state" in str(error) else "bad response"
+            log.warning("sign-in response rejected by MSAL: %s", reason)
             raise SignInError("This sign-in answer does not belong to this browser session. " + MSG_TRY_AGAIN,
                               "state_mismatch") from None
         except RuntimeError:
@@ -249,6 +252,11 @@ class Identity:
         with self._lock:
             if self._validator is None:
                 jwks_uri = metadata.get("jwks_uri", "")
+                if not (metadata.get("issuer") and jwks_uri):
+                    # Without both, the issuer check or the signature check would silently not happen.
+                    log.error("sign-in authority %s publishes no issuer or jwks_uri", self.authority)
+                    raise SignInError("The sign-in service is not available right now. "
+                                      "Please try again in a few minutes.", "unreachable")
                 self._validator = IdTokenValidator(metadata.get("issuer", ""), self.client_id,
                                                    lambda: self._get_json(jwks_uri))
             return self._validator
@@ -264,7 +272,8 @@ class Identity:
 
 def user_from_claims(claims: Mapping[str, Any]) -> SignedInUser:
     """Map verified id_token claims of AD FS (upn, unique_name) or Entra (preferred_username, oid, tid)."""
-    upn = next((str(claims[k]) for k in ("upn", "preferred_username", "unique_name", "email")
+    # Never `email`: an address can differ from the UPN (aliases) and would name the wrong account.
+    upn = next((str(claims[k]) for k in ("upn", "preferred_username", "unique_name")
                 if "@" in str(claims.get(k, ""))), "")
     if not upn:
         raise SignInError("Your account has no user principal name the portal can use. "

@@ -150,9 +150,15 @@ def test_entra_claims_map_to_a_user():
 
 
 def test_a_token_without_a_upn_is_refused():
-    with pytest.raises(SignInError) as caught:
-        user_from_claims({"sub": "x", "unique_name": "UNI\\ada"})
-    assert caught.value.code == "no_upn"
+    for claims_without_upn in ({"sub": "x", "unique_name": "UNI\\ada"}, {"sub": "x", "email": "ada@uni.test"}):
+        with pytest.raises(SignInError) as caught:
+            user_from_claims(claims_without_upn)
+        assert caught.value.code == "no_upn"
+
+
+def test_a_validator_needs_an_issuer_to_check(keys):
+    with pytest.raises(ValueError):
+        IdTokenValidator("", CLIENT_ID, keys.jwks)
 
 
 def test_authority_errors_become_plain_messages():
