@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
         WTF_CSRF_TIME_LIMIT=settings.session_minutes * 60,
         WTF_CSRF_SSL_STRICT=False,  # the callback from the authority carries no same-origin Referer
         BABEL_DEFAULT_LOCALE="en",
+        BABEL_DEFAULT_TIMEZONE=settings.timezone,
         BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
         SEND_FILE_MAX_AGE_DEFAULT=3600,
         PROOFUP_SETTINGS=settings,

@@ -5,6 +5,7 @@ import os
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Mapping
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ADFS_SUFFIX = "/adfs"
 
@@ -45,6 +46,7 @@ class Settings:
     worker_interval_seconds: float = 30.0
     helpdesk_group_dn: str = ""
     redis_url: str = ""
+    timezone: str = "UTC"  # IANA name; the pages show times (an unlock's end, sign-ins) in it
 
     @property
     def authority_is_adfs(self) -> bool:
@@ -133,6 +135,11 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"{env_name('ldap_url')} entries must be ldap:// or ldaps:// URLs, not {url!r}")
     if not 5 <= settings.grant_minutes <= 240:
         raise SettingsError(f"{env_name('grant_minutes')} must be between 5 and 240 minutes")
+    try:
+        ZoneInfo(settings.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"{env_name('timezone')} must be an IANA time zone like Europe/Berlin, "
+                            f"not {settings.timezone!r}") from None
     if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
         raise SettingsError(f"{env_name('ca_bundle')} names no readable file: {settings.ca_bundle!r}")
     if settings.ldap_urls:

@@ -87,3 +87,20 @@ def test_pages_carry_no_inline_script_or_style(client, path):
     html = client.get(path, follow_redirects=True).get_data(as_text=True)
     assert "<script>" not in html and "style=" not in html and "<style" not in html
     assert "onload=" not in html and "onclick=" not in html
+
+
+def test_times_are_shown_in_the_configured_time_zone(tmp_path, directory, graph, clock):
+    from zoneinfo import ZoneInfo
+
+    from babel.dates import format_time
+
+    from tests.web.conftest import demo_settings
+
+    settings = demo_settings(tmp_path, timezone="Asia/Kolkata")
+    client = portal(settings, directory, graph, clock)
+    page = sign_in(client, HALF)
+    client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    expires_at = client.application.extensions["proofup"].store.open_grant_for(HALF).expires_at
+    html = client.get("/guide").get_data(as_text=True)
+    assert format_time(expires_at, locale="en", tzinfo=ZoneInfo("Asia/Kolkata")) in html
+    assert format_time(expires_at, locale="en", tzinfo=ZoneInfo("UTC")) not in html
