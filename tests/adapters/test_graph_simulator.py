@@ -296,3 +296,22 @@ def test_no_secret_token_or_code_reaches_the_logs(private_graph, caplog):
     assert caplog.records, "nothing was logged at DEBUG: the check would prove nothing"
     for secret in (simulator.secret(simulator.graph_client_id), token, token.split(".")[2], tap.code):
         assert secret not in logged
+
+
+def test_a_refused_app_token_is_a_clear_error_and_sends_nothing_to_graph(simulator):
+    wrong = GraphClient(simulator.entra_authority, simulator.graph_client_id, "not-the-secret", simulator.graph_url,
+                        ca_file=simulator.ca_file)
+    since = simulator.last_seq()
+    with pytest.raises(GraphError) as caught:
+        wrong.gather_evidence("ada.lovelace@uni.test")
+    assert caught.value.status == 401 and caught.value.code == "invalid_client"
+    assert not isinstance(caught.value, GraphUnavailable)
+    assert graph_requests(simulator, since) == []
+
+
+def test_an_unreachable_token_authority_is_graph_unavailable(simulator):
+    dead = GraphClient("https://127.0.0.1:9/tenant", simulator.graph_client_id, "secret", simulator.graph_url,
+                       ca_file=simulator.ca_file, timeout=2)
+    with pytest.raises(GraphUnavailable):
+        dead.gather_evidence("ada.lovelace@uni.test")
+    assert dead.methods_for(["ada.lovelace@uni.test"])["ada.lovelace@uni.test"].transient
