@@ -94,6 +94,11 @@ def test_registered_and_unregistered_students(graph, upn, strong):
         assert evidence.authenticator_sign_ins == ()
 
 
+def test_disabled_account_is_reported(graph):
+    evidence = graph.gather_evidence("dennis.ritchie@uni.test")
+    assert evidence.user is not None and evidence.user.account_enabled is False
+
+
 def test_student_missing_in_entra(graph):
     evidence = graph.gather_evidence("radia.perlman@uni.test")
     assert evidence.user is None and evidence.methods == ()
