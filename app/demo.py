@@ -231,6 +231,7 @@ def run_demo(*, port: int = 8000, simulator_port: int = 8443, state_dir: str = "
              host: str = "127.0.0.1") -> int:
     """Run the demo in the foreground until Ctrl+C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access line for every status poll
     stack = DemoStack(state_dir, host=host, port=port, simulator_port=simulator_port)
     try:
         stack.start()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Protocol
@@ -19,6 +20,8 @@ MAX_GAP_INTERVALS = 6
 # The evidence a diagnosis just gathered is reused by an unlock within this time (one Graph call saved);
 # a method registered meanwhile is caught by the grant's first check, which then releases it at once.
 EVIDENCE_REUSE_SECONDS = 30.0
+# Per-student locks are striped: bounded memory however many students pass through one process.
+LOCK_STRIPES = 256
 SELF_SERVICE_REASON = "self-service unlock"
 
 
@@ -118,8 +121,8 @@ class OnboardingService:
         self.check_interval = timedelta(seconds=check_interval_seconds)
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self._recent: dict[str, tuple[datetime, Evidence]] = {}  # upn -> (when, evidence), for unlock
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
+        self._recent_guard = threading.Lock()
+        self._locks = tuple(threading.Lock() for _ in range(LOCK_STRIPES))
 
     # -- diagnose -----------------------------------------------------------------------------
 
@@ -134,7 +137,7 @@ class OnboardingService:
             return None  # nothing to unlock: spare the Graph budget
         key = user.upn.lower()
         recent = self._recent.get(key)
-        if reuse_recent and recent and self.clock() - recent[0] < timedelta(seconds=EVIDENCE_REUSE_SECONDS):
+        if reuse_recent and recent and self._fresh(recent[0]):
             return recent[1]
         evidence = self.graph.gather_evidence(user.upn)
         for part in ("user", "methods"):
@@ -142,8 +145,13 @@ class OnboardingService:
             if error is not None and error.status != 404:
                 # Without these the policy cannot tell "stuck" from "registered": refuse to guess.
                 raise error
-        self._recent[key] = (self.clock(), evidence)
+        with self._recent_guard:
+            self._recent = {k: v for k, v in self._recent.items() if self._fresh(v[0])}
+            self._recent[key] = (self.clock(), evidence)
         return evidence
+
+    def _fresh(self, gathered_at: datetime) -> bool:
+        return self.clock() - gathered_at < timedelta(seconds=EVIDENCE_REUSE_SECONDS)
 
     def _classify(self, upn: str, user: DirectoryUser | None, evidence: Evidence | None) -> Diagnosis:
         history = self.store.grants_for(user.upn if user else upn)
@@ -247,6 +255,5 @@ class OnboardingService:
             self.grants.close_grant(record.id, outcome="cancelled", actor=actor, reason=reason)
 
     def _lock_for(self, upn: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(upn.lower(), threading.Lock())
+        return self._locks[zlib.crc32(upn.strip().lower().encode()) % LOCK_STRIPES]
 

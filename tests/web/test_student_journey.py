@@ -6,6 +6,7 @@ import re
 import pytest
 
 from app.adapters.directory_base import DirectoryUnavailable
+from app.adapters.graph_base import GraphThrottled, GraphUnavailable
 from tests.web.conftest import SEED, csrf_of, sign_in
 
 HALF = "ada.lovelace@uni.test"
@@ -250,3 +251,16 @@ def test_health_and_readiness(client, directory, monkeypatch):
 def test_unknown_page_is_a_friendly_404(client):
     page = client.get("/nope")
     assert page.status_code == 404 and "start page" in text_of(page)
+
+
+@pytest.mark.parametrize(("error", "note"), [(GraphThrottled("budget", 429, "budget"), "budget"),
+                                             (GraphUnavailable("down", 503), "graph_unavailable")])
+def test_a_refused_check_says_still_checking_and_keeps_the_grant(client, graph, clock, services, monkeypatch,
+                                                                  error, note):
+    page = sign_in(client, HALF)
+    client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    monkeypatch.setattr(graph, "methods_for", lambda ids: {i: error for i in ids})
+    clock.advance(2 * services.settings.check_interval_seconds)
+    status = client.get("/status").get_json()
+    assert (status["phase"], status["note"]) == ("waiting", note)
+    assert services.store.open_grant_for(HALF) is not None
