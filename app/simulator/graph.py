@@ -262,9 +262,11 @@ def create_tap(user_ref: str):
         return graph_error(400, "badRequest", "startDateTime is not a valid date and time.")
     if start.tzinfo is None:
         start = start.replace(tzinfo=dt.timezone.utc)
-    if world.methods_of(user.id, "temporaryAccessPass"):
-        # Inferred from the admin centre, which allows one TAP per user; Graph's exact wording is not documented.
-        return graph_error(400, "badRequest", "A Temporary Access Pass already exists for this user.")
+    # "A user can only have one Temporary Access Pass that's usable within its specified lifetime. If the user
+    # requires a new Temporary Access Pass while the current one is valid, [...] the previous Temporary Access Pass
+    # will be deleted, and a new Temporary Access Pass will be created." (Graph: Create temporaryAccessPassMethod)
+    for previous in world.methods_of(user.id, "temporaryAccessPass"):
+        world.delete_method(previous)
     method = world.add_method(user.id, "temporaryAccessPass", delay=0.0, details={
         "startDateTime": iso(start), "lifetimeInMinutes": lifetime, "isUsableOnce": once})
     code = "".join(secrets.choice(string.ascii_letters + string.digits + "!@#$%&*") for _ in range(8))

@@ -134,19 +134,21 @@ def test_temporary_access_pass_create_read_delete(simulator):
         taps = client.users.by_user_id(grace).authentication.temporary_access_pass_methods
         created = await taps.post(TemporaryAccessPassAuthenticationMethod(lifetime_in_minutes=60, is_usable_once=True))
         listed = await taps.get()
-        with pytest.raises(ODataError) as second:
-            await taps.post(TemporaryAccessPassAuthenticationMethod(lifetime_in_minutes=60))
+        replacement = await taps.post(TemporaryAccessPassAuthenticationMethod(lifetime_in_minutes=60))
+        replaced = await taps.get()
         with pytest.raises(ODataError) as too_short:
             await taps.post(TemporaryAccessPassAuthenticationMethod(lifetime_in_minutes=5))
-        await taps.by_temporary_access_pass_authentication_method_id(created.id).delete()
+        await taps.by_temporary_access_pass_authentication_method_id(replacement.id).delete()
         after = await taps.get()
-        return created, listed, second.value, too_short.value, after
+        return created, listed, replacement, replaced, too_short.value, after
 
-    created, listed, second, too_short, after = run(scenario())
+    created, listed, replacement, replaced, too_short, after = run(scenario())
     assert created.temporary_access_pass and len(created.temporary_access_pass) == 8
     assert created.is_usable is True and created.is_usable_once is True and created.lifetime_in_minutes == 60
     assert [t.id for t in listed.value] == [created.id] and listed.value[0].temporary_access_pass is None
-    assert second.response_status_code == 400 and too_short.response_status_code == 400
+    # Graph documents that a new TAP deletes the one still valid: one TAP per user, never two.
+    assert replacement.id != created.id and [t.id for t in replaced.value] == [replacement.id]
+    assert too_short.response_status_code == 400
     assert after.value == []
 
 
