@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from app.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-LANGUAGES = ("en",)  # add a locale here once app/translations/<locale> holds its catalogue
+LANGUAGES = ("en", "de")  # each non-default locale has a catalogue in app/translations/<locale>
 csrf = CSRFProtect()
 
 

@@ -264,3 +264,13 @@ def test_a_refused_check_says_still_checking_and_keeps_the_grant(client, graph, 
     status = client.get("/status").get_json()
     assert (status["phase"], status["note"]) == ("waiting", note)
     assert services.store.open_grant_for(HALF) is not None
+
+
+def test_pages_follow_the_browser_language(client):
+    page = sign_in(client, HALF)
+    client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    german = text_of(client.get("/guide", headers={"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}))
+    assert '<html lang="de">' in german and "Die Microsoft Authenticator-App registrieren" in german
+    assert "&amp;lng=de" in german  # My Sign-Ins opens in the same language
+    english = text_of(client.get("/guide", headers={"Accept-Language": "fr"}))
+    assert '<html lang="en">' in english and "Register the Microsoft Authenticator app" in english
