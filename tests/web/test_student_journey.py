@@ -274,3 +274,28 @@ def test_pages_follow_the_browser_language(client):
     assert "&amp;lng=de" in german  # My Sign-Ins opens in the same language
     english = text_of(client.get("/guide", headers={"Accept-Language": "fr"}))
     assert '<html lang="en">' in english and "Register the Microsoft Authenticator app" in english
+
+
+def test_two_simultaneous_unlock_clicks_make_one_grant(app, client, services, directory):
+    import threading
+
+    page = sign_in(client, HALF)
+    token = csrf_of(page)
+    cookie = client.get_cookie("proofup_session").value
+    answers: list[int] = []
+    start = threading.Barrier(4)
+
+    def click() -> None:
+        tab = app.test_client()
+        tab.set_cookie("proofup_session", cookie)
+        start.wait()
+        answers.append(tab.post("/unlock", data={"csrf_token": token}).status_code)
+
+    threads = [threading.Thread(target=click) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [302] * 4
+    assert len(services.store.grants_for(HALF)) == 1
+    assert directory.list_members(SEED.bypass_group_dn) == [directory.find_user(HALF).dn]
