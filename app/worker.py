@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from app.services.lease import Lease
 from app.services.sweeper import CycleReport, Sweeper
@@ -29,6 +30,7 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
     reports: list[CycleReport] = []
     try:
         while not stop_event.is_set():
+            started = time.monotonic()
             try:
                 if lease.acquire():
                     reports.append(sweeper.run_cycle())
@@ -41,7 +43,8 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
                 log.exception("worker: cycle failed; trying again in %.0f s", interval)
             if once:
                 break
-            stop_event.wait(interval)
+            # Cycles start every interval (not interval + cycle time): the invariant's bound stays one interval.
+            stop_event.wait(max(0.0, interval - (time.monotonic() - started)))
     finally:
         try:
             lease.release()
