@@ -63,7 +63,7 @@ class DemoStack:
     def __init__(self, state_dir: str | Path, *, seed: Seed | None = None, directory=None,
                  host: str = "127.0.0.1", port: int = 0, simulator_port: int = 0,
                  method_delay_seconds: float = DEMO_METHOD_DELAY_SECONDS, worker: bool = True,
-                 **setting_overrides):
+                 entra_sign_in: bool = False, **setting_overrides):
         self.state_dir = Path(state_dir)
         self.seed = seed or load_seed()
         self.host = host
@@ -71,6 +71,7 @@ class DemoStack:
         self.simulator_port = simulator_port
         self.method_delay_seconds = method_delay_seconds
         self.run_worker = worker
+        self.entra_sign_in = entra_sign_in  # sign in through the simulated Entra instead of AD FS
         self.setting_overrides = setting_overrides
         if directory is None:
             from app.adapters.directory_embedded import EmbeddedDirectory
@@ -147,7 +148,7 @@ class DemoStack:
         client_secrets = read_client_secrets(sim_dir)
         values = dict(
             secret_key=_secret_key(self.state_dir),
-            authority=f"{sim}/adfs",
+            authority=f"{sim}/{self.seed.tenant_id}" if self.entra_sign_in else f"{sim}/adfs",
             client_id=PORTAL_CLIENT_ID,
             client_secret=client_secrets[PORTAL_CLIENT_ID],
             tenant_id=self.seed.tenant_id,
