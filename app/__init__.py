@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 from flask import Flask, request
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings, load_settings
 
@@ -43,6 +44,11 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
 
         services = build_services(settings)
     app.extensions["proofup"] = services
+    if settings.proxy_hops:
+        # Behind TLS-terminating proxies: the scheme and host of the sign-in redirect URI, HSTS and the
+        # Secure cookie must come from the proxy's X-Forwarded-* headers (only as many hops as configured).
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     csrf.init_app(app)
     Babel(app, locale_selector=_select_locale)
 

@@ -47,6 +47,7 @@ class Settings:
     helpdesk_group_dn: str = ""
     redis_url: str = ""
     timezone: str = "UTC"  # IANA name; the pages show times (an unlock's end, sign-ins) in it
+    proxy_hops: int = 0  # reverse proxies in front of the portal whose X-Forwarded-* headers are trusted
 
     @property
     def authority_is_adfs(self) -> bool:
@@ -135,6 +136,8 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"{env_name('ldap_url')} entries must be ldap:// or ldaps:// URLs, not {url!r}")
     if not 5 <= settings.grant_minutes <= 240:
         raise SettingsError(f"{env_name('grant_minutes')} must be between 5 and 240 minutes")
+    if not 0 <= settings.proxy_hops <= 5:
+        raise SettingsError(f"{env_name('proxy_hops')} must be between 0 and 5")
     try:
         ZoneInfo(settings.timezone)
     except (ZoneInfoNotFoundError, ValueError):

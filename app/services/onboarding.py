@@ -72,7 +72,6 @@ class GrantStatus:
 
     phase: str  # none | propagating | waiting | done | expired | cancelled | failed
     expires_at: datetime | None = None
-    checked: bool = False  # Graph was asked during this call
     method: str = ""  # the strong method that completed the registration
     note: str = ""  # "graph_unavailable" | "budget" when the check could not run
 
@@ -204,12 +203,10 @@ class OnboardingService:
     def _check(self, record: GrantRecord, check_now: bool) -> GrantStatus:
         now = self.clock()
         waiting = GrantStatus("waiting", expires_at=_utc(record.expires_at))
-        if now < self._next_check_due(record, check_now):
+        if not record.entra_user_id or now < self._next_check_due(record, check_now):
             return waiting
         # The claim is a compare-and-set on the grant row, so it also holds across instances.
         if not self.store.claim_check(record.id, record.last_checked_at, now):
-            return waiting
-        if not record.entra_user_id:
             return waiting
         try:
             found = self.graph.methods_for([record.entra_user_id]).get(record.entra_user_id)
@@ -217,13 +214,13 @@ class OnboardingService:
             found = None
         if not isinstance(found, tuple):
             note = "budget" if getattr(found, "status", 0) == 429 else "graph_unavailable"
-            return GrantStatus("waiting", expires_at=_utc(record.expires_at), checked=True, note=note)
+            return GrantStatus("waiting", expires_at=_utc(record.expires_at), note=note)
         strong = [m for m in found if m.strong]
         if not strong:
-            return GrantStatus("waiting", expires_at=_utc(record.expires_at), checked=True)
+            return waiting
         self.grants.close_grant(record.id, outcome="released", actor="portal",
                                 reason=f"strong method registered: {strong[0].kind}")
-        return GrantStatus("done", checked=True, method=strong[0].kind)
+        return GrantStatus("done", method=strong[0].kind)
 
     def _next_check_due(self, record: GrantRecord, check_now: bool) -> datetime:
         """Return when the next Graph check may run (see FIRST_CHECK_INTERVALS and MAX_GAP_INTERVALS)."""

@@ -54,6 +54,7 @@ def test_a_missing_required_setting_is_named(name):
         ("PROOFUP_CA_BUNDLE", "/nonexistent/ca.pem"),
         ("PROOFUP_LDAP_URL", "http://dc1.uni.test"),
         ("PROOFUP_TIMEZONE", "Mars/Olympus_Mons"),
+        ("PROOFUP_PROXY_HOPS", "9"),
     ],
 )
 def test_a_malformed_setting_is_named(name, value):

@@ -17,7 +17,10 @@ LONG_AGO = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 class FakeIdentity:
     """Hands out flows and accepts a code that names the user: enough to drive the portal's sign-in legs."""
 
+    last_redirect_uri = ""
+
     def begin_sign_in(self, redirect_uri, *, force_login=False, login_hint=None):
+        self.last_redirect_uri = redirect_uri
         state = secrets.token_urlsafe(16)
         flow = {"state": state, "nonce": secrets.token_urlsafe(8), "code_verifier": "v" * 43,
                 "redirect_uri": redirect_uri}

@@ -104,3 +104,17 @@ def test_times_are_shown_in_the_configured_time_zone(tmp_path, directory, graph,
     html = client.get("/guide").get_data(as_text=True)
     assert format_time(expires_at, locale="en", tzinfo=ZoneInfo("Asia/Kolkata")) in html
     assert format_time(expires_at, locale="en", tzinfo=ZoneInfo("UTC")) not in html
+
+
+def test_behind_a_proxy_the_sign_in_redirect_uri_uses_the_public_address(tmp_path, directory, graph, clock):
+    from tests.web.conftest import demo_settings
+
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "portal.uni.example"}
+    trusting = portal(demo_settings(tmp_path, proxy_hops=1), directory, graph, clock)
+    answer = trusting.get("/sign-in", headers=forwarded)
+    flow_redirect = trusting.application.extensions["proofup"].identity.last_redirect_uri
+    assert flow_redirect == "https://portal.uni.example/auth/callback"
+    assert "Strict-Transport-Security" in answer.headers
+    ignoring = portal(demo_settings(tmp_path / "b", proxy_hops=0), directory, graph, clock)
+    ignoring.get("/sign-in", headers=forwarded)
+    assert ignoring.application.extensions["proofup"].identity.last_redirect_uri.startswith("http://localhost/")
