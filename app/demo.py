@@ -146,6 +146,10 @@ class DemoStack:
         self.simulator = serve_in_background(sim_app, self.host, self.simulator_port, tls)
         sim = self.simulator.base_url
         client_secrets = read_client_secrets(sim_dir)
+        database = (self.state_dir / "portal.sqlite3").resolve()
+        for stale in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+            # The directory and the simulated cloud start afresh from the seed: so do the grants.
+            stale.unlink(missing_ok=True)
         values = dict(
             secret_key=_secret_key(self.state_dir),
             authority=f"{sim}/{self.seed.tenant_id}" if self.entra_sign_in else f"{sim}/adfs",
@@ -161,7 +165,7 @@ class DemoStack:
             required_group_dn=self.seed.required_group_dn,
             bypass_group_dn=self.seed.bypass_group_dn,
             privileged_group_dns=(self.seed.privileged_group_dn,),
-            database_url=f"sqlite:///{(self.state_dir / 'portal.sqlite3').resolve()}",
+            database_url=f"sqlite:///{database}",
             mysignins_url=f"{sim}/security-info",
             replication_wait_seconds=2.0,
             check_interval_seconds=DEMO_CHECK_INTERVAL_SECONDS,
