@@ -122,3 +122,12 @@ def test_doctor_names_what_is_broken(simulator_stack, samba_dc, tmp_path, monkey
     assert any(line.startswith("FAIL directory") for line in lines)
     assert any(line.startswith("FAIL graph") for line in lines)
     assert any(line.startswith("ok   database") for line in lines)
+
+
+def test_worker_once_releases_a_grant_whose_student_registered(run, services, directory, graph):
+    assert run("grant", HALF, "--minutes", "15", "--reason", "ticket 4712")[0] == cli.OK
+    graph.register(HALF)
+    code, _, err = run("worker", "--once")
+    assert code == cli.OK, err
+    assert services.store.grants_for(HALF)[0].state == "released"
+    assert not directory.is_member(SEED.bypass_group_dn, directory.find_user(HALF).dn)
