@@ -140,7 +140,8 @@ class Sweeper:
                 report.checked += 1
                 strong = [m for m in result if m.strong]
                 if not strong:
-                    self.store.record_check(grant.id, at=self.clock())
+                    # Stamped with the cycle's start, so the next cycle (one interval later) finds it due again.
+                    self.store.record_check(grant.id, at=now)
                     continue
                 report.confirmed += 1
                 ended = self.grants.close_grant(

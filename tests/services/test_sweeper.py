@@ -179,3 +179,19 @@ def test_checks_the_budget_postpones_are_deferred_not_errors(world):
     report = world.sweeper.run_cycle()
     assert report.deferred == 1 and report.errors == [] and world.budget.back_offs == []
     assert world.store.get_grant(grant.id).last_checked_at is None  # due again next cycle
+
+
+def test_a_grant_is_checked_every_cycle_when_cycles_are_one_check_period_apart(world):
+    grant = world.open(ADA)
+    slow_graph = world.graph.methods_for
+
+    def graph_taking_two_seconds(ids):
+        world.clock.advance(2)  # a cycle takes time; the next one still starts one period after this one
+        return slow_graph(ids)
+
+    world.graph.methods_for = graph_taking_two_seconds
+    for _ in range(3):
+        started = world.clock()
+        world.sweeper.run_cycle()
+        world.clock.now = started + timedelta(seconds=world.sweeper.check_every_seconds)
+    assert world.graph.calls == [[grant.entra_user_id]] * 3
