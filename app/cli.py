@@ -180,7 +180,7 @@ def cmd_serve(args, settings: Settings) -> int:
     """Run the portal under gunicorn (threaded workers, app preloaded so the Graph models are shared)."""
     argv = [sys.executable, "-m", "gunicorn", "--preload", "--worker-class", "gthread",
             "--workers", str(args.workers), "--threads", str(args.threads),
-            "--bind", f"{args.host}:{args.port}", "--access-logfile", "-", "app:create_app()"]
+            "--bind", f"{args.host}:{args.port}", "--access-logfile", "-", "app:create_wsgi_app()"]
     os.execv(sys.executable, argv)
     return OK  # not reached
 
