@@ -11,12 +11,6 @@ FAST = dict(method_delay_seconds=1.0, check_interval_seconds=1.0, worker_interva
 SERIOUS = ("serious", "critical")
 
 
-def pytest_collection_modifyitems(config, items):
-    """Run browser tests last: Playwright's sync API leaves an event loop running in the main thread for
-    the rest of the session, and tests that call asyncio.run() afterwards would fail."""
-    items.sort(key=lambda item: "page" in getattr(item, "fixturenames", ()))
-
-
 @pytest.fixture
 def demo_stack(tmp_path):
     """The demo configuration: embedded directory from the demo seed."""

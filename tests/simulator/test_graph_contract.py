@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import ssl
 import time
@@ -67,7 +68,13 @@ def graph_client(sim, token: str) -> GraphServiceClient:
 
 
 def run(coroutine):
-    return asyncio.run(coroutine)
+    """Run a coroutine on a fresh event loop in its own thread.
+
+    Playwright's sync API keeps an event loop running in the main thread once a browser test has run, so
+    asyncio.run() there would fail; a thread of its own keeps these tests independent of test order.
+    """
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def users(sim, client_id=None):
