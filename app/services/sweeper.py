@@ -11,11 +11,23 @@ from app.adapters.directory_base import Directory, dn_key
 from app.adapters.graph_base import DIRECTORY, Graph, GraphError, RequestBudget
 from app.adapters.store import Store
 from app.domain.grants import GrantState, GrantView, utc_now
+from app.services.budget import DEFAULT_LIMITS
 from app.services.grants import GrantService
 
 log = logging.getLogger(__name__)
 WORKER = "worker"
+BATCH_SIZE = 20  # users per $batch request (Graph's limit)
 BUDGET_REFUSED = "budget"  # GraphError.code when the shared budget, not Graph, refused the request
+
+
+# The worker may spend this share of the directory budget; interactive checks and diagnoses get the rest.
+WORKER_BUDGET_SHARE = 0.5
+
+
+def checks_per_cycle_for(check_every_seconds: float) -> int:
+    """Return how many users one cycle may check: the worker's share of the directory budget per period."""
+    rate = DEFAULT_LIMITS[DIRECTORY].rate
+    return max(BATCH_SIZE, int(rate * check_every_seconds * WORKER_BUDGET_SHARE))
 
 
 @dataclass
@@ -49,7 +61,7 @@ class Sweeper:
     def __init__(self, store: Store, directory: Directory, graph: Graph | None, grants: GrantService,
                  budget: RequestBudget, *, bypass_group_dn: str, clock: Callable[[], datetime] = utc_now,
                  pending_grace_seconds: float = 60.0, check_every_seconds: float = 10.0,
-                 max_checks_per_cycle: int = 200):
+                 max_checks_per_cycle: int | None = None):
         self.store = store
         self.directory = directory
         self.graph = graph
@@ -60,7 +72,7 @@ class Sweeper:
         # Longer than any unlock in flight can take (it waits up to replication_wait_seconds for the DCs).
         self.pending_grace_seconds = max(pending_grace_seconds, grants.replication_wait_seconds + 5)
         self.check_every_seconds = check_every_seconds
-        self.max_checks_per_cycle = max_checks_per_cycle
+        self.max_checks_per_cycle = max_checks_per_cycle or checks_per_cycle_for(check_every_seconds)
         self._reported_foreign: frozenset[str] = frozenset()
 
     def run_cycle(self) -> CycleReport:
@@ -112,8 +124,10 @@ class Sweeper:
     def _confirm(self, live: list[GrantView], now: datetime, report: CycleReport) -> None:
         if self.graph is None:
             return
+        # Never-checked grants first, then the longest unchecked: whoever a full cycle left out goes next.
         due = sorted((g for g in live if g.due_for_check(now, self.check_every_seconds)),
-                     key=lambda g: g.last_checked_at or g.created_at)[: self.max_checks_per_cycle]
+                     key=lambda g: (g.last_checked_at is not None, g.last_checked_at or g.created_at))
+        due = due[: self.max_checks_per_cycle]
         if not due:
             return
         try:

@@ -195,3 +195,17 @@ def test_a_grant_is_checked_every_cycle_when_cycles_are_one_check_period_apart(w
         world.sweeper.run_cycle()
         world.clock.now = started + timedelta(seconds=world.sweeper.check_every_seconds)
     assert world.graph.calls == [[grant.entra_user_id]] * 3
+
+
+def test_cycle_checks_are_capped_by_the_workers_share_of_the_budget(store, seed, clock):
+    from app.services.sweeper import checks_per_cycle_for
+
+    assert checks_per_cycle_for(5) == 250 and checks_per_cycle_for(30) == 1500 and checks_per_cycle_for(0.1) == 20
+    w = World(store, EmbeddedDirectory(seed), seed, clock)
+    w.sweeper.max_checks_per_cycle = 2
+    grants = [w.open(upn) for upn in (ADA, ALAN, GRACE)]
+    w.sweeper.run_cycle()
+    clock.advance(w.sweeper.check_every_seconds)
+    w.sweeper.run_cycle()
+    ids = [g.entra_user_id for g in grants]
+    assert w.graph.calls == [ids[:2], [ids[2], ids[0]]]  # the one left out goes first next time
