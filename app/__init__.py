@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     csrf.init_app(app)
     Babel(app, locale_selector=_select_locale)
 
-    from app.web import errors, headers
+    from app.web import errors, headers, limits
     from app.web.auth import bp as auth_bp
     from app.web.ops import bp as ops_bp
     from app.web.student import bp as student_bp
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     app.register_blueprint(auth_bp)
     app.register_blueprint(student_bp)
     app.register_blueprint(ops_bp)
+    limits.install(app, settings)  # after the blueprints: it wraps their views
     return app
 
 

@@ -7,6 +7,8 @@ from typing import Mapping
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from limits import parse_many
+
 ADFS_SUFFIX = "/adfs"
 
 
@@ -45,9 +47,20 @@ class Settings:
     check_interval_seconds: float = 5.0
     worker_interval_seconds: float = 30.0
     helpdesk_group_dn: str = ""
-    redis_url: str = ""
+    redis_url: str = field(default="", repr=False)  # may carry the Redis password
     timezone: str = "UTC"  # IANA name; the pages show times (an unlock's end, sign-ins) in it
     proxy_hops: int = 0  # reverse proxies in front of the portal whose X-Forwarded-* headers are trusted
+    # Rate limits in Flask-Limiter's notation ("20 per minute", "10/hour;50/day"); app/web/limits.py applies them.
+    # Sign-in (per client address): each visit stores a pending sign-in for 10 minutes; 20 a minute lets a
+    # student retry freely but stops one address from filling the table (a NAT'ed lab may need more).
+    rate_limit_sign_in: str = "20 per minute"
+    # Unlock and cancel (each, per student): every one writes to AD; a real student needs two or three an hour.
+    rate_limit_unlock: str = "10 per hour"
+    # Status polling (per student): three tabs polling every 2 s make 90 a minute; 120 leaves room for
+    # "check now" clicks while still stopping a runaway script.
+    rate_limit_status: str = "120 per minute"
+    # Diagnosis (per student): each one is a Graph $batch; a reload a second is far beyond any human need.
+    rate_limit_diagnosis: str = "30 per minute"
 
     @property
     def authority_is_adfs(self) -> bool:
@@ -68,7 +81,9 @@ class Settings:
         return out
 
 
-SECRET_FIELDS = frozenset({"secret_key", "client_secret", "graph_client_secret", "ldap_password"})
+RATE_LIMIT_FIELDS = ("rate_limit_sign_in", "rate_limit_unlock", "rate_limit_status", "rate_limit_diagnosis")
+REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
+SECRET_FIELDS = frozenset({"secret_key", "client_secret", "graph_client_secret", "ldap_password", "redis_url"})
 REQUIRED_FIELDS = ("secret_key", "authority", "client_id")
 _PREFIX = "PROOFUP_"
 
@@ -143,6 +158,15 @@ def validate(settings: Settings) -> None:
     except (ZoneInfoNotFoundError, ValueError):
         raise SettingsError(f"{env_name('timezone')} must be an IANA time zone like Europe/Berlin, "
                             f"not {settings.timezone!r}") from None
+    for name in RATE_LIMIT_FIELDS:
+        value = getattr(settings, name)
+        try:
+            parse_many(value)
+        except ValueError:
+            raise SettingsError(f"{env_name(name)} must be a rate limit like '20 per minute' or '10/hour;50/day', "
+                                f"not {value!r}") from None
+    if settings.redis_url and urlparse(settings.redis_url).scheme not in REDIS_SCHEMES:
+        raise SettingsError(f"{env_name('redis_url')} must be a redis:// or rediss:// URL")
     if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
         raise SettingsError(f"{env_name('ca_bundle')} names no readable file: {settings.ca_bundle!r}")
     if settings.ldap_urls:
