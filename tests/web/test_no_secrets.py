@@ -1,0 +1,130 @@
+"""No secret reaches a log, the database or the simulator's request log during a whole student journey.
+
+The portal runs with its real adapters (MSAL, msgraph-sdk) against the in-process simulator, every logger at
+DEBUG; afterwards every captured log line, every row of every table and the simulator's request log are
+searched for the student's password, both client secrets, the authorization code, any JWT, the PKCE
+code_verifier and the Flask secret key.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+import pytest
+from sqlalchemy import MetaData, inspect, select
+
+from app.demo import DemoStack, adfs_form_post
+from tests.web.conftest import csrf_of
+
+STUDENT = "ada.lovelace@uni.test"
+WRONG_PASSWORD = "Wrong-Password-For-The-Log-Test-7"
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+")
+NAMED_LOGGERS = ("werkzeug", "gunicorn", "gunicorn.error", "gunicorn.access", "msal", "urllib3", "httpx",
+                 "httpcore", "kiota_http", "azure", "sqlalchemy", "flask-limiter", "app")
+
+
+@pytest.fixture
+def every_log(caplog):
+    """Capture every logger at DEBUG, including any that does not propagate to the root."""
+    caplog.set_level(logging.DEBUG)
+    existing = [n for n, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)]
+    for name in (*NAMED_LOGGERS, *existing):
+        caplog.set_level(logging.DEBUG, logger=name)
+    isolated = [lg for lg in map(logging.getLogger, existing) if not lg.propagate]
+    for logger in isolated:
+        logger.addHandler(caplog.handler)
+    yield caplog
+    for logger in isolated:
+        logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture
+def stack(tmp_path, every_log):
+    stack = DemoStack(tmp_path, worker=False, method_delay_seconds=0.0, check_interval_seconds=1.0).start()
+    yield stack
+    stack.stop()
+
+
+def logged_text(caplog) -> str:
+    """Return every captured record: formatted, raw message, arguments and exception text."""
+    parts = [caplog.text]
+    for record in caplog.records:
+        parts += [str(record.msg), repr(record.args), record.exc_text or ""]
+    return "\n".join(parts)
+
+
+def database_dump(store) -> str:
+    """Return every row of every table of the portal's store."""
+    names = inspect(store.engine).get_table_names()
+    assert {"grants", "audit_events", "sign_in_flows"} <= set(names)
+    metadata = MetaData()
+    metadata.reflect(store.engine, only=names)
+    with store.engine.connect() as db:
+        return "\n".join(f"{table.name}: {tuple(row)!r}" for table in metadata.sorted_tables
+                         for row in db.execute(select(table)))
+
+
+def test_a_whole_journey_leaves_no_secret_in_logs_database_or_simulator(stack, every_log, monkeypatch):
+    verifiers: list[str] = []
+    identity = stack.services.identity
+    begin = identity.begin_sign_in
+
+    def recording_begin(*args, **kwargs):
+        auth_uri, flow = begin(*args, **kwargs)
+        verifiers.append(flow["code_verifier"])
+        return auth_uri, flow
+
+    monkeypatch.setattr(identity, "begin_sign_in", recording_begin)
+    client = stack.app.test_client()
+    password = stack.seed.user(STUDENT).password
+    ca = stack.settings.ca_bundle
+
+    # A mistyped password first, then the real sign-in through the simulated AD FS (form_post back to us).
+    refused = adfs_form_post(client.get("/sign-in").headers["Location"], STUDENT, WRONG_PASSWORD, ca)
+    assert not refused.action.endswith("/auth/callback")
+    posted = adfs_form_post(client.get("/sign-in").headers["Location"], STUDENT, password, ca)
+    code = posted.fields["code"]
+    page = client.post("/auth/callback", data=posted.fields, follow_redirects=True)
+    assert 'data-reason="half_registered"' in page.get_data(as_text=True)
+
+    # Unlock, follow the guide, register in the simulated My Sign-Ins, confirm and release.
+    token = csrf_of(page)
+    assert client.post("/unlock", data={"csrf_token": token}).headers["Location"].endswith("/guide")
+    assert client.get("/guide").status_code == 200
+    stack.register_method(STUDENT, "microsoftAuthenticator")
+    deadline, status = time.monotonic() + 15, {}
+    while status.get("phase") != "done" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = client.post("/status/check", headers={"X-CSRFToken": token}).get_json()
+    assert status["phase"] == "done"
+    assert 'data-state="completed"' in client.get("/diagnosis").get_data(as_text=True)
+    # A replayed callback is refused (and logged) too; then the student signs out.
+    assert stack.app.test_client().post("/auth/callback", data=posted.fields).status_code == 400
+    assert client.post("/sign-out", data={"csrf_token": token}).status_code == 302
+
+    logs = logged_text(every_log)
+    database = database_dump(stack.services.store)
+    simulator = json.dumps(stack.control("GET", "/requests")["requests"])
+    # The search looks where it should: each haystack holds the journey.
+    assert "/adfs/oauth2/token" in logs and "/v1.0/$batch" in logs  # werkzeug's and the HTTP clients' lines
+    assert STUDENT in database and "grants:" in database and "audit_events:" in database
+    assert "/adfs/oauth2/token" in simulator and "/v1.0/$batch" in simulator
+
+    settings = stack.settings
+    secrets = {
+        "the student's password": password,
+        "the mistyped password": WRONG_PASSWORD,
+        "the portal's client secret": settings.client_secret,
+        "the Graph client secret": settings.graph_client_secret,
+        "the authorization code": code,
+        "the Flask secret key": settings.secret_key,
+        **{f"PKCE code_verifier {n}": v for n, v in enumerate(verifiers)},
+    }
+    assert len(verifiers) == 2 and all(len(value) >= 8 for value in secrets.values())
+    for where, haystack in (("a log", logs), ("the database", database), ("the simulator's request log", simulator)):
+        leaked = [what for what, value in secrets.items() if value in haystack]
+        assert not leaked, f"{', '.join(leaked)} reached {where}"
+        assert not JWT.findall(haystack), f"a token (JWT) reached {where}: {JWT.findall(haystack)[0][:20]}..."
+
