@@ -16,6 +16,7 @@ from app.services.grants import GrantService
 
 log = logging.getLogger(__name__)
 WORKER = "worker"
+CHECK_JITTER_ALLOWANCE = 0.8  # a check older than 80% of the period is due
 BATCH_SIZE = 20  # users per $batch request (Graph's limit)
 BUDGET_REFUSED = "budget"  # GraphError.code when the shared budget, not Graph, refused the request
 
@@ -125,7 +126,9 @@ class Sweeper:
         if self.graph is None:
             return
         # Never-checked grants first, then the longest unchecked: whoever a full cycle left out goes next.
-        due = sorted((g for g in live if g.due_for_check(now, self.check_every_seconds)),
+        # Cycles start about one period apart, never exactly: a check from the previous period counts as due.
+        due_after = self.check_every_seconds * CHECK_JITTER_ALLOWANCE
+        due = sorted((g for g in live if g.due_for_check(now, due_after)),
                      key=lambda g: (g.last_checked_at is not None, g.last_checked_at or g.created_at))
         due = due[: self.max_checks_per_cycle]
         if not due:

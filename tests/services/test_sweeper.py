@@ -80,10 +80,10 @@ def test_strong_method_releases_in_bulk_and_weak_ones_do_not(world):
 def test_checks_are_spaced_out(world):
     grant = world.open(ADA)
     world.sweeper.run_cycle()
-    world.clock.advance(world.sweeper.check_every_seconds - 1)
+    world.clock.advance(world.sweeper.check_every_seconds * 0.7)  # a second worker cycle in the same period
     world.sweeper.run_cycle()
     assert len(world.graph.calls) == 1
-    world.clock.advance(1)
+    world.clock.advance(world.sweeper.check_every_seconds * 0.3 - 0.5)  # next cycle starts a little early
     world.sweeper.run_cycle()
     assert world.graph.calls == [[grant.entra_user_id]] * 2
 
@@ -190,11 +190,11 @@ def test_a_grant_is_checked_every_cycle_when_cycles_are_one_check_period_apart(w
         return slow_graph(ids)
 
     world.graph.methods_for = graph_taking_two_seconds
-    for _ in range(3):
+    for jitter in (0.0, -0.01, 0.02, -0.03):
         started = world.clock()
         world.sweeper.run_cycle()
-        world.clock.now = started + timedelta(seconds=world.sweeper.check_every_seconds)
-    assert world.graph.calls == [[grant.entra_user_id]] * 3
+        world.clock.now = started + timedelta(seconds=world.sweeper.check_every_seconds + jitter)
+    assert world.graph.calls == [[grant.entra_user_id]] * 4
 
 
 def test_cycle_checks_are_capped_by_the_workers_share_of_the_budget(store, seed, clock):
