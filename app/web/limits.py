@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import time
 from datetime import timedelta
+from typing import Callable
 
 from flask import Flask, jsonify, request
 from flask_babel import format_timedelta, gettext
@@ -29,7 +30,7 @@ def student_or_address() -> str:
     return f"upn:{upn.lower()}" if upn else f"ip:{client_address()}"
 
 
-def limit_rules(settings: Settings) -> list[tuple[str, object, tuple[str, ...], str | None]]:
+def limit_rules(settings: Settings) -> list[tuple[str, Callable[[], str], tuple[str, ...], str | None]]:
     """Return (limit, key function, endpoints, shared scope) for every limited view."""
     return [
         (settings.rate_limit_sign_in, client_address, ("auth.sign_in", "auth.callback"), None),
