@@ -1,4 +1,4 @@
-"""The background worker: hold the lease, run a sweeper cycle every interval, stop cleanly."""
+"""The background worker: hold the lease, run a full cycle every interval and confirm passes between, stop cleanly."""
 from __future__ import annotations
 
 import logging
@@ -18,33 +18,42 @@ def lease_ttl_for(interval: float) -> float:
 
 
 def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTERVAL_SECONDS, once: bool = False,
-               stop_event: threading.Event | None = None) -> list[CycleReport]:
+               stop_event: threading.Event | None = None, confirm_interval: float | None = None) -> list[CycleReport]:
     """Run sweeper cycles while holding the lease; one cycle with once=True. Return the reports of cycles run.
 
-    A worker that does not hold the lease waits and tries again each interval (a standby). With once=True
-    and the lease held elsewhere, nothing runs and the list is empty.
+    Every interval a full cycle runs; with a shorter confirm_interval, confirmation passes (bulk method
+    checks only) run between full cycles, so a released student does not wait for the next full cycle.
+    A worker that does not hold the lease waits and tries again each tick (a standby). With once=True
+    and the lease held elsewhere, nothing runs and the list is empty. Only full cycles are reported.
     """
-    if interval <= 0:
-        raise ValueError("the worker interval must be positive")
+    if interval <= 0 or (confirm_interval is not None and confirm_interval <= 0):
+        raise ValueError("the worker intervals must be positive")
+    tick = min(interval, confirm_interval or interval)
     stop_event = stop_event or threading.Event()
     reports: list[CycleReport] = []
+    next_full = time.monotonic()
     try:
         while not stop_event.is_set():
             started = time.monotonic()
+            full_due = started >= next_full - tick / 10  # a tick that wakes a hair early still runs the cycle
             try:
                 if lease.acquire():
-                    reports.append(sweeper.run_cycle())
+                    if full_due:
+                        next_full = started + interval
+                        reports.append(sweeper.run_cycle())
+                    else:
+                        sweeper.run_confirm_pass()
                     lease.renew()  # a long cycle must not let the lease lapse before the next one
                 else:
                     log.info("worker: lease %r is held by another worker; standing by", lease.name)
             except Exception:
                 if once:
                     raise
-                log.exception("worker: cycle failed; trying again in %.0f s", interval)
+                log.exception("worker: cycle failed; trying again in %.0f s", tick)
             if once:
                 break
-            # Cycles start every interval (not interval + cycle time): the invariant's bound stays one interval.
-            stop_event.wait(max(0.0, interval - (time.monotonic() - started)))
+            # Full cycles start every interval (not interval + cycle time): the invariant's bound stays one interval.
+            stop_event.wait(max(0.0, min(started + tick, next_full) - time.monotonic()))
     finally:
         try:
             lease.release()
@@ -53,11 +62,12 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
     return reports
 
 
-def start_worker_thread(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTERVAL_SECONDS
-                        ) -> tuple[threading.Thread, threading.Event]:
+def start_worker_thread(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTERVAL_SECONDS,
+                        confirm_interval: float | None = None) -> tuple[threading.Thread, threading.Event]:
     """Run the worker in a daemon thread (demo mode); set the returned event to stop it."""
     stop_event = threading.Event()
     thread = threading.Thread(target=run_worker, args=(sweeper, lease), name="proofup-worker", daemon=True,
-                              kwargs={"interval": interval, "stop_event": stop_event})
+                              kwargs={"interval": interval, "stop_event": stop_event,
+                                      "confirm_interval": confirm_interval})
     thread.start()
     return thread, stop_event

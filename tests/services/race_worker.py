@@ -1,7 +1,7 @@
-"""A worker process for the lease race test: runs cycles under the shared lease and records each one.
+"""A worker process for the lease race test: runs cycles and confirm passes under the shared lease, recording each.
 
 Usage: python -m tests.services.race_worker DATABASE_URL HOLDER SECONDS
-Each cycle writes an audit event "race.cycle" with its holder, start and end (epoch seconds).
+Each cycle or pass writes an audit event "race.cycle" with its holder, kind, start and end (epoch seconds).
 """
 from __future__ import annotations
 
@@ -21,9 +21,15 @@ class RecordingSweeper:
         self.store, self.holder = store, holder
 
     def run_cycle(self):
+        return self._record("full")
+
+    def run_confirm_pass(self):
+        return self._record("confirm")
+
+    def _record(self, kind: str):
         start = time.time()
         time.sleep(0.15)
-        self.store.audit(self.holder, "race.cycle", start=start, end=time.time())
+        self.store.audit(self.holder, "race.cycle", kind=kind, start=start, end=time.time())
         return None
 
 
@@ -34,8 +40,8 @@ def main() -> None:
     stop = threading.Event()
     threading.Timer(seconds, stop.set).start()
     print("ready", flush=True)
-    run_worker(RecordingSweeper(store, holder), Lease(store, holder=holder, ttl_seconds=1.0), interval=0.1,
-               stop_event=stop)
+    run_worker(RecordingSweeper(store, holder), Lease(store, holder=holder, ttl_seconds=1.0), interval=0.5,
+               confirm_interval=0.1, stop_event=stop)
 
 
 if __name__ == "__main__":

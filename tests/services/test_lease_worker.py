@@ -64,11 +64,19 @@ class CountingSweeper:
         self.cycles = 0
         self.fail_first = fail_first
 
+        self.passes = 0
+        self.timeline: list[str] = []
+
     def run_cycle(self):
         self.cycles += 1
+        self.timeline.append("full")
         if self.fail_first and self.cycles == 1:
             raise RuntimeError("database locked")
         return self.cycles
+
+    def run_confirm_pass(self):
+        self.passes += 1
+        self.timeline.append("confirm")
 
 
 def test_once_runs_one_cycle_and_releases(shared_store):
@@ -101,9 +109,41 @@ def test_loop_survives_a_failed_cycle_and_stops_on_request(tmp_path):
     assert store.lease_holder("worker") is None
 
 
+def _run_for(seconds: float, sweeper, lease: Lease, **kwargs) -> list:
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    return run_worker(sweeper, lease, stop_event=stop, **kwargs)
+
+
+def test_confirm_passes_run_between_full_cycles_and_renew_the_lease(shared_store):
+    sweeper = CountingSweeper()
+    renewals = []
+
+    class CountingLease(Lease):
+        def renew(self):
+            renewals.append(time.monotonic())
+            return super().renew()
+
+    reports = _run_for(1.0, sweeper, CountingLease(shared_store, ttl_seconds=5), interval=0.4, confirm_interval=0.1)
+    assert reports == list(range(1, sweeper.cycles + 1))  # only full cycles are reported
+    assert 2 <= sweeper.cycles <= 4 and sweeper.passes >= 4
+    assert sweeper.timeline[0] == "full"  # a (re)started worker expires and reconciles first
+    # Then confirm passes until the next full cycle is due: never two full cycles in a row.
+    assert "full,full" not in ",".join(sweeper.timeline)
+    assert len(renewals) == sweeper.cycles + sweeper.passes  # the lease is renewed on every tick
+
+
+def test_without_a_confirm_interval_only_full_cycles_run(shared_store):
+    sweeper = CountingSweeper()
+    _run_for(0.5, sweeper, Lease(shared_store, ttl_seconds=5), interval=0.1)
+    assert sweeper.passes == 0 and sweeper.cycles >= 3
+
+
 def test_bad_interval_is_refused(shared_store):
     with pytest.raises(ValueError):
         run_worker(CountingSweeper(), Lease(shared_store), interval=0)
+    with pytest.raises(ValueError):
+        run_worker(CountingSweeper(), Lease(shared_store), interval=30, confirm_interval=-1)
     assert lease_ttl_for(30) == 60 and lease_ttl_for(5) == 20
 
 
@@ -125,8 +165,9 @@ def test_two_worker_processes_race_and_never_overlap(database_url):
     killed_at = time.time()
     for proc in workers.values():
         proc.wait(20)
-    cycles = sorted(((e.detail["start"], e.detail["end"], e.actor) for e in store.audit_events(limit=1000,
-                    action="race.cycle")))
+    events = store.audit_events(limit=1000, action="race.cycle")
+    assert {e.detail["kind"] for e in events} == {"full", "confirm"}  # both kinds run under the one lease
+    cycles = sorted((e.detail["start"], e.detail["end"], e.actor) for e in events)
     assert len(cycles) > 5
     for (_, end, who), (start, _, other) in zip(cycles, cycles[1:]):
         assert start >= end or who == other, f"{who} and {other} ran cycles at the same time"

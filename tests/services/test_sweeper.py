@@ -209,3 +209,82 @@ def test_cycle_checks_are_capped_by_the_workers_share_of_the_budget(store, seed,
     w.sweeper.run_cycle()
     ids = [g.entra_user_id for g in grants]
     assert w.graph.calls == [ids[:2], [ids[2], ids[0]]]  # the one left out goes first next time
+
+
+def test_confirm_pass_releases_confirmed_grants_and_leaves_expiry_to_the_full_cycle(world):
+    ada, alan = world.open(ADA, minutes=5), world.open(ALAN, minutes=30)
+    world.graph.methods = {ada.entra_user_id: (AUTHENTICATOR,), alan.entra_user_id: (AUTHENTICATOR,)}
+    world.clock.advance(5 * 60)  # Ada's grant has ended: expiring it (with its audit) is the full cycle's job
+    report = world.sweeper.run_confirm_pass()
+    assert world.graph.calls == [[alan.entra_user_id]]
+    assert (report.checked, report.released, report.expired) == (1, 1, 0)
+    assert world.store.get_grant(alan.id).state is GrantState.RELEASED
+    assert world.store.get_grant(ada.id).state is GrantState.ACTIVE
+    assert world.sweeper.run_cycle().expired == 1
+    assert world.store.get_grant(ada.id).state is GrantState.EXPIRED and world.members() == set()
+
+
+def test_confirm_passes_check_a_grant_no_more_often_than_its_check_period(world):
+    grant = world.open(ADA)
+    world.sweeper.run_confirm_pass()
+    world.clock.advance(world.sweeper.check_every_seconds * 0.5)
+    world.sweeper.run_confirm_pass()
+    world.sweeper.run_cycle()
+    assert world.graph.calls == [[grant.entra_user_id]]
+    world.clock.advance(world.sweeper.check_every_seconds * 0.5)
+    world.sweeper.run_confirm_pass()
+    assert world.graph.calls == [[grant.entra_user_id]] * 2
+
+
+def test_confirm_pass_checks_are_capped_by_the_workers_share_per_pass(store, seed, clock):
+    from app.services.sweeper import checks_per_cycle_for
+
+    w = World(store, EmbeddedDirectory(seed), seed, clock)
+    frequent = Sweeper(store, w.directory, w.graph, w.grants, w.budget, bypass_group_dn=seed.bypass_group_dn,
+                       clock=clock, check_every_seconds=30, pass_every_seconds=5)
+    # Six passes per check period share the worker's half of the budget for that period, not six halves.
+    assert frequent.max_checks_per_cycle == checks_per_cycle_for(5) < checks_per_cycle_for(30)
+    frequent.max_checks_per_cycle = 2
+    grants = [w.open(upn) for upn in (ADA, ALAN, GRACE)]
+    assert frequent.run_confirm_pass().checked == 2
+    assert frequent.run_confirm_pass().checked == 1  # the one left out goes next pass
+    ids = [g.entra_user_id for g in grants]
+    assert w.graph.calls == [ids[:2], ids[2:]]
+
+
+def test_worker_releases_a_confirmed_grant_within_one_confirm_interval(tmp_path, seed):
+    import threading
+    import time
+
+    from app.adapters.store import Store
+    from app.services.lease import Lease
+    from app.worker import run_worker
+
+    store = Store(f"sqlite:///{tmp_path / 'live.sqlite3'}")  # real time: the worker's loop runs for real
+    store.upgrade()
+    directory = EmbeddedDirectory(seed)
+    graph = ScriptedGraph()
+    grants = GrantService(store, directory, bypass_group_dn=seed.bypass_group_dn, replication_wait_seconds=1.0)
+    confirm = 0.3
+    sweeper = Sweeper(store, directory, graph, grants, RecordingBudget(), bypass_group_dn=seed.bypass_group_dn,
+                      check_every_seconds=confirm, pass_every_seconds=confirm)
+    user = directory.find_user(ADA)
+    grant = grants.open_grant(upn=ADA, user_dn=user.dn, entra_user_id="e-ada", actor=ADA, reason="stuck")
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, args=(sweeper, Lease(store, ttl_seconds=120)),
+                              kwargs={"interval": 60, "confirm_interval": confirm, "stop_event": stop})
+    worker.start()
+    try:
+        time.sleep(2 * confirm)  # the first full cycle has run; the next is a minute away
+        graph.methods = {"e-ada": (AUTHENTICATOR,)}
+        registered = time.monotonic()
+        while store.get_grant(grant.id).state is GrantState.ACTIVE and time.monotonic() - registered < 5:
+            time.sleep(0.02)
+        released_after = time.monotonic() - registered
+    finally:
+        stop.set()
+        worker.join(5)
+    assert store.get_grant(grant.id).state is GrantState.RELEASED
+    assert released_after < confirm + 0.5  # one confirm interval plus the pass itself, not the full 60 s
+    assert dn_key(user.dn) not in {dn_key(dn) for dn in directory.list_members(seed.bypass_group_dn)}
+    store.dispose()
