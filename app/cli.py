@@ -168,7 +168,8 @@ def cmd_worker(args, settings: Settings) -> int:
     svc = _services(settings)
     sweeper, lease = build_worker(svc)
     try:
-        run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once)
+        run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once,
+                   confirm_interval=settings.confirm_interval_seconds)
     except KeyboardInterrupt:
         pass
     finally:

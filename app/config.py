@@ -46,6 +46,7 @@ class Settings:
     session_minutes: int = 20
     check_interval_seconds: float = 5.0
     worker_interval_seconds: float = 30.0
+    confirm_interval_seconds: float = 5.0  # the worker's bulk method checks between full cycles
     helpdesk_group_dn: str = ""
     redis_url: str = field(default="", repr=False)  # may carry the Redis password
     timezone: str = "UTC"  # IANA name; the pages show times (an unlock's end, sign-ins) in it
@@ -151,6 +152,9 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"{env_name('ldap_url')} entries must be ldap:// or ldaps:// URLs, not {url!r}")
     if not 5 <= settings.grant_minutes <= 240:
         raise SettingsError(f"{env_name('grant_minutes')} must be between 5 and 240 minutes")
+    for name in ("worker_interval_seconds", "confirm_interval_seconds"):
+        if not getattr(settings, name) > 0:
+            raise SettingsError(f"{env_name(name)} must be a positive number of seconds")
     if not 0 <= settings.proxy_hops <= 5:
         raise SettingsError(f"{env_name('proxy_hops')} must be between 0 and 5")
     try:

@@ -183,7 +183,8 @@ class DemoStack:
 
             sweeper, lease = build_worker(self.services)
             thread, self._stop_worker = start_worker_thread(sweeper, lease,
-                                                            interval=self.settings.worker_interval_seconds)
+                                                            interval=self.settings.worker_interval_seconds,
+                                                            confirm_interval=self.settings.confirm_interval_seconds)
             self._threads.append(thread)
         return self
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from app.config import Settings, SettingsError, env_name
 from app.domain.state import Policy
-from app.services.onboarding import MAX_GAP_INTERVALS, OnboardingService
+from app.services.onboarding import OnboardingService
 
 
 @dataclass
@@ -103,12 +103,13 @@ def build_worker(services: Services):
     from app.worker import lease_ttl_for
 
     settings = services.settings
-    # The worker checks a grant only when no open tab has for the portal's longest gap: it is the
-    # fallback for closed tabs, not a second poller (see app/services/onboarding.py).
-    longest_gap = settings.check_interval_seconds * MAX_GAP_INTERVALS
+    # The worker's confirm passes check a grant at most once per confirm interval, and never more often
+    # than a tab may (the portal's shortest gap): a student who closed the tab is released within about
+    # one confirm interval of Entra showing the method.
     sweeper = Sweeper(services.store, services.directory, services.graph, services.grants, services.budget,
                       bypass_group_dn=settings.bypass_group_dn,
-                      check_every_seconds=max(longest_gap, settings.worker_interval_seconds))
+                      check_every_seconds=max(settings.check_interval_seconds, settings.confirm_interval_seconds),
+                      pass_every_seconds=settings.confirm_interval_seconds)
     return sweeper, Lease(services.store, ttl_seconds=lease_ttl_for(settings.worker_interval_seconds))
 
 

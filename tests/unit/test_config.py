@@ -24,6 +24,7 @@ def test_minimal_settings_load_with_documented_defaults():
     settings = load_settings(BASE)
     assert settings.authority_is_adfs
     assert settings.grant_minutes == 30
+    assert (settings.worker_interval_seconds, settings.confirm_interval_seconds) == (30.0, 5.0)
     assert settings.mysignins_url == "https://mysignins.microsoft.com/security-info"
 
 
@@ -55,6 +56,9 @@ def test_a_missing_required_setting_is_named(name):
         ("PROOFUP_LDAP_URL", "http://dc1.uni.test"),
         ("PROOFUP_TIMEZONE", "Mars/Olympus_Mons"),
         ("PROOFUP_PROXY_HOPS", "9"),
+        ("PROOFUP_CONFIRM_INTERVAL_SECONDS", "0"),
+        ("PROOFUP_CONFIRM_INTERVAL_SECONDS", "often"),
+        ("PROOFUP_WORKER_INTERVAL_SECONDS", "-30"),
     ],
 )
 def test_a_malformed_setting_is_named(name, value):
