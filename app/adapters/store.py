@@ -6,6 +6,7 @@ callers get frozen snapshots (GrantView, AuditEvent, BudgetState).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 from contextlib import contextmanager
@@ -230,12 +231,28 @@ class Store:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self._write_engine.begin() as conn:
+        with self._sqlite_upgrade_lock(), self._write_engine.begin() as conn:
             if not self.is_sqlite:
                 # Serialise concurrent upgrades of one PostgreSQL database (instances starting together).
                 conn.execute(text("SELECT pg_advisory_xact_lock(74207001)"))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    @contextmanager
+    def _sqlite_upgrade_lock(self) -> Iterator[None]:
+        """Serialise upgrades of one SQLite file across threads and processes, like the advisory lock on PostgreSQL."""
+        database = make_url(self.url).database
+        if not self.is_sqlite or not database or database == ":memory:":
+            yield
+            return
+        # Instances opening a fresh file together race to create it and switch it to WAL, and SQLite can answer
+        # "database is locked" without waiting in that race; a lock beside the file lets one go first.
+        with open(f"{database}.upgrade-lock", "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
 
     def dispose(self) -> None:
         """Close every pooled connection."""
