@@ -1,7 +1,8 @@
-"""Helpers shared by test modules: the rule for real parts that are missing."""
+"""Helpers shared by test modules: the rule for missing real parts, and a migrated store."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -49,3 +50,16 @@ def run_in_forked_child(work, timeout: float = 30.0):
     if "error" in answer:
         pytest.fail(f"the forked child failed: {answer['error']}")
     return answer["result"]
+
+
+@contextmanager
+def upgraded_store(url: str, clock):
+    """Open a Store on `url`, bring its schema to head, and dispose of it afterwards."""
+    from app.adapters.store import Store
+
+    store = Store(url, clock=clock)
+    store.upgrade()
+    try:
+        yield store
+    finally:
+        store.dispose()

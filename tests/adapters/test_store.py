@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from app.adapters.store import REDACTED, Store
 from app.domain.grants import GrantError, GrantState
 from tests.services.helpers import FakeClock
+from tests.support import upgraded_store
 
 DN = "CN=Ada Lovelace,OU=Students,DC=uni,DC=test"
 
@@ -22,10 +23,8 @@ def clock():
 
 @pytest.fixture
 def store(database_url, clock):
-    s = Store(database_url, clock=clock)
-    s.upgrade()
-    yield s
-    s.dispose()
+    with upgraded_store(database_url, clock) as s:
+        yield s
 
 
 def make_grant(store, clock, upn="Ada.Lovelace@uni.test", dn=DN, minutes=30):

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from app.adapters.directory_embedded import EmbeddedDirectory
-from app.adapters.store import Store
 from app.seed import load_seed
 from tests.services.helpers import FakeClock
+from tests.support import upgraded_store
 
 
 @pytest.fixture
@@ -26,10 +26,8 @@ def sqlite_url(tmp_path) -> str:
 
 @pytest.fixture
 def store(sqlite_url, clock):
-    s = Store(sqlite_url, clock=clock)
-    s.upgrade()
-    yield s
-    s.dispose()
+    with upgraded_store(sqlite_url, clock) as s:
+        yield s
 
 
 @pytest.fixture(params=["embedded", pytest.param("samba", marks=pytest.mark.samba)])

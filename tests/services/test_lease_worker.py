@@ -15,16 +15,15 @@ from app.adapters.store import Store
 from app.services.lease import Lease, default_holder
 from app.worker import lease_ttl_for, run_worker
 from tests.services.helpers import FakeClock
+from tests.support import upgraded_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def shared_store(database_url, clock):
-    s = Store(database_url, clock=clock)
-    s.upgrade()
-    yield s
-    s.dispose()
+    with upgraded_store(database_url, clock) as s:
+        yield s
 
 
 def test_lease_excludes_renews_and_lapses(shared_store, clock):
