@@ -9,6 +9,7 @@ from typing import Any, Callable, Protocol
 
 from app.adapters.directory_base import Directory, DirectoryUser
 from app.adapters.graph_base import Evidence, Graph, GraphError
+from app.domain.grants import utc_now
 from app.domain.state import Diagnosis, GrantFacts, Policy, State, classify, unlock_refusal
 
 # When Graph is asked about an open grant: not before FIRST_CHECK_INTERVALS intervals after the unlock
@@ -118,7 +119,7 @@ class OnboardingService:
         self.policy = policy
         self.grant_minutes = grant_minutes
         self.check_interval = timedelta(seconds=check_interval_seconds)
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or utc_now
         self._recent: dict[str, tuple[datetime, Evidence]] = {}  # upn -> (when, evidence), for unlock
         self._recent_guard = threading.Lock()
         self._locks = tuple(threading.Lock() for _ in range(LOCK_STRIPES))
