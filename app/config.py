@@ -1,13 +1,17 @@
 """Read and validate the portal's settings from PROOFUP_* environment variables."""
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
+
+from app.domain.mail import valid_address
 
 ADFS_SUFFIX = "/adfs"
 
@@ -62,6 +66,16 @@ class Settings:
     rate_limit_status: str = "120 per minute"
     # Diagnosis (per student): each one is a Graph $batch; a reload a second is far beyond any human need.
     rate_limit_diagnosis: str = "30 per minute"
+    # Mail (app/adapters/mailer.py, docs/mail.md). No host: the portal sends no mail and queues none.
+    smtp_host: str = ""
+    smtp_port: int = 0  # 0: the usual port of the security mode (587 STARTTLS, 465 TLS, 25 none)
+    smtp_security: str = "starttls"  # starttls | tls (implicit) | none (only to a server on this machine)
+    smtp_username: str = ""  # empty: no login
+    smtp_password: str = field(default="", repr=False)
+    smtp_from: str = ""  # the sender address, required with a host
+    smtp_reply_to: str = ""  # where replies go, e.g. the desk's mailbox
+    smtp_timeout_seconds: float = 30.0  # for connecting and for every answer of the server
+    mail_language: str = "en"  # language of a mail when neither the directory nor the student's visit names one
 
     @property
     def authority_is_adfs(self) -> bool:
@@ -84,9 +98,28 @@ class Settings:
 
 RATE_LIMIT_FIELDS = ("rate_limit_sign_in", "rate_limit_unlock", "rate_limit_status", "rate_limit_diagnosis")
 REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
-SECRET_FIELDS = frozenset({"secret_key", "client_secret", "graph_client_secret", "ldap_password", "redis_url"})
+SECRET_FIELDS = frozenset({"secret_key", "client_secret", "graph_client_secret", "ldap_password", "redis_url",
+                           "smtp_password"})
+SMTP_SECURITY_MODES = ("starttls", "tls", "none")
+TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
+DEFAULT_LANGUAGE = "en"
 REQUIRED_FIELDS = ("secret_key", "authority", "client_id")
 _PREFIX = "PROOFUP_"
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether a host name or address stays on this machine."""
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def has_catalogue(language: str) -> bool:
+    """Tell whether the portal speaks a language (English, or a compiled catalogue in app/translations)."""
+    return language == DEFAULT_LANGUAGE or (language.isalpha() and (TRANSLATIONS_DIR / language).is_dir())
 
 
 def env_name(field_name: str) -> str:
@@ -177,3 +210,30 @@ def validate(settings: Settings) -> None:
         for name in ("ldap_bind_dn", "ldap_password", "ldap_base_dn", "required_group_dn", "bypass_group_dn"):
             if not getattr(settings, name):
                 raise SettingsError(f"{env_name(name)} is required when {env_name('ldap_url')} is set")
+    _validate_mail(settings)
+
+
+def _validate_mail(settings: Settings) -> None:
+    if not has_catalogue(settings.mail_language):
+        raise SettingsError(f"{env_name('mail_language')} must be a language the portal speaks (en, de), "
+                            f"not {settings.mail_language!r}")
+    if not settings.smtp_host:
+        return
+    if settings.smtp_security not in SMTP_SECURITY_MODES:
+        raise SettingsError(f"{env_name('smtp_security')} must be starttls, tls or none, not {settings.smtp_security!r}")
+    if settings.smtp_security == "none" and not is_loopback(settings.smtp_host):
+        raise SettingsError(f"{env_name('smtp_security')}=none (no TLS) is allowed only for a server on this machine "
+                            f"(localhost, 127.0.0.1, ::1), not {settings.smtp_host!r}")
+    if not 0 <= settings.smtp_port <= 65535:
+        raise SettingsError(f"{env_name('smtp_port')} must be a port number (1 to 65535), or 0 for the usual one")
+    if not settings.smtp_timeout_seconds > 0:
+        raise SettingsError(f"{env_name('smtp_timeout_seconds')} must be a positive number of seconds")
+    if not valid_address(settings.smtp_from):
+        raise SettingsError(f"{env_name('smtp_from')} must be one mail address like portal@uni.example "
+                            f"when {env_name('smtp_host')} is set")
+    if settings.smtp_reply_to and not valid_address(settings.smtp_reply_to):
+        raise SettingsError(f"{env_name('smtp_reply_to')} must be one mail address, not {settings.smtp_reply_to!r}")
+    if bool(settings.smtp_username) != bool(settings.smtp_password):
+        raise SettingsError(f"{env_name('smtp_username')} and {env_name('smtp_password')} go together")
+    if settings.smtp_username and settings.smtp_security == "none":
+        raise SettingsError(f"{env_name('smtp_username')} needs TLS: a password is never sent in the clear")

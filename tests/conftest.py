@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.samba",
     "tests.fixtures.simulator",
     "tests.fixtures.postgres",
+    "tests.fixtures.smtp",
 ]

@@ -99,3 +99,55 @@ def test_the_app_refuses_to_start_with_a_bad_setting(monkeypatch):
     monkeypatch.setenv("PROOFUP_AUTHORITY", "http://insecure.test/adfs")
     with pytest.raises(SettingsError, match="PROOFUP_AUTHORITY"):
         create_app()
+
+
+SMTP = {
+    "PROOFUP_SMTP_HOST": "mail.uni.test",
+    "PROOFUP_SMTP_FROM": "proofup@uni.test",
+    "PROOFUP_SMTP_USERNAME": "proofup",
+    "PROOFUP_SMTP_PASSWORD": "smtp-not-a-real-one",
+}
+
+
+def test_mail_settings_are_typed_with_safe_defaults():
+    settings = load_settings({**BASE, **SMTP, "PROOFUP_SMTP_PORT": "2525", "PROOFUP_SMTP_TIMEOUT_SECONDS": "7.5"})
+    assert (settings.smtp_security, settings.smtp_port, settings.smtp_timeout_seconds) == ("starttls", 2525, 7.5)
+    assert settings.mail_language == "en"
+    assert load_settings(BASE).smtp_host == ""  # no host: no mail, and nothing else is asked for
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("PROOFUP_SMTP_SECURITY", "ssl"),
+        ("PROOFUP_SMTP_SECURITY", "none"),  # a remote host without TLS
+        ("PROOFUP_SMTP_PORT", "70000"),
+        ("PROOFUP_SMTP_PORT", "smtp"),
+        ("PROOFUP_SMTP_FROM", ""),
+        ("PROOFUP_SMTP_FROM", "ProofUp <proofup@uni.test>"),
+        ("PROOFUP_SMTP_FROM", "proofup@uni.test\nBcc: all@uni.test"),
+        ("PROOFUP_SMTP_REPLY_TO", "desk@"),
+        ("PROOFUP_SMTP_PASSWORD", ""),  # a user name without its password
+        ("PROOFUP_SMTP_TIMEOUT_SECONDS", "0"),
+        ("PROOFUP_MAIL_LANGUAGE", "fr"),
+        ("PROOFUP_MAIL_LANGUAGE", "../de"),
+    ],
+)
+def test_a_malformed_mail_setting_is_named(name, value):
+    with pytest.raises(SettingsError, match=name):
+        load_settings({**BASE, **SMTP, name: value})
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "::1", "[::1]", "127.0.0.53"])
+def test_plain_smtp_is_allowed_to_this_machine_only_and_never_with_a_password(host):
+    plain = {**BASE, "PROOFUP_SMTP_HOST": host, "PROOFUP_SMTP_FROM": "proofup@uni.test",
+             "PROOFUP_SMTP_SECURITY": "none"}
+    assert load_settings(plain).smtp_security == "none"
+    with pytest.raises(SettingsError, match="PROOFUP_SMTP_USERNAME needs TLS"):
+        load_settings({**plain, "PROOFUP_SMTP_USERNAME": "u", "PROOFUP_SMTP_PASSWORD": "p"})
+
+
+def test_the_smtp_password_is_redacted():
+    settings = load_settings({**BASE, **SMTP})
+    assert SMTP["PROOFUP_SMTP_PASSWORD"] not in repr(settings.redacted())
+    assert SMTP["PROOFUP_SMTP_PASSWORD"] not in repr(settings)
