@@ -10,21 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from app.adapters.store import REDACTED, Store
 from app.domain.grants import GrantError, GrantState
-from tests.services.helpers import FakeClock
-from tests.support import upgraded_store
 
 DN = "CN=Ada Lovelace,OU=Students,DC=uni,DC=test"
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def store(database_url, clock):
-    with upgraded_store(database_url, clock) as s:
-        yield s
 
 
 def make_grant(store, clock, upn="Ada.Lovelace@uni.test", dn=DN, minutes=30):
@@ -35,9 +22,9 @@ def make_grant(store, clock, upn="Ada.Lovelace@uni.test", dn=DN, minutes=30):
 def test_upgrade_creates_every_table_and_is_repeatable(store):
     store.upgrade()  # second run: nothing to do, no error
     tables = set(inspect(store.engine).get_table_names())
-    assert {"grants", "audit_events", "leases", "rate_budget", "sign_in_flows", "alembic_version"} <= tables
+    assert {"grants", "audit_events", "leases", "rate_budget", "sign_in_flows", "outbox", "alembic_version"} <= tables
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_sqlite_default_folder_is_created_and_wal_is_on(tmp_path):
@@ -212,6 +199,7 @@ def test_migrations_match_the_models(store):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
+    import app.adapters.outbox_store  # noqa: F401 - its table belongs to the schema too
     from app.adapters.store import Base
 
     with store.engine.connect() as conn:
