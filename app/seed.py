@@ -34,6 +34,8 @@ class SeedUser:
     nested: bool = False  # MFA-required through a nested group, not directly
     in_entra: bool = True
     in_directory: bool = True
+    mail: str = ""  # AD's `mail` attribute; the seed file's default is the UPN (mail: "" for none)
+    preferred_language: str = ""  # AD's `preferredLanguage`, e.g. de-DE
 
     @property
     def sam_account_name(self) -> str:
@@ -142,6 +144,8 @@ def load_seed(path: str | Path = DEMO_SEED) -> Seed:
                 nested=bool(entry.get("nested", False)),
                 in_entra=bool(entry.get("in_entra", True)),
                 in_directory=bool(entry.get("in_directory", True)),
+                mail=str(entry.get("mail", upn) or "").strip(),
+                preferred_language=str(entry.get("preferred_language") or "").strip(),
             )
         )
         if not users[-1].password:

@@ -292,12 +292,14 @@ def _unicode_pwd(password: str) -> bytes:
 
 
 def _ensure_user(conn: ldap3.Connection, dn: str, sam: str, upn: str, display_name: str, password: str,
-                 enabled: bool) -> None:
+                 enabled: bool, mail: str = "", preferred_language: str = "") -> None:
     flags = UF_NORMAL_ACCOUNT | (0 if enabled else UF_ACCOUNTDISABLE)
     attributes = {
         "sAMAccountName": sam, "userPrincipalName": upn, "displayName": display_name,
         "unicodePwd": _unicode_pwd(password), "userAccountControl": str(flags),
     }
+    attributes.update({name: value for name, value in (("mail", mail), ("preferredLanguage", preferred_language))
+                       if value})
     if not _add(conn, dn, ["top", "person", "organizationalPerson", "user"], attributes):
         conn.modify(dn, {name: [(ldap3.MODIFY_REPLACE, [value])] for name, value in attributes.items()
                          if name != "sAMAccountName"})
@@ -321,7 +323,8 @@ def populate(dc: SambaDC, seed: Seed, service_password: str | None = None) -> Po
             if not user.in_directory:
                 continue
             dn = seed.user_dn(user)
-            _ensure_user(conn, dn, user.sam_account_name, user.upn, user.display_name, user.password, user.enabled)
+            _ensure_user(conn, dn, user.sam_account_name, user.upn, user.display_name, user.password, user.enabled,
+                         mail=user.mail, preferred_language=user.preferred_language)
             if user.mfa_required:
                 _add_member(conn, seed.nested_required_group_dn if user.nested else seed.required_group_dn, dn)
             if user.privileged:

@@ -49,7 +49,8 @@ UNAVAILABLE = 52
 TRANSIENT_RESULTS = frozenset({TIME_LIMIT_EXCEEDED, BUSY, UNAVAILABLE})
 
 _RANGE_ATTRIBUTE = re.compile(r"^member;range=(\d+)-(\d+|\*)$", re.IGNORECASE)
-USER_ATTRIBUTES = ["userPrincipalName", "sAMAccountName", "displayName", "userAccountControl", "adminCount"]
+USER_ATTRIBUTES = ["userPrincipalName", "sAMAccountName", "displayName", "userAccountControl", "adminCount", "mail",
+                   "preferredLanguage"]
 
 
 def _translate(exc: Exception, what: str, where: str) -> DirectoryError:
@@ -248,6 +249,8 @@ class LdapDirectory:
                 display_name=str(_first(attrs, "displayName") or ""),
                 enabled=not flags & UF_ACCOUNTDISABLE,
                 admin_count=int(_first(attrs, "adminCount") or 0),
+                mail=str(_first(attrs, "mail") or "").strip(),
+                preferred_language=str(_first(attrs, "preferredLanguage") or "").strip(),
                 group_dns=frozenset(dn_key(group_dn) for group_dn, _ in groups),
             )
 

@@ -40,6 +40,8 @@ class DirectoryUser:
     display_name: str
     enabled: bool
     admin_count: int = 0
+    mail: str = ""  # the `mail` attribute: where the portal's notices go
+    preferred_language: str = ""  # the `preferredLanguage` attribute (e.g. de-DE), for those notices
     group_dns: frozenset[str] = field(default_factory=frozenset)  # effective (nested) memberships, as dn_key()
 
     def in_group(self, group_dn: str) -> bool:

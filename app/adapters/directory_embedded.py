@@ -57,7 +57,8 @@ class EmbeddedDirectory:
             salt = os.urandom(16)
             user = DirectoryUser(
                 dn=dn, upn=su.upn, sam_account_name=su.sam_account_name, display_name=su.display_name,
-                enabled=su.enabled, admin_count=1 if su.privileged else 0,
+                enabled=su.enabled, admin_count=1 if su.privileged else 0, mail=su.mail,
+                preferred_language=su.preferred_language,
             )
             self._users[su.upn.lower()] = _Entry(user, salt, _hash(su.password, salt))
 

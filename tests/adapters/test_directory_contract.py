@@ -43,6 +43,11 @@ class TestFindUser:
         assert user.in_group(SEED.required_group_dn)
         assert not user.in_group(SEED.bypass_group_dn)
 
+    def test_carries_the_mail_address_and_preferred_language_the_notices_need(self, directory):
+        ada, grace = directory.find_user(ADA), directory.find_user(GRACE)
+        assert (ada.mail, ada.preferred_language) == (ADA, "")  # the seed's mail defaults to the UPN
+        assert (grace.mail, grace.preferred_language) == (GRACE, "de-DE")
+
     @pytest.mark.parametrize("upn", ["nobody@uni.test", "*", "*)(uid=*", "ada.lovelace@uni.test)(cn=*",
                                      "*@uni.test", "ada*", "\\2a", "", "   "])
     def test_unknown_and_nasty_input_finds_nobody(self, directory, upn):
