@@ -162,14 +162,14 @@ def cmd_doctor(args, settings: Settings) -> int:
 
 
 def cmd_worker(args, settings: Settings) -> int:
-    from app.wiring import build_worker
+    from app.wiring import build_mail_sender, build_worker
     from app.worker import run_worker
 
     svc = _services(settings)
     sweeper, lease = build_worker(svc)
     try:
         run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once,
-                   confirm_interval=settings.confirm_interval_seconds)
+                   confirm_interval=settings.confirm_interval_seconds, mail=build_mail_sender(svc))
     except KeyboardInterrupt:
         pass
     finally:
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("simulator", help="run the Microsoft simulator alone (see `proofup simulator --help`)",
                    add_help=False)
 
-    worker = sub.add_parser("worker", help="expire, confirm and reconcile grants in the background")
+    worker = sub.add_parser("worker", help="expire, confirm and reconcile grants, and send queued mail, in the background")
     worker.add_argument("--once", action="store_true", help="run one cycle and exit")
 
     diagnose = sub.add_parser("diagnose", help="show a student's state and evidence")

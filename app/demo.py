@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 from app import create_app
 from app.config import Settings, load_settings
 from app.seed import Seed, load_seed
-from app.wiring import Services, build_services, build_worker
+from app.wiring import Services, build_mail_sender, build_services, build_worker
 
 log = logging.getLogger(__name__)
 DEMO_METHOD_DELAY_SECONDS = 3.0  # a registered method shows in (simulated) Graph after this
@@ -184,7 +184,8 @@ class DemoStack:
             sweeper, lease = build_worker(self.services)
             thread, self._stop_worker = start_worker_thread(sweeper, lease,
                                                             interval=self.settings.worker_interval_seconds,
-                                                            confirm_interval=self.settings.confirm_interval_seconds)
+                                                            confirm_interval=self.settings.confirm_interval_seconds,
+                                                            mail=build_mail_sender(self.services))
             self._threads.append(thread)
         return self
 

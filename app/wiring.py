@@ -21,6 +21,7 @@ class Services:
     grants: Any
     onboarding: OnboardingService
     budget: Any
+    outbox: Any = None  # the mail outbox (OutboxStore); queueing needs PROOFUP_SMTP_HOST, reading does not
 
     def close(self) -> None:
         """Release connections held by the adapters."""
@@ -96,6 +97,26 @@ def build_grants(settings: Settings, store, directory, clock=None):
                         replication_wait_seconds=settings.replication_wait_seconds, **extra)
 
 
+def build_outbox(settings: Settings, store):
+    """Return the outbox table's verbs (Message-IDs in the sender's domain)."""
+    from app.adapters.outbox_store import OutboxStore
+
+    return OutboxStore(store, sender=settings.smtp_from)
+
+
+def build_mail_sender(services: Services):
+    """Return the worker's mail pass, or None when no mail server is configured (PROOFUP_SMTP_HOST)."""
+    settings = services.settings
+    if not settings.smtp_host:
+        return None
+    from app.adapters.mail_templates import MailTemplates
+    from app.adapters.mailer import SmtpMailer
+    from app.services.outbox import OutboxSender
+
+    return OutboxSender(services.outbox, SmtpMailer.from_settings(settings), MailTemplates(timezone=settings.timezone),
+                        services.directory, language=settings.mail_language)
+
+
 def build_worker(services: Services):
     """Return the sweeper and the lease the background worker runs with."""
     from app.services.lease import Lease
@@ -128,4 +149,4 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
         clock=clock,
     )
     return Services(settings=settings, directory=directory, graph=graph, identity=identity, store=store,
-                    grants=grants, onboarding=onboarding, budget=budget)
+                    grants=grants, onboarding=onboarding, budget=budget, outbox=build_outbox(settings, store))

@@ -1,4 +1,5 @@
-"""The background worker: hold the lease, run a full cycle every interval and confirm passes between, stop cleanly."""
+"""The background worker: hold the lease, run a full cycle every interval and confirm passes between, send the
+outbox's mail every tick, stop cleanly."""
 from __future__ import annotations
 
 import logging
@@ -18,13 +19,15 @@ def lease_ttl_for(interval: float) -> float:
 
 
 def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTERVAL_SECONDS, once: bool = False,
-               stop_event: threading.Event | None = None, confirm_interval: float | None = None) -> list[CycleReport]:
+               stop_event: threading.Event | None = None, confirm_interval: float | None = None,
+               mail=None) -> list[CycleReport]:
     """Run sweeper cycles while holding the lease; one cycle with once=True. Return the reports of cycles run.
 
     Every interval a full cycle runs; with a shorter confirm_interval, confirmation passes (bulk method
     checks only) run between full cycles, so a released student does not wait for the next full cycle.
     A worker that does not hold the lease waits and tries again each tick (a standby). With once=True
     and the lease held elsewhere, nothing runs and the list is empty. Only full cycles are reported.
+    With `mail` (an OutboxSender), every tick also sends the outbox's due mail, after the grants' work.
     """
     if interval <= 0 or (confirm_interval is not None and confirm_interval <= 0):
         raise ValueError("the worker intervals must be positive")
@@ -38,11 +41,14 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
             full_due = started >= next_full - tick / 10  # a tick that wakes a hair early still runs the cycle
             try:
                 if lease.acquire():
-                    if full_due:
-                        next_full = started + interval
-                        reports.append(sweeper.run_cycle())
-                    else:
-                        sweeper.run_confirm_pass()
+                    try:
+                        if full_due:
+                            next_full = started + interval
+                            reports.append(sweeper.run_cycle())
+                        else:
+                            sweeper.run_confirm_pass()
+                    finally:
+                        _send_mail(mail, once)  # a failed grant cycle does not hold the mail back
                     lease.renew()  # a long cycle must not let the lease lapse before the next one
                 else:
                     log.info("worker: lease %r is held by another worker; standing by", lease.name)
@@ -62,12 +68,24 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
     return reports
 
 
+def _send_mail(mail, once: bool) -> None:
+    """Send due mail; a failure here never stops the grants' work (the mail stays queued)."""
+    if mail is None:
+        return
+    try:
+        mail.send_due()
+    except Exception:
+        if once:
+            raise
+        log.exception("worker: mail pass failed; the mail stays in the outbox")
+
+
 def start_worker_thread(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTERVAL_SECONDS,
-                        confirm_interval: float | None = None) -> tuple[threading.Thread, threading.Event]:
+                        confirm_interval: float | None = None, mail=None) -> tuple[threading.Thread, threading.Event]:
     """Run the worker in a daemon thread (demo mode); set the returned event to stop it."""
     stop_event = threading.Event()
     thread = threading.Thread(target=run_worker, args=(sweeper, lease), name="proofup-worker", daemon=True,
                               kwargs={"interval": interval, "stop_event": stop_event,
-                                      "confirm_interval": confirm_interval})
+                                      "confirm_interval": confirm_interval, "mail": mail})
     thread.start()
     return thread, stop_event

@@ -1,4 +1,4 @@
-"""No secret reaches a log, the database or the simulator's request log during a whole student journey.
+"""No secret reaches a log, the database or the simulator's request log: a student journey; mail with a login.
 
 The portal runs with its real adapters (MSAL, msgraph-sdk) against the in-process simulator, every logger at
 DEBUG; afterwards every captured log line, every row of every table and the simulator's request log are
@@ -128,3 +128,45 @@ def test_a_whole_journey_leaves_no_secret_in_logs_database_or_simulator(stack, e
         assert not leaked, f"{', '.join(leaked)} reached {where}"
         assert not JWT.findall(haystack), f"a token (JWT) reached {where}: {JWT.findall(haystack)[0][:20]}..."
 
+
+
+def test_sending_mail_with_a_login_leaves_no_smtp_password_in_logs_or_database(
+        tmp_path, every_log, smtp_server, monkeypatch):
+    import base64
+
+    from app.adapters.directory_embedded import EmbeddedDirectory
+    from app.adapters.mail_templates import MailTemplates
+    from app.adapters.mailer import SmtpMailer
+    from app.config import load_settings
+    from app.seed import load_seed
+    from app.wiring import build_outbox, build_store
+    from app.services.outbox import OutboxSender
+
+    password, wrong = "Smtp-Secret-For-The-Log-Test-3", "Smtp-Wrong-For-The-Log-Test-4"
+    server = smtp_server("starttls", login=("portal", password))
+    settings = load_settings({**server.env(), "PROOFUP_SMTP_USERNAME": "portal", "PROOFUP_SMTP_PASSWORD": password,
+                              "PROOFUP_SMTP_FROM": "portal@uni.test", "PROOFUP_SECRET_KEY": "0123456789abcdef0123",
+                              "PROOFUP_AUTHORITY": "https://adfs.uni.test/adfs", "PROOFUP_CLIENT_ID": "portal",
+                              "PROOFUP_DATABASE_URL": f"sqlite:///{tmp_path / 'mail.sqlite3'}"})
+    store = build_store(settings)
+    outbox = build_outbox(settings, store)
+    outbox.queue("security_unlocked", upn=STUDENT, params={"when": "2026-09-01T09:00:00+00:00", "minutes": 30,
+                                                          "desk": ""})
+    directory = EmbeddedDirectory(load_seed())
+    # First with a wrong password (refused, logged, kept), then the right one (sent).
+    wrong_mailer = SmtpMailer(**{**server.mailer_kwargs(), "sender": "portal@uni.test", "username": "portal",
+                                 "password": wrong})
+    assert OutboxSender(outbox, wrong_mailer, MailTemplates(), directory).send_due().retried == 1
+    store.clock = lambda: outbox.mails_for(STUDENT)[0].next_attempt_at
+    mailer = SmtpMailer.from_settings(settings)
+    assert OutboxSender(outbox, mailer, MailTemplates(), directory, clock=store.clock).send_due().sent == 1
+    logging.getLogger("app").info("settings: %s; mailer: %r", settings.redacted(), mailer)
+
+    logs, database = logged_text(every_log), database_dump(store)
+    assert "535" in logs and "outbox:" in database and "sent" in database  # the haystacks hold the story
+    for secret in (password, wrong):
+        plain_auth = base64.b64encode(f"\0portal\0{secret}".encode()).decode()
+        for form in (secret, plain_auth, base64.b64encode(secret.encode()).decode()):
+            assert form not in logs and form not in database
+    assert password not in repr(settings) and password not in repr(mailer)
+    store.dispose()
