@@ -11,8 +11,11 @@ import smtplib
 import socket
 import ssl
 from contextlib import contextmanager
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
+from email import charset as _charset
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
 from email.utils import formatdate
 from typing import Iterator
 
@@ -22,6 +25,9 @@ from app.domain.mail import MailConfigError, MailError, MailRefused, MailUnavail
 log = logging.getLogger(__name__)
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
 SERVICE_CLOSING = 421  # the server says it closes the connection now
+_UTF8_QP = _charset.Charset("utf-8")
+_UTF8_QP.body_encoding = _charset.QP  # readable in any mail source view, 7-bit safe
+_WIRE = compat32.clone(linesep="\r\n")
 
 
 class SmtpMailer:
@@ -122,19 +128,21 @@ class SmtpMailer:
 
     def build(self, mail: OutgoingMail) -> bytes:
         """Return the message as it goes over the wire: text and HTML alternatives, our headers."""
-        message = EmailMessage()
+        # The compat32 MIME classes build a message about three times faster than EmailMessage's header
+        # registry; every value here is already one checked line (addresses validated, subject collapsed).
+        message = MIMEMultipart("alternative") if mail.html else MIMEText(mail.text, "plain", _UTF8_QP)
         message["From"] = self.sender
         message["To"] = mail.to
         if self.reply_to:
             message["Reply-To"] = self.reply_to
-        message["Subject"] = mail.subject
+        message["Subject"] = Header(mail.subject, "utf-8") if not mail.subject.isascii() else mail.subject
         message["Date"] = formatdate(usegmt=True)
         message["Message-ID"] = mail.message_id
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: out-of-office robots do not answer it
-        message.set_content(mail.text)
         if mail.html:
-            message.add_alternative(mail.html, subtype="html")
-        return message.as_bytes(policy=SMTP_POLICY)
+            message.attach(MIMEText(mail.text, "plain", _UTF8_QP))
+            message.attach(MIMEText(mail.html, "html", _UTF8_QP))
+        return message.as_bytes(policy=_WIRE)
 
 
 class SmtpSession:
