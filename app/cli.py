@@ -141,7 +141,7 @@ def cmd_doctor(args, settings: Settings) -> int:
             ldap.close()
 
     def graph() -> str:
-        from app.adapters.graph_base import UnlimitedBudget
+        from app.adapters.budget import UnlimitedBudget
 
         client = build_graph(settings, UnlimitedBudget())
         # A user that cannot exist: one $batch proves the token, the permissions and the route, changes nothing.
@@ -253,8 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         return cmd_demo(args)
-    from app.adapters.directory_base import DirectoryError
-    from app.adapters.graph_base import GraphError
+    from app.domain.directory import DirectoryError
+    from app.domain.evidence import GraphError
     from app.domain.grants import GrantError
     from sqlalchemy.exc import SQLAlchemyError
 

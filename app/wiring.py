@@ -66,7 +66,7 @@ def build_store(settings: Settings):
 
 def build_budget(settings: Settings, store):
     """Return the Graph request budget shared by every instance (kept in the database)."""
-    from app.services.budget import DatabaseBudget
+    from app.adapters.budget import DatabaseBudget
 
     return DatabaseBudget(store)
 
@@ -119,7 +119,7 @@ def build_mail_sender(services: Services):
 
 def build_worker(services: Services):
     """Return the sweeper and the lease the background worker runs with."""
-    from app.services.lease import Lease
+    from app.adapters.lease import Lease
     from app.services.sweeper import Sweeper
     from app.worker import lease_ttl_for
 

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 
-from app.services.lease import Lease
+from app.adapters.lease import Lease
 from app.services.sweeper import CycleReport, Sweeper
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ldap3  # noqa: E402
 
 from app.adapters.directory import LdapDirectory  # noqa: E402
-from app.adapters.directory_base import dn_key  # noqa: E402
+from app.domain.directory import dn_key  # noqa: E402
 from app.seed import load_seed  # noqa: E402
 from scripts import samba_dc as samba  # noqa: E402
 

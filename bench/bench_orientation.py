@@ -43,12 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.config import Settings  # noqa: E402
 from app.adapters.directory_embedded import EmbeddedDirectory  # noqa: E402
 from app.adapters.graph import GraphClient  # noqa: E402
-from app.adapters.graph_base import GraphError  # noqa: E402
+from app.domain.evidence import GraphError  # noqa: E402
 from app.adapters.store import Store  # noqa: E402
 from app.seed import DEMO_SEED, load_seed  # noqa: E402
-from app.services.budget import DatabaseBudget  # noqa: E402
+from app.adapters.budget import DatabaseBudget  # noqa: E402
 from app.services.grants import GrantService  # noqa: E402
-from app.services.lease import Lease  # noqa: E402
+from app.adapters.lease import Lease  # noqa: E402
 from app.services.sweeper import Sweeper  # noqa: E402
 from app.worker import lease_ttl_for, run_worker  # noqa: E402
 

@@ -16,7 +16,8 @@ from ldap3.core import exceptions as lx
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import parse_dn
 
-from app.adapters.directory_base import (
+from app.config import Settings
+from app.domain.directory import (
     DirectoryAuthError,
     DirectoryError,
     DirectoryPermissionError,
@@ -25,7 +26,6 @@ from app.adapters.directory_base import (
     MembershipCheck,
     dn_key,
 )
-from app.config import Settings
 
 T = TypeVar("T")
 

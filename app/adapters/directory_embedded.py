@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Iterable
 
-from app.adapters.directory_base import DirectoryPermissionError, DirectoryUser, MembershipCheck, dn_key
+from app.domain.directory import DirectoryPermissionError, DirectoryUser, MembershipCheck, dn_key
 from app.seed import Seed
 
 SERVER_NAME = "embedded"

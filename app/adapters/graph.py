@@ -38,11 +38,11 @@ from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msgraph_core import GraphClientFactory
 from msgraph_core.middleware import GraphTelemetryHandler
 
-from app.adapters.graph_base import (
+from app.adapters.budget import UnlimitedBudget
+from app.adapters.http import forget_connections_after_fork, make_session, make_ssl_context
+from app.domain.evidence import (
     AUTHENTICATOR_APP_ID,
-    DIRECTORY,
     METHOD_KINDS,
-    REPORTS,
     AuthMethod,
     Device,
     EntraUser,
@@ -50,12 +50,10 @@ from app.adapters.graph_base import (
     GraphError,
     GraphThrottled,
     GraphUnavailable,
-    RequestBudget,
     SignIn,
     TemporaryAccessPass,
-    UnlimitedBudget,
 )
-from app.adapters.http import forget_connections_after_fork, make_session, make_ssl_context
+from app.domain.ports import DIRECTORY, REPORTS, RequestBudget
 
 log = logging.getLogger(__name__)
 

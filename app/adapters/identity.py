@@ -5,7 +5,6 @@ import logging
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
@@ -17,6 +16,7 @@ import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from app.adapters.http import forget_connections_after_fork, make_session
+from app.domain.identity import SignedInUser, SignInError
 
 log = logging.getLogger(__name__)
 
@@ -32,27 +32,6 @@ _AUTHORITY_CODE = re.compile(r"\b(AADSTS\d+|MSIS\d+)\b")
 _CANCEL_ERRORS = {"access_denied", "consent_required", "interaction_required", "login_required"}
 
 MSG_TRY_AGAIN = "Please sign in again. If this keeps happening, contact the IT helpdesk."
-
-
-class SignInError(Exception):
-    """Sign-in failed; `str(error)` is safe to show to the person, `code` tells the cause to the code."""
-
-    def __init__(self, message: str, code: str):
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True)
-class SignedInUser:
-    """Who signed in, from a verified id_token. No token is kept."""
-
-    upn: str
-    display_name: str
-    subject: str
-    object_id: str = ""  # Entra oid; empty under AD FS
-    tenant_id: str = ""
-    issued_at: datetime | None = None
-    claims: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _NoTokenCache(msal.TokenCache):

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from app.adapters.directory_base import dn_key
+from app.domain.directory import dn_key
 from app.domain.grants import OPEN_STATES, GrantState, GrantView, normalize_upn, sources, utc_now
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"

@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from app.adapters.directory_base import DirectoryUser, dn_key
-from app.adapters.graph_base import Evidence
+from app.domain.directory import DirectoryUser, dn_key
+from app.domain.evidence import Evidence
 
 
 class State(str, Enum):

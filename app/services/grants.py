@@ -10,8 +10,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Callable
 
-from app.adapters.directory_base import Directory, DirectoryError, MembershipCheck
 from app.adapters.store import Store
+from app.domain.directory import DirectoryError, MembershipCheck
 from app.domain.grants import (
     CloseOutcome,
     GrantNotFound,
@@ -22,6 +22,7 @@ from app.domain.grants import (
     normalize_upn,
     utc_now,
 )
+from app.domain.ports import Directory
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Protocol
 
-from app.adapters.directory_base import Directory, DirectoryUser
-from app.adapters.graph_base import Evidence, Graph, GraphError
+from app.domain.directory import DirectoryUser
+from app.domain.evidence import Evidence, GraphError
 from app.domain.grants import utc_now
+from app.domain.ports import Directory, Graph
 from app.domain.state import Diagnosis, GrantFacts, Policy, State, classify, unlock_refusal
 
 # When Graph is asked about an open grant: not before FIRST_CHECK_INTERVALS intervals after the unlock

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from app.adapters.directory_base import Directory, dn_key
-from app.adapters.graph_base import DIRECTORY, Graph, GraphError, RequestBudget
+from app.adapters.budget import DEFAULT_LIMITS
 from app.adapters.store import Store
+from app.domain.directory import dn_key
+from app.domain.evidence import GraphError
 from app.domain.grants import GrantState, GrantView, utc_now
-from app.services.budget import DEFAULT_LIMITS
+from app.domain.ports import DIRECTORY, Directory, Graph, RequestBudget
 from app.services.grants import GrantService
 
 log = logging.getLogger(__name__)

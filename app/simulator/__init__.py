@@ -11,11 +11,11 @@ from urllib.parse import parse_qsl, urlencode
 
 from flask import Flask, Response, g, jsonify, render_template, request
 
-from app.adapters.directory_base import Directory, DirectoryError
+from app.domain.directory import DirectoryError
 from app.seed import Seed
 from app.simulator import adfs, control, entra, graph, mysignins
 from app.simulator.clients import ClientRegistry
-from app.simulator.context import Simulator, ensure_control_token, sim
+from app.simulator.context import PasswordDirectory, Simulator, ensure_control_token, sim
 from app.simulator.errors import graph_error
 from app.simulator.keys import SigningKey
 from app.simulator.throttle import Throttle, directory_limit_for
@@ -38,7 +38,7 @@ class CollapseSlashes:
         return self.wsgi_app(environ, start_response)
 
 
-def create_simulator(state_dir: str | Path, seed: Seed, directory: Directory | None = None,
+def create_simulator(state_dir: str | Path, seed: Seed, directory: PasswordDirectory | None = None,
                      tunables: Tunables | None = None, directory_limit: int | None = None,
                      extra_redirect_uris: tuple[str, ...] = (), required_group_dn: str = "",
                      bypass_group_dn: str = "") -> Flask:

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request
 
-from app.adapters.directory_base import DirectoryUser
+from app.domain.directory import DirectoryUser
 from app.simulator import oidc
 from app.simulator.context import sim
 from app.simulator.errors import adfs_error

@@ -4,16 +4,24 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from flask import current_app, request
 
-from app.adapters.directory_base import Directory
+from app.domain.ports import Directory
 from app.seed import Seed
 from app.simulator.clients import ClientRegistry
 from app.simulator.control import FaultBook, RequestLog
 from app.simulator.keys import SigningKey, _write_private
 from app.simulator.throttle import Throttle
 from app.simulator.world import Ephemeral, World
+
+
+class PasswordDirectory(Directory, Protocol):
+    """The portal's directory port plus the one thing only the simulator's AD FS needs: checking a password."""
+
+    def verify_password(self, upn: str, password: str) -> bool:
+        """Tell whether the password is right for an enabled user (a bind as that user)."""
 
 
 @dataclass
@@ -23,7 +31,7 @@ class Simulator:
     state_dir: Path
     seed: Seed
     world: World
-    directory: Directory
+    directory: PasswordDirectory
     keys: SigningKey
     clients: ClientRegistry
     control_token: str = field(repr=False)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from flask import Blueprint, abort, jsonify, request
 
-from app.adapters.directory_base import DirectoryError
+from app.domain.directory import DirectoryError
 
 FAULT_KINDS = ("latency", "429", "503", "hang")
 CONTROL_PREFIX = "/_simulator"

@@ -61,7 +61,7 @@ def sign_in():
 @csrf.exempt  # a cross-site form_post from the authority: protected by state, nonce and PKCE instead
 def callback():
     """Finish the sign-in: take the flow by its state, redeem the code, start a fresh session."""
-    from app.adapters.identity import SignInError
+    from app.domain.identity import SignInError
 
     svc = services()
     blob = svc.store.take_sign_in_flow(request.form.get("state", ""))

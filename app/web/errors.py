@@ -8,8 +8,8 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from app.adapters.directory_base import DirectoryError, DirectoryUnavailable
-from app.adapters.graph_base import GraphError
+from app.domain.directory import DirectoryError, DirectoryUnavailable
+from app.domain.evidence import GraphError
 
 log = logging.getLogger(__name__)
 

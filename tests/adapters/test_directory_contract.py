@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.adapters.directory_base import DirectoryPermissionError, dn_key
 from app.adapters.directory_embedded import EmbeddedDirectory
+from app.domain.directory import DirectoryPermissionError, dn_key
 from app.seed import load_seed
 
 SEED = load_seed()

@@ -11,13 +11,8 @@ import pytest
 
 from app.adapters import directory as ldap_directory
 from app.adapters.directory import LdapDirectory
-from app.adapters.directory_base import (
-    DirectoryAuthError,
-    DirectoryError,
-    DirectoryUnavailable,
-    dn_key,
-)
 from app.config import load_settings
+from app.domain.directory import DirectoryAuthError, DirectoryError, DirectoryUnavailable, dn_key
 from scripts import samba_dc as samba
 from tests.fixtures.samba import ca_bundle
 

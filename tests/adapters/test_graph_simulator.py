@@ -8,14 +8,8 @@ import uuid
 import pytest
 
 from app.adapters.graph import SIGN_INS_SKIPPED, GraphClient
-from app.adapters.graph_base import (
-    AUTHENTICATOR_APP_ID,
-    DIRECTORY,
-    REPORTS,
-    GraphError,
-    GraphThrottled,
-    GraphUnavailable,
-)
+from app.domain.evidence import AUTHENTICATOR_APP_ID, GraphError, GraphThrottled, GraphUnavailable
+from app.domain.ports import DIRECTORY, REPORTS
 from tests.support import run_in_forked_child
 
 

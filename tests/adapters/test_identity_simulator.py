@@ -13,7 +13,8 @@ import pytest
 import trustme
 from requests.adapters import HTTPAdapter
 
-from app.adapters.identity import Identity, SignInError
+from app.adapters.identity import Identity
+from app.domain.identity import SignInError
 from app.simulator.keys import SigningKey
 from tests.support import run_in_forked_child
 

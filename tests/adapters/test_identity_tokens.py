@@ -10,13 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from app.adapters.identity import (
-    JWKS_REFRESH_SECONDS,
-    IdTokenValidator,
-    SignInError,
-    _authority_error,
-    user_from_claims,
-)
+from app.adapters.identity import JWKS_REFRESH_SECONDS, IdTokenValidator, _authority_error, user_from_claims
+from app.domain.identity import SignInError
 
 ISSUER = "https://adfs.uni.test/adfs"
 CLIENT_ID = "6f1c3a52-2d8e-4b7a-9c1e-5a0d4e7b8c21"

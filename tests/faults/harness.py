@@ -17,11 +17,11 @@ import signal
 import sys
 from datetime import timedelta
 
+from app.adapters.budget import UnlimitedBudget
 from app.adapters.directory import LdapDirectory
-from app.adapters.graph_base import UnlimitedBudget
+from app.adapters.lease import Lease
 from app.config import load_settings
 from app.domain.grants import utc_now
-from app.services.lease import Lease
 from app.services.sweeper import Sweeper
 from app.wiring import build_grants, build_store
 from app.worker import lease_ttl_for, run_worker

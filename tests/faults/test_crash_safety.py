@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters.directory_base import dn_key
 from app.adapters.store import Store
+from app.domain.directory import dn_key
 from app.domain.grants import GrantState, utc_now
 from tests.faults.harness import KILL_POINTS
 

@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from app.adapters.directory_base import dn_key
+from app.adapters.budget import DatabaseBudget
 from app.adapters.directory_embedded import EmbeddedDirectory
 from app.adapters.graph import GraphClient
-from app.adapters.graph_base import DIRECTORY
 from app.adapters.store import Store
+from app.domain.directory import dn_key
 from app.domain.grants import GrantState
-from app.services.budget import DatabaseBudget
+from app.domain.ports import DIRECTORY
 from app.services.grants import GrantService
 from app.services.sweeper import Sweeper
 from tests.services.helpers import FakeClock

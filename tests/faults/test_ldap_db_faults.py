@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from app.adapters.directory_base import dn_key
 from app.adapters.directory_embedded import EmbeddedDirectory
 from app.adapters.store import Store
+from app.domain.directory import dn_key
 from app.domain.grants import GrantState
 from app.services.grants import GrantService
 from app.services.sweeper import Sweeper

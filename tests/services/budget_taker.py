@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 import time
 
+from app.adapters.budget import DatabaseBudget, Limit
 from app.adapters.store import Store
-from app.services.budget import DatabaseBudget, Limit
 
 
 def main() -> None:

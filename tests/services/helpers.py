@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
-from app.adapters.graph_base import AuthMethod, GraphError
+from app.domain.evidence import AuthMethod, GraphError
 
 AUTHENTICATOR = AuthMethod(id="m-auth", kind="microsoftAuthenticator", display_name="Pixel")
 PASSWORD = AuthMethod(id="28c10230-6103-485e-b985-444c60001490", kind="password")

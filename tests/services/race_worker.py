@@ -9,8 +9,8 @@ import sys
 import threading
 import time
 
+from app.adapters.lease import Lease
 from app.adapters.store import Store
-from app.services.lease import Lease
 from app.worker import run_worker
 
 

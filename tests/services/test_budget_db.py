@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app.adapters.graph_base import DIRECTORY, REPORTS
+from app.adapters.budget import DatabaseBudget, Limit
 from app.adapters.store import Store
-from app.services.budget import DatabaseBudget, Limit
+from app.domain.ports import DIRECTORY, REPORTS
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.adapters.directory_base import DirectoryPermissionError, DirectoryUnavailable, dn_key
 from app.adapters.directory_embedded import EmbeddedDirectory
+from app.domain.directory import DirectoryPermissionError, DirectoryUnavailable, dn_key
 from app.domain.grants import GrantError, GrantNotFound, GrantState
 from app.services.grants import GrantService
 from tests.services.helpers import FlakyDirectory
@@ -137,7 +137,7 @@ class LaggingDirectory(FlakyDirectory):
     """A directory whose second DC has not heard of the change yet."""
 
     def confirm_membership(self, group_dn, member_dn, present=True, timeout_seconds=20.0):
-        from app.adapters.directory_base import MembershipCheck
+        from app.domain.directory import MembershipCheck
         self.calls.append("confirm_membership")
         return MembershipCheck(agreeing=("dc1",), lagging=() if self.caught_up else ("dc2",))
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from app.adapters.lease import Lease, default_holder
 from app.adapters.store import Store
-from app.services.lease import Lease, default_holder
 from app.worker import lease_ttl_for, run_worker
 from tests.services.helpers import FakeClock
 from tests.support import upgraded_store

@@ -5,10 +5,11 @@ from datetime import timedelta
 
 import pytest
 
-from app.adapters.directory_base import DirectoryUnavailable, dn_key
 from app.adapters.directory_embedded import EmbeddedDirectory
-from app.adapters.graph_base import DIRECTORY, GraphThrottled, GraphUnavailable
+from app.domain.directory import DirectoryUnavailable, dn_key
+from app.domain.evidence import GraphThrottled, GraphUnavailable
 from app.domain.grants import GrantState
+from app.domain.ports import DIRECTORY
 from app.services.grants import GrantService
 from app.services.sweeper import Sweeper
 from tests.services.helpers import AUTHENTICATOR, PASSWORD, TAP, FlakyDirectory, RecordingBudget, ScriptedGraph
@@ -257,7 +258,7 @@ def test_worker_releases_a_confirmed_grant_within_one_confirm_interval(tmp_path,
     import time
 
     from app.adapters.store import Store
-    from app.services.lease import Lease
+    from app.adapters.lease import Lease
     from app.worker import run_worker
 
     store = Store(f"sqlite:///{tmp_path / 'live.sqlite3'}")  # real time: the worker's loop runs for real

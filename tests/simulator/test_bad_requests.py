@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from app.adapters.directory_base import DirectoryUnavailable
+from app.domain.directory import DirectoryUnavailable
 from app.seed import load_seed
 from app.simulator import create_simulator
 from tests.fixtures.simulator import dump

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from app.adapters.budget import DEFAULT_LIMITS, MAX_BACKOFF_SECONDS, Limit, backoff_seconds, spend, wait_needed
 from app.adapters.store import BudgetState
-from app.services.budget import DEFAULT_LIMITS, MAX_BACKOFF_SECONDS, Limit, backoff_seconds, spend, wait_needed
 
 
 def state(**kw) -> BudgetState:

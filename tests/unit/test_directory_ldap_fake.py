@@ -14,14 +14,14 @@ from ldap3.core import exceptions as lx
 
 from app.adapters import directory as ldap_directory
 from app.adapters.directory import LdapDirectory
-from app.adapters.directory_base import (
+from app.config import load_settings
+from app.domain.directory import (
     DirectoryAuthError,
     DirectoryError,
     DirectoryPermissionError,
     DirectoryUnavailable,
     dn_key,
 )
-from app.config import load_settings
 
 GROUP = "CN=MFA_ProofUpBypass,OU=Groups,DC=uni,DC=test"
 OTHER_GROUP = "CN=MFA_Required,OU=Groups,DC=uni,DC=test"

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from app.adapters.graph import _LOOP
-from app.adapters.graph_base import GraphUnavailable
+from app.domain.evidence import GraphUnavailable
 from tests.support import run_in_forked_child
 
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from app.adapters.graph import GraphClient
-from app.adapters.graph_base import DIRECTORY, REPORTS, GraphThrottled, GraphUnavailable
+from app.domain.evidence import GraphThrottled, GraphUnavailable
+from app.domain.ports import DIRECTORY, REPORTS
 
 
 class Recorder:

@@ -23,7 +23,7 @@ from app.adapters.graph import (
     validate_upn,
     validate_user_id,
 )
-from app.adapters.graph_base import AUTHENTICATOR_APP_ID, GraphError, GraphThrottled, GraphUnavailable
+from app.domain.evidence import AUTHENTICATOR_APP_ID, GraphError, GraphThrottled, GraphUnavailable
 from kiota_http.middleware.options import RetryHandlerOption
 
 

@@ -5,8 +5,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from app.adapters.directory_base import DirectoryUser, dn_key
-from app.adapters.graph_base import AuthMethod, Device, EntraUser, Evidence, GraphError, SignIn
+from app.domain.directory import DirectoryUser, dn_key
+from app.domain.evidence import AuthMethod, Device, EntraUser, Evidence, GraphError, SignIn
 from app.domain.state import GrantFacts, Policy, Reason, State, classify, unlock_refusal
 
 REQUIRED = "CN=MFA_Required,OU=Groups,DC=uni,DC=test"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
+from app.adapters.budget import UnlimitedBudget
 from app.adapters.directory_embedded import EmbeddedDirectory
-from app.adapters.graph_base import UnlimitedBudget
 from app.adapters.store import Store
 from app.config import load_settings
 from app.seed import load_seed

@@ -6,8 +6,8 @@ import threading
 from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlparse
 
-from app.adapters.graph_base import AUTHENTICATOR_APP_ID, AuthMethod, Device, EntraUser, Evidence, GraphError, SignIn
-from app.adapters.identity import SignedInUser, SignInError
+from app.domain.evidence import AUTHENTICATOR_APP_ID, AuthMethod, Device, EntraUser, Evidence, GraphError, SignIn
+from app.domain.identity import SignedInUser, SignInError
 from app.seed import Seed
 
 AUTHORIZE = "https://idp.test/adfs/oauth2/authorize"

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from app import cli
-from app.adapters.directory_base import DirectoryUnavailable
+from app.domain.directory import DirectoryUnavailable
 from tests.web.conftest import SEED
 
 HALF = "ada.lovelace@uni.test"

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
+from app.adapters.budget import UnlimitedBudget
 from app.adapters.directory import LdapDirectory
-from app.adapters.directory_base import MembershipCheck
-from app.adapters.graph_base import UnlimitedBudget
 from app.adapters.store import Store
+from app.domain.directory import MembershipCheck
 from app.wiring import build_grants, build_services
 from tests.web.conftest import SEED, csrf_of, sign_in
 from tests.web.fakes import FakeIdentity

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from app.adapters.directory_base import DirectoryUnavailable
-from app.adapters.graph_base import GraphThrottled, GraphUnavailable
+from app.domain.directory import DirectoryUnavailable
+from app.domain.evidence import GraphThrottled, GraphUnavailable
 from tests.web.conftest import SEED, csrf_of, sign_in
 
 HALF = "ada.lovelace@uni.test"

@@ -1,9 +1,9 @@
-"""The Microsoft Graph interface the services use: evidence, bulk confirmation, TAP; typed results."""
+"""What Microsoft Graph tells the portal about a person: methods, sign-ins, devices; and Graph's errors."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Protocol, Sequence
+from typing import Mapping
 
 # Graph @odata.type -> short kind. Source: Graph v1.0 authenticationMethod resource types.
 METHOD_KINDS = {
@@ -112,42 +112,3 @@ class TemporaryAccessPass:
     lifetime_minutes: int = 60
     one_time: bool = True
     start: datetime | None = None
-
-
-class Graph(Protocol):
-    """What the portal needs from Microsoft Graph (app-only token)."""
-
-    def gather_evidence(self, upn: str) -> Evidence:
-        """Fetch user, methods, Authenticator sign-ins and devices in ONE $batch."""
-
-    def methods_for(self, user_ids: Sequence[str]) -> dict[str, tuple[AuthMethod, ...] | GraphError]:
-        """Fetch the methods of many users, 20 per $batch; failures per user, never raised."""
-
-    def create_temporary_access_pass(self, user_id: str, lifetime_minutes: int = 60,
-                                     one_time: bool = True) -> TemporaryAccessPass:
-        """Create a TAP for a user."""
-
-
-# Graph's throttling categories the portal spends from (learn.microsoft.com/graph/throttling-limits).
-REPORTS = "reports"  # identity and access reports: sign-ins, registration details: 5 requests / 10 s / app / tenant
-DIRECTORY = "directory"  # users, methods, devices: token bucket sized by tenant
-
-
-class RequestBudget(Protocol):
-    """One rate governor shared by every process and instance that spends the app's Graph budget."""
-
-    def take(self, category: str, count: int = 1, wait_seconds: float = 0.0) -> bool:
-        """Reserve `count` requests in a category, waiting at most wait_seconds; False if not granted."""
-
-    def back_off(self, category: str, seconds: float) -> None:
-        """Record a Retry-After so that every instance waits it out."""
-
-
-class UnlimitedBudget:
-    """A budget that always grants: for unit tests and one-off CLI calls."""
-
-    def take(self, category: str, count: int = 1, wait_seconds: float = 0.0) -> bool:
-        return True
-
-    def back_off(self, category: str, seconds: float) -> None:
-        pass

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Literal, Mapping
 
-from app.adapters.graph_base import DIRECTORY, REPORTS
 from app.adapters.store import BudgetState, Store
+from app.domain.ports import DIRECTORY, REPORTS
 
 # Without a Retry-After, back off exponentially from this, up to the cap.
 DEFAULT_BACKOFF_SECONDS = 2.0
@@ -131,3 +131,13 @@ class DatabaseBudget:
             return self.limits[category]
         except KeyError:
             raise ValueError(f"unknown Graph budget category {category!r}; known: {sorted(self.limits)}") from None
+
+
+class UnlimitedBudget:
+    """A budget that always grants: for unit tests and one-off CLI calls."""
+
+    def take(self, category: str, count: int = 1, wait_seconds: float = 0.0) -> bool:
+        return True
+
+    def back_off(self, category: str, seconds: float) -> None:
+        pass

@@ -1,8 +1,7 @@
-"""The directory interface: domain verbs over Active Directory, shared by LDAP and embedded backends."""
+"""What the portal knows about people in Active Directory: users, memberships, DNs and the directory's errors."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
 
 
 class DirectoryError(Exception):
@@ -61,39 +60,3 @@ class MembershipCheck:
     def confirmed(self) -> bool:
         """Tell whether every DC agrees with the wanted state."""
         return not self.lagging and not self.errors
-
-
-class Directory(Protocol):
-    """What the portal and the simulator's AD FS need from Active Directory."""
-
-    def find_user(self, upn: str) -> DirectoryUser | None:
-        """Find a user by UPN (case-insensitive); None if there is none."""
-
-    def verify_password(self, upn: str, password: str) -> bool:
-        """Tell whether the password is right for an enabled user (a bind as that user)."""
-
-    def add_member(self, group_dn: str, member_dn: str, ttl_seconds: int | None = None) -> bool:
-        """Add a member; True if added, False if it already was one. TTL only where supported."""
-
-    def remove_member(self, group_dn: str, member_dn: str) -> bool:
-        """Remove a member; True if removed, False if it was not one."""
-
-    def list_members(self, group_dn: str) -> list[str]:
-        """List a group's direct member DNs (all ranges)."""
-
-    def is_member(self, group_dn: str, member_dn: str) -> bool:
-        """Tell whether member_dn is a direct member of group_dn."""
-
-    def confirm_membership(
-        self, group_dn: str, member_dn: str, present: bool = True, timeout_seconds: float = 20.0
-    ) -> MembershipCheck:
-        """Wait (bounded) until every configured DC shows the membership as wanted; report each DC."""
-
-    def check_write_access(self, group_dn: str) -> bool:
-        """Tell, without changing anything, whether the service account may write the group's member."""
-
-    def servers(self) -> Sequence[str]:
-        """Name the DCs this directory talks to (for status pages and doctor)."""
-
-    def close(self) -> None:
-        """Release connections."""
