@@ -57,7 +57,7 @@ def diagnosis_as_dict(d) -> dict:
                                    for s in ev.authenticator_sign_ins] if ev else [],
         "devices": [dev.display_name for dev in ev.devices] if ev else [],
         "unreadable_evidence": list(d.notes),
-        "grant": {"id": d.grant.id, "state": d.grant.state,
+        "grant": {"id": d.grant.id, "state": d.grant.state.value,
                   "expires_at": d.grant.expires_at.isoformat() if d.grant.expires_at else None} if d.grant else None,
     }
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 from app.domain.directory import DirectoryPermissionError, DirectoryUser, MembershipCheck, dn_key
+from app.domain.upn import Upn
 from app.seed import Seed
 
 SERVER_NAME = "embedded"
@@ -60,7 +61,7 @@ class EmbeddedDirectory:
                 enabled=su.enabled, admin_count=1 if su.privileged else 0, mail=su.mail,
                 preferred_language=su.preferred_language,
             )
-            self._users[su.upn.lower()] = _Entry(user, salt, _hash(su.password, salt))
+            self._users[Upn(su.upn)] = _Entry(user, salt, _hash(su.password, salt))
 
     def _effective_groups(self, member_key: str) -> frozenset[str]:
         found: set[str] = set()
@@ -73,14 +74,14 @@ class EmbeddedDirectory:
 
     def find_user(self, upn: str) -> DirectoryUser | None:
         with self._lock:
-            entry = self._users.get(upn.strip().lower())
+            entry = self._users.get(Upn.parse(upn))
             if entry is None:
                 return None
             return replace(entry.user, group_dns=self._effective_groups(dn_key(entry.user.dn)))
 
     def verify_password(self, upn: str, password: str) -> bool:
         with self._lock:
-            entry = self._users.get(upn.strip().lower())
+            entry = self._users.get(Upn.parse(upn))
         if entry is None or not entry.user.enabled or not password:
             return False
         return hmac.compare_digest(_hash(password, entry.salt), entry.password_hash)

@@ -15,8 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.adapters.store import Base, Store, UTCDateTime, redact
-from app.domain.grants import normalize_upn
 from app.domain.mail import PROBLEM_STATES, MailRecord, MailState, new_message_id
+from app.domain.upn import Upn
 
 MAX_ERROR_CHARS = 500
 
@@ -82,7 +82,7 @@ class OutboxStore:
             raise ValueError("a mail needs an address or a person whose directory entry has one")
         now = self.store.clock()
         row = OutboxRow(
-            kind=kind, upn=normalize_upn(upn) if upn else None, to_address=to, locale=locale,
+            kind=kind, upn=Upn(upn) if upn else None, to_address=to, locale=locale,
             params=json.dumps(redact(params or {}), default=str, sort_keys=True), dedupe_key=dedupe_key,
             message_id=new_message_id(self.sender), state=MailState.QUEUED.value, queued_at=now,
             next_attempt_at=now, attempts=0, claim="", last_error="",
@@ -158,7 +158,7 @@ class OutboxStore:
     def mails_for(self, upn: str, limit: int = 20) -> list[MailRecord]:
         """Return the mails about one person, newest first (for the desk)."""
         with self.store._tx() as s:  # noqa: SLF001
-            rows = s.scalars(select(OutboxRow).where(OutboxRow.upn == normalize_upn(upn))
+            rows = s.scalars(select(OutboxRow).where(OutboxRow.upn == Upn(upn))
                              .order_by(OutboxRow.id.desc()).limit(limit))
             return [r.view() for r in rows]
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     Index,
@@ -37,11 +38,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from app.domain.directory import dn_key
-from app.domain.grants import OPEN_STATES, GrantState, GrantView, normalize_upn, sources, utc_now
+from app.domain.grants import OPEN_STATES, GrantState, GrantView, sources, utc_now
+from app.domain.upn import Upn
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_SECONDS = 10.0
-_OPEN = tuple(s.value for s in OPEN_STATES)
+_OPEN = tuple(s.value for s in GrantState if s in OPEN_STATES)
+_OPEN_SQL = "state IN ({})".format(", ".join(f"'{s}'" for s in _OPEN))
+_STATES_SQL = "state IN ({})".format(", ".join(f"'{s.value}'" for s in GrantState))
 _SECRET_KEY = re.compile(r"password|secret|token|credential|^code$|tap_code|assertion", re.IGNORECASE)
 REDACTED = "(redacted)"
 
@@ -90,16 +94,14 @@ class GrantRow(Base):
 
     __table_args__ = (
         # At most one open grant per person, enforced by the database itself (both backends).
-        Index(
-            "uq_grants_open_upn", "upn", unique=True,
-            sqlite_where=text("state IN ('pending', 'active')"),
-            postgresql_where=text("state IN ('pending', 'active')"),
-        ),
+        Index("uq_grants_open_upn", "upn", unique=True,
+              sqlite_where=text(_OPEN_SQL), postgresql_where=text(_OPEN_SQL)),
+        CheckConstraint(_STATES_SQL, name="ck_grants_state"),  # the states of GrantState, no other
     )
 
     def view(self) -> GrantView:
         return GrantView(
-            id=self.id, upn=self.upn, user_dn=self.user_dn, entra_user_id=self.entra_user_id,
+            id=self.id, upn=Upn(self.upn), user_dn=self.user_dn, entra_user_id=self.entra_user_id,
             state=GrantState(self.state), actor=self.actor, reason=self.reason, created_at=self.created_at,
             expires_at=self.expires_at, activated_at=self.activated_at, ended_at=self.ended_at,
             end_reason=self.end_reason, ttl_seconds=self.ttl_seconds, dc_confirmed=self.dc_confirmed,
@@ -272,7 +274,7 @@ class Store:
                      created_at: datetime, expires_at: datetime,
                      ttl_seconds: int | None = None) -> tuple[GrantView, bool]:
         """Write a pending grant; return (the open grant, True) or (the existing open one, False)."""
-        upn = normalize_upn(upn)
+        upn = Upn(upn)
         row = GrantRow(
             upn=upn, user_dn=user_dn, user_dn_key=dn_key(user_dn), entra_user_id=entra_user_id or "",
             state=GrantState.PENDING.value, actor=actor, reason=reason, created_at=created_at,
@@ -299,7 +301,7 @@ class Store:
         """Return the person's pending or active grant, if any."""
         with self._tx() as s:
             row = s.scalars(
-                select(GrantRow).where(GrantRow.upn == normalize_upn(upn), GrantRow.state.in_(_OPEN))
+                select(GrantRow).where(GrantRow.upn == Upn(upn), GrantRow.state.in_(_OPEN))
             ).first()
             return row.view() if row else None
 
@@ -307,7 +309,7 @@ class Store:
         """Return the person's grants, newest first."""
         with self._tx() as s:
             rows = s.scalars(
-                select(GrantRow).where(GrantRow.upn == normalize_upn(upn))
+                select(GrantRow).where(GrantRow.upn == Upn(upn))
                 .order_by(GrantRow.id.desc()).limit(limit)
             )
             return [r.view() for r in rows]
@@ -380,9 +382,12 @@ class Store:
     def audit(self, actor: str, action: str, upn: str | None = None, grant_id: int | None = None,
               outcome: str = "ok", **detail: Any) -> None:
         """Append one event to the audit trail (secret-looking keys are redacted)."""
+        target = Upn.parse(upn) if upn else None
+        if upn and target is None:
+            detail = {**detail, "given_upn": upn[:320]}  # not a UPN (refused input): kept as given, not as a key
         with self._tx(write=True) as s:
             s.add(AuditRow(
-                at=self.clock(), actor=actor, action=action, upn=upn.strip().lower() if upn else None,
+                at=self.clock(), actor=actor, action=action, upn=target,
                 grant_id=grant_id, outcome=outcome, detail=json.dumps(redact(detail), default=str, sort_keys=True),
             ))
 
@@ -391,7 +396,7 @@ class Store:
         """Return audit events, newest first, optionally for one person, grant or action."""
         query = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
         if upn:
-            query = query.where(AuditRow.upn == upn.strip().lower())
+            query = query.where(AuditRow.upn == (Upn.parse(upn) or upn))
         if grant_id is not None:
             query = query.where(AuditRow.grant_id == grant_id)
         if action:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from app.domain.upn import Upn
+
 
 class DirectoryError(Exception):
     """A directory operation failed; `str()` is a message fit for an admin."""
@@ -34,7 +36,7 @@ class DirectoryUser:
     """A person in AD, with the facts the portal's policy needs."""
 
     dn: str
-    upn: str
+    upn: Upn
     sam_account_name: str
     display_name: str
     enabled: bool
@@ -42,6 +44,9 @@ class DirectoryUser:
     mail: str = ""  # the `mail` attribute: where the portal's notices go
     preferred_language: str = ""  # the `preferredLanguage` attribute (e.g. de-DE), for those notices
     group_dns: frozenset[str] = field(default_factory=frozenset)  # effective (nested) memberships, as dn_key()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "upn", Upn(self.upn))
 
     def in_group(self, group_dn: str) -> bool:
         """Tell whether the user is an effective (possibly nested) member of a group."""

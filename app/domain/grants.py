@@ -4,20 +4,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Literal
+from typing import Iterable, Literal
+
+from app.domain.evidence import AuthMethod
+from app.domain.upn import Upn
 
 MIN_GRANT_MINUTES = 5
 MAX_GRANT_MINUTES = 240
 
 
 class GrantState(str, Enum):
-    """Where a grant is: pending (intent written) -> active -> released | expired | failed."""
+    """Where a grant is: pending (intent written) -> active -> released | expired | cancelled | failed.
+
+    The one source of the states: the store keeps `.value`, the pages get phases from it (services.onboarding).
+    """
 
     PENDING = "pending"
     ACTIVE = "active"
-    RELEASED = "released"
-    EXPIRED = "expired"
-    FAILED = "failed"
+    RELEASED = "released"  # a strong method appeared (or the membership went): the unlock did its job
+    EXPIRED = "expired"  # its time ran out
+    CANCELLED = "cancelled"  # ended on purpose before a method appeared (the student, an admin)
+    FAILED = "failed"  # the unlock never completed (a directory failure, or a crash the worker undid)
 
     @property
     def open(self) -> bool:
@@ -26,21 +33,19 @@ class GrantState(str, Enum):
 
 
 OPEN_STATES = frozenset({GrantState.PENDING, GrantState.ACTIVE})
-END_STATES = frozenset({GrantState.RELEASED, GrantState.EXPIRED, GrantState.FAILED})
+END_STATES = frozenset(GrantState) - OPEN_STATES
 
 # A pending grant may end in any way: cancelled while unlocking, interrupted by a crash, or past its end.
 TRANSITIONS: dict[GrantState, frozenset[GrantState]] = {
-    GrantState.PENDING: frozenset({GrantState.ACTIVE, GrantState.RELEASED, GrantState.EXPIRED, GrantState.FAILED}),
-    GrantState.ACTIVE: frozenset({GrantState.RELEASED, GrantState.EXPIRED}),
-    GrantState.RELEASED: frozenset(),
-    GrantState.EXPIRED: frozenset(),
-    GrantState.FAILED: frozenset(),
+    GrantState.PENDING: END_STATES | {GrantState.ACTIVE},
+    GrantState.ACTIVE: frozenset({GrantState.RELEASED, GrantState.EXPIRED, GrantState.CANCELLED}),
+    **{state: frozenset() for state in END_STATES},
 }
 
 CloseOutcome = Literal["released", "expired", "cancelled"]
 CLOSE_OUTCOMES: dict[str, GrantState] = {
     "released": GrantState.RELEASED,
-    "cancelled": GrantState.RELEASED,
+    "cancelled": GrantState.CANCELLED,
     "expired": GrantState.EXPIRED,
 }
 
@@ -85,12 +90,20 @@ def check_minutes(minutes: int) -> int:
     return minutes
 
 
-def normalize_upn(upn: str) -> str:
-    """Return the UPN in the one form grants are keyed by (trimmed, lower-case)."""
-    value = (upn or "").strip().lower()
-    if "@" not in value or value.startswith("@") or value.endswith("@") or any(c.isspace() for c in value):
-        raise GrantError(f"not a user principal name: {upn!r}")
-    return value
+@dataclass(frozen=True)
+class Release:
+    """Why an open grant may end as released: the strong methods that now exist."""
+
+    method: str  # the first strong method Graph listed, for the page ("done: Microsoft Authenticator")
+    reason: str  # every strong kind, for the audit trail
+
+
+def release_for(methods: Iterable[AuthMethod]) -> Release | None:
+    """Apply the release rule: a strong method appeared, so the bypass is no longer needed; None keeps it open."""
+    strong = [m.kind for m in methods if m.strong]
+    if not strong:
+        return None
+    return Release(method=strong[0], reason="strong method registered: " + ", ".join(sorted(set(strong))))
 
 
 def utc_now() -> datetime:
@@ -103,7 +116,7 @@ class GrantView:
     """A snapshot of one grant, safe to pass anywhere (no database objects inside)."""
 
     id: int
-    upn: str
+    upn: Upn
     user_dn: str
     entra_user_id: str
     state: GrantState

@@ -7,6 +7,8 @@ from enum import Enum
 
 from app.domain.directory import DirectoryUser, dn_key
 from app.domain.evidence import Evidence
+from app.domain.grants import GrantState
+from app.domain.upn import Upn
 
 
 class State(str, Enum):
@@ -38,21 +40,21 @@ class Reason(str, Enum):
     GRANT_EXPIRED = "grant_expired"
 
 
-OPEN_GRANT_STATES = frozenset({"pending", "active"})
-
-
 @dataclass(frozen=True)
 class GrantFacts:
     """The parts of a grant record that classification needs (from the store, any backend)."""
 
     id: int
-    state: str  # pending | active | released | expired | cancelled | failed
+    state: GrantState
     expires_at: datetime | None = None
     dc_confirmed: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state", GrantState(self.state))
+
     @property
     def open(self) -> bool:
-        return self.state in OPEN_GRANT_STATES
+        return self.state.open
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class Policy:
 class Diagnosis:
     """One student's state, the reason, and the evidence behind it."""
 
-    upn: str
+    upn: Upn
     state: State
     reason: Reason
     user: DirectoryUser | None = None
@@ -118,6 +120,7 @@ def classify(
     required_directly: bool = False,
 ) -> Diagnosis:
     """Put a student in exactly one state; the order encodes the policy (safety checks first)."""
+    upn = Upn(upn)
     if user is None:
         return Diagnosis(upn, State.INELIGIBLE, Reason.MISSING_IN_AD, evidence=evidence, grant=open_grant)
     facts = dict(
@@ -148,10 +151,10 @@ def classify(
     if entra is None:
         return result(State.INELIGIBLE, Reason.MISSING_IN_ENTRA)
     if evidence.strong_methods:
-        if last_grant is not None and last_grant.state == "released":
+        if last_grant is not None and last_grant.state is GrantState.RELEASED:
             return result(State.COMPLETED, Reason.GRANT_RELEASED)
         return result(State.REGISTERED, Reason.HAS_STRONG_METHOD)
-    if last_grant is not None and last_grant.state == "expired":
+    if last_grant is not None and last_grant.state is GrantState.EXPIRED:
         return result(State.EXPIRED, Reason.GRANT_EXPIRED)
     if evidence.authenticator_sign_ins or evidence.devices:
         return result(State.STUCK, Reason.HALF_REGISTERED)
@@ -160,7 +163,7 @@ def classify(
 
 def unlock_refusal(diagnosis: Diagnosis, *, signed_in_upn: str) -> str | None:
     """Return why an unlock must be refused (a short code), or None when the policy allows it."""
-    if diagnosis.upn.lower() != signed_in_upn.strip().lower():
+    if diagnosis.upn != Upn.parse(signed_in_upn):
         return "not_yourself"
     if diagnosis.state == State.UNLOCKED:
         return "already_unlocked"

@@ -19,9 +19,9 @@ from app.domain.grants import (
     GrantView,
     check_minutes,
     end_state_for,
-    normalize_upn,
     utc_now,
 )
+from app.domain.upn import Upn
 from app.domain.ports import Directory
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class GrantService:
     def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: str, reason: str,
                    minutes: int | None = None) -> GrantView:
         """Give a person a bypass membership for a while; return their open grant if they have one."""
-        upn = normalize_upn(upn)
+        upn = Upn(upn)
         if not user_dn:
             raise ValueError("a grant needs the user's DN")
         minutes = check_minutes(self.grant_minutes if minutes is None else minutes)

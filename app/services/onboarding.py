@@ -9,9 +9,10 @@ from typing import Any, Callable, Protocol
 
 from app.domain.directory import DirectoryUser
 from app.domain.evidence import Evidence, GraphError
-from app.domain.grants import utc_now
+from app.domain.grants import GrantState, release_for, utc_now
 from app.domain.ports import Directory, Graph
 from app.domain.state import Diagnosis, GrantFacts, Policy, State, classify, unlock_refusal
+from app.domain.upn import Upn
 
 # When Graph is asked about an open grant: not before FIRST_CHECK_INTERVALS intervals after the unlock
 # (nobody installs the app, signs in and scans a QR code faster), then with a gap that doubles with the
@@ -44,10 +45,10 @@ class GrantRecord(Protocol):
     """The fields of the store's grant view that this service reads."""
 
     id: int
-    upn: str
+    upn: Upn
     user_dn: str
     entra_user_id: str
-    state: str
+    state: GrantState
     expires_at: datetime | None
     dc_confirmed: bool
     created_at: datetime | None
@@ -56,8 +57,8 @@ class GrantRecord(Protocol):
 
 
 class GrantStore(Protocol):
-    def open_grant_for(self, upn: str) -> GrantRecord | None: ...
-    def grants_for(self, upn: str) -> list[GrantRecord]: ...
+    def open_grant_for(self, upn: Upn) -> GrantRecord | None: ...
+    def grants_for(self, upn: Upn) -> list[GrantRecord]: ...
     def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool: ...
 
 
@@ -66,6 +67,11 @@ class Grants(Protocol):
                    minutes: int) -> GrantRecord: ...
     def close_grant(self, grant_id: int, *, outcome: str, actor: str, reason: str) -> Any: ...
     def recheck_replication(self, grant_id: int) -> Any: ...
+
+
+# The guide page's phase for each way a grant can end (one source: GrantState).
+END_PHASES = {GrantState.RELEASED: "done", GrantState.EXPIRED: "expired", GrantState.CANCELLED: "cancelled",
+              GrantState.FAILED: "failed"}
 
 
 @dataclass(frozen=True)
@@ -97,14 +103,8 @@ def grant_facts(record: GrantRecord | None) -> GrantFacts | None:
     """Reduce a store record to what classification needs."""
     if record is None:
         return None
-    return GrantFacts(id=record.id, state=outcome_of(record), expires_at=_utc(record.expires_at),
+    return GrantFacts(id=record.id, state=record.state, expires_at=_utc(record.expires_at),
                       dc_confirmed=bool(record.dc_confirmed))
-
-
-def outcome_of(record: GrantRecord) -> str:
-    """Return the grant's state, telling a cancelled grant (stored as released) from a completed one."""
-    state = str(getattr(record.state, "value", record.state))
-    return "cancelled" if state == "released" and record.end_reason == "cancelled" else state
 
 
 class OnboardingService:
@@ -127,8 +127,9 @@ class OnboardingService:
 
     # -- diagnose -----------------------------------------------------------------------------
 
-    def diagnose(self, upn: str, *, reuse_recent: bool = False) -> Diagnosis:
+    def diagnose(self, upn: Upn, *, reuse_recent: bool = False) -> Diagnosis:
         """Classify a student from AD, ONE Graph evidence round trip (or a recent one) and their grants."""
+        upn = Upn(upn)
         user = self.directory.find_user(upn)
         evidence = self._evidence(user, reuse_recent)
         return self._classify(upn, user, evidence)
@@ -136,7 +137,7 @@ class OnboardingService:
     def _evidence(self, user: DirectoryUser | None, reuse_recent: bool) -> Evidence | None:
         if user is None:
             return None  # nothing to unlock: spare the Graph budget
-        key = user.upn.lower()
+        key = user.upn
         recent = self._recent.get(key)
         if reuse_recent and recent and self._fresh(recent[0]):
             return recent[1]
@@ -154,13 +155,13 @@ class OnboardingService:
     def _fresh(self, gathered_at: datetime) -> bool:
         return self.clock() - gathered_at < timedelta(seconds=EVIDENCE_REUSE_SECONDS)
 
-    def _classify(self, upn: str, user: DirectoryUser | None, evidence: Evidence | None) -> Diagnosis:
-        history = self.store.grants_for(user.upn if user else upn)
-        open_record = next((g for g in history if g.state in ("pending", "active")), None)
-        last_closed = next((g for g in history if g.state not in ("pending", "active")), None)
+    def _classify(self, upn: Upn, user: DirectoryUser | None, evidence: Evidence | None) -> Diagnosis:
+        history = [grant_facts(g) for g in self.store.grants_for(upn)]
+        open_grant = next((g for g in history if g.open), None)
+        last_closed = next((g for g in history if not g.open), None)
         directly = bool(user) and self.directory.is_member(self.policy.required_group_dn, user.dn)
-        return classify(upn, user, evidence, self.policy, open_grant=grant_facts(open_record),
-                        last_grant=grant_facts(last_closed), required_directly=directly)
+        return classify(upn, user, evidence, self.policy, open_grant=open_grant, last_grant=last_closed,
+                        required_directly=directly)
 
     # -- unlock -------------------------------------------------------------------------------
 
@@ -169,7 +170,7 @@ class OnboardingService:
         """Open a grant when the policy allows it; a second click returns the grant already open."""
         with self._lock_for(upn):
             diagnosis = self.diagnose(upn, reuse_recent=True)
-            if diagnosis.state == State.UNLOCKED and diagnosis.upn.lower() == signed_in_upn.lower():
+            if diagnosis.state == State.UNLOCKED and diagnosis.upn == Upn(signed_in_upn):
                 existing = self.store.open_grant_for(diagnosis.upn)
                 if existing is not None:
                     return diagnosis, existing
@@ -217,12 +218,11 @@ class OnboardingService:
         if not isinstance(found, tuple):
             note = "budget" if getattr(found, "status", 0) == 429 else "graph_unavailable"
             return GrantStatus("waiting", expires_at=_utc(record.expires_at), note=note)
-        strong = [m for m in found if m.strong]
-        if not strong:
+        release = release_for(found)
+        if release is None:
             return waiting
-        self.grants.close_grant(record.id, outcome="released", actor="portal",
-                                reason=f"strong method registered: {strong[0].kind}")
-        return GrantStatus("done", method=strong[0].kind)
+        self.grants.close_grant(record.id, outcome="released", actor="portal", reason=release.reason)
+        return GrantStatus("done", method=release.method)
 
     def _next_check_due(self, record: GrantRecord, check_now: bool) -> datetime:
         """Return when the next Graph check may run (see FIRST_CHECK_INTERVALS and MAX_GAP_INTERVALS)."""
@@ -239,9 +239,7 @@ class OnboardingService:
         history = self.store.grants_for(upn)
         if not history:
             return GrantStatus("none")
-        phase = {"released": "done", "expired": "expired", "cancelled": "cancelled"}.get(outcome_of(history[0]),
-                                                                                         "failed")
-        return GrantStatus(phase)
+        return GrantStatus(END_PHASES.get(history[0].state, "failed"))
 
     # -- cancel -------------------------------------------------------------------------------
 
@@ -254,5 +252,5 @@ class OnboardingService:
             self.grants.close_grant(record.id, outcome="cancelled", actor=actor, reason=reason)
 
     def _lock_for(self, upn: str) -> threading.Lock:
-        return self._locks[zlib.crc32(upn.strip().lower().encode()) % LOCK_STRIPES]
+        return self._locks[zlib.crc32(Upn(upn).encode()) % LOCK_STRIPES]
 

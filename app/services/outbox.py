@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from app.adapters.directory_base import DirectoryError
 from app.adapters.mail_templates import MailTemplates, language_of
 from app.adapters.outbox_store import OutboxStore
+from app.domain.directory import DirectoryError
 from app.domain.grants import utc_now
 from app.domain.mail import (
     MailConfigError,
+    Mailer,
     MailError,
     MailRecord,
     MailState,
-    Mailer,
     OutgoingMail,
     gives_up,
     retry_delay,

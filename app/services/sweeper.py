@@ -11,7 +11,7 @@ from app.adapters.budget import DEFAULT_LIMITS
 from app.adapters.store import Store
 from app.domain.directory import dn_key
 from app.domain.evidence import GraphError
-from app.domain.grants import GrantState, GrantView, utc_now
+from app.domain.grants import GrantState, GrantView, release_for, utc_now
 from app.domain.ports import DIRECTORY, Directory, Graph, RequestBudget
 from app.services.grants import GrantService
 
@@ -176,15 +176,13 @@ class Sweeper:
                         failed.append(str(error))
                     continue
                 report.checked += 1
-                strong = [m for m in result if m.strong]
-                if not strong:
+                release = release_for(result)
+                if release is None:
                     # Stamped with the cycle's start, so the next cycle (one interval later) finds it due again.
                     self.store.record_check(grant.id, at=now)
                     continue
                 report.confirmed += 1
-                ended = self.grants.close_grant(
-                    grant.id, outcome="released", actor=WORKER,
-                    reason="strong method registered: " + ", ".join(sorted({m.kind for m in strong})))
+                ended = self.grants.close_grant(grant.id, outcome="released", actor=WORKER, reason=release.reason)
                 if ended.state is GrantState.RELEASED:
                     report.released += 1
             except Exception as exc:

@@ -5,15 +5,17 @@ from functools import wraps
 
 from flask import current_app, redirect, session, url_for
 
+from app.domain.upn import Upn
+
 
 def services():
     """Return the Services the app was built with."""
     return current_app.extensions["proofup"]
 
 
-def signed_in_upn() -> str | None:
+def signed_in_upn() -> Upn | None:
     """Return the UPN of the signed-in student, or None."""
-    return session.get("upn")
+    return Upn.parse(session.get("upn"))
 
 
 def login_required(view):

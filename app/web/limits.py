@@ -27,7 +27,7 @@ def client_address() -> str:
 def student_or_address() -> str:
     """Key a limit on the signed-in student, so students behind one address do not share a counter."""
     upn = signed_in_upn()
-    return f"upn:{upn.lower()}" if upn else f"ip:{client_address()}"
+    return f"upn:{upn}" if upn else f"ip:{client_address()}"
 
 
 def limit_rules(settings: Settings) -> list[tuple[str, Callable[[], str], tuple[str, ...], str | None]]:

@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from app.adapters.store import REDACTED, Store
-from app.domain.grants import GrantError, GrantState
+from app.adapters.store import MIGRATIONS_DIR, REDACTED, Store
+from app.domain.grants import GrantState
+from app.domain.upn import InvalidUpn
 
 DN = "CN=Ada Lovelace,OU=Students,DC=uni,DC=test"
 
@@ -24,7 +25,48 @@ def test_upgrade_creates_every_table_and_is_repeatable(store):
     tables = set(inspect(store.engine).get_table_names())
     assert {"grants", "audit_events", "leases", "rate_budget", "sign_in_flows", "outbox", "alembic_version"} <= tables
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
+
+
+def head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def upgrade_to(store: Store, revision: str) -> None:
+    """Bring a database to one migration, as an older release of the portal left it."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def test_a_cancel_stored_as_released_becomes_cancelled(database_url, clock):
+    old = Store(database_url, clock=clock)
+    try:
+        upgrade_to(old, "0002")
+        with old.engine.begin() as conn:
+            for upn, end_reason in (("ada@uni.test", "cancelled"), ("bob@uni.test", "released")):
+                conn.execute(text(
+                    "INSERT INTO grants (upn, user_dn, user_dn_key, entra_user_id, state, actor, reason, created_at,"
+                    " expires_at, end_reason, dc_confirmed, check_count) VALUES (:upn, 'x', 'x', '', 'released',"
+                    " 'a', '', :t, :t, :end_reason, false, 0)"),
+                    {"upn": upn, "end_reason": end_reason, "t": clock().replace(tzinfo=None)})
+        old.upgrade()
+        assert old.grants_for("ada@uni.test")[0].state is GrantState.CANCELLED
+        assert old.grants_for("bob@uni.test")[0].state is GrantState.RELEASED
+        grant, _ = make_grant(old, clock)
+        assert old.move_grant(grant.id, GrantState.CANCELLED, ended_at=clock()).state is GrantState.CANCELLED
+    finally:
+        old.dispose()
 
 
 def test_sqlite_default_folder_is_created_and_wal_is_on(tmp_path):
@@ -88,7 +130,7 @@ def test_move_grant_is_compare_and_set(store, clock):
 
 
 def test_bad_upn_is_refused_and_nothing_written(store, clock):
-    with pytest.raises(GrantError):
+    with pytest.raises(InvalidUpn):
         make_grant(store, clock, upn="not an upn")
     assert store.open_grants() == []
 

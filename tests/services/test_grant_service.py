@@ -6,6 +6,7 @@ import pytest
 from app.adapters.directory_embedded import EmbeddedDirectory
 from app.domain.directory import DirectoryPermissionError, DirectoryUnavailable, dn_key
 from app.domain.grants import GrantError, GrantNotFound, GrantState
+from app.domain.upn import InvalidUpn
 from app.services.grants import GrantService
 from tests.services.helpers import FlakyDirectory
 
@@ -54,7 +55,7 @@ def test_close_grant_removes_membership_then_records_end(store, directory, seed,
     grant = open_for(svc, directory)
     clock.advance(60)
     ended = svc.close_grant(grant.id, outcome="cancelled", actor=ADA, reason="student pressed cancel")
-    assert ended.state is GrantState.RELEASED and ended.end_reason == "cancelled" and ended.ended_at == clock()
+    assert ended.state is GrantState.CANCELLED and ended.end_reason == "cancelled" and ended.ended_at == clock()
     assert dn_key(grant.user_dn) not in members(directory, seed)
     assert store.open_grant_for(ADA) is None
     event = store.audit_events(grant_id=grant.id, action="grant.cancelled")[0]
@@ -83,7 +84,7 @@ def test_bad_input_changes_nothing(store, seed, clock):
     directory = EmbeddedDirectory(seed)
     svc = service(store, directory, seed, clock)
     user = directory.find_user(ADA)
-    with pytest.raises(GrantError):
+    with pytest.raises(InvalidUpn):
         svc.open_grant(upn="not-an-upn", user_dn=user.dn, entra_user_id="", actor="x", reason="")
     with pytest.raises(GrantError):
         svc.open_grant(upn=ADA, user_dn=user.dn, entra_user_id="", actor="x", reason="", minutes=10_000)

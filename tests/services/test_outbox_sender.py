@@ -172,7 +172,7 @@ def test_the_worker_sends_queued_mail_every_tick_even_when_a_grant_cycle_fails(
         smtp_server, outbox, directory, clock, store):
     import threading
 
-    from app.services.lease import Lease
+    from app.adapters.lease import Lease
     from app.worker import run_worker
     from tests.services.test_lease_worker import CountingSweeper
 

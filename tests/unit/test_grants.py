@@ -14,9 +14,11 @@ from app.domain.grants import (
     check_minutes,
     check_transition,
     end_state_for,
-    normalize_upn,
+    release_for,
     sources,
 )
+from app.domain.evidence import AuthMethod
+from app.domain.upn import InvalidUpn, Upn
 from tests.services.helpers import FakeClock
 
 
@@ -31,7 +33,8 @@ def grant(state=GrantState.ACTIVE, minutes=30, **kw) -> GrantView:
 @pytest.mark.parametrize("current,wanted", [
     (GrantState.PENDING, GrantState.ACTIVE), (GrantState.PENDING, GrantState.FAILED),
     (GrantState.PENDING, GrantState.RELEASED), (GrantState.ACTIVE, GrantState.RELEASED),
-    (GrantState.ACTIVE, GrantState.EXPIRED),
+    (GrantState.ACTIVE, GrantState.EXPIRED), (GrantState.PENDING, GrantState.CANCELLED),
+    (GrantState.ACTIVE, GrantState.CANCELLED),
 ])
 def test_allowed_transitions(current, wanted):
     check_transition(current, wanted)
@@ -52,7 +55,7 @@ def test_active_grant_cannot_go_back_to_pending_or_fail():
 
 def test_close_outcomes_map_to_end_states():
     assert end_state_for("released") is GrantState.RELEASED
-    assert end_state_for("cancelled") is GrantState.RELEASED
+    assert end_state_for("cancelled") is GrantState.CANCELLED
     assert end_state_for("expired") is GrantState.EXPIRED
     with pytest.raises(GrantError, match="unknown close outcome"):
         end_state_for("deleted")
@@ -68,14 +71,41 @@ def test_grant_length_bounds_are_inclusive():
     assert check_minutes(5) == 5 and check_minutes(240) == 240
 
 
-@pytest.mark.parametrize("bad", ["", "ada", "@uni.test", "ada@", "ada lovelace@uni.test", None])
+@pytest.mark.parametrize("bad", ["", "ada", "@uni.test", "ada@", "ada lovelace@uni.test", "ada@uni.test\nx",
+                                 "ada\x00@uni.test", None, 42])
 def test_malformed_upn_is_refused(bad):
-    with pytest.raises(GrantError):
-        normalize_upn(bad)
+    with pytest.raises(InvalidUpn):
+        Upn(bad)
+    assert Upn.parse(bad) is None
 
 
-def test_upn_is_trimmed_and_lowercased():
-    assert normalize_upn("  Ada.Lovelace@UNI.test ") == "ada.lovelace@uni.test"
+def test_upn_is_trimmed_and_lowercased_once():
+    upn = Upn("  Ada.Lovelace@UNI.test ")
+    assert upn == "ada.lovelace@uni.test" and isinstance(upn, str)
+    assert Upn(upn) is upn
+    assert Upn("ADA.LOVELACE@uni.test") == upn and hash(Upn("ADA.LOVELACE@uni.test")) == hash(upn)
+
+
+def test_the_open_and_end_states_cover_every_state_once():
+    from app.domain.grants import OPEN_STATES
+
+    assert OPEN_STATES | END_STATES == set(GrantState) and not OPEN_STATES & END_STATES
+    assert GrantState.CANCELLED in END_STATES
+
+
+def test_the_release_rule_needs_a_strong_method():
+    assert release_for([]) is None
+    assert release_for([AuthMethod("p", "password"), AuthMethod("t", "temporaryAccessPass"),
+                        AuthMethod("e", "email")]) is None
+    release = release_for([AuthMethod("p", "password"), AuthMethod("m", "phone"), AuthMethod("a", "fido2"),
+                           AuthMethod("b", "phone")])
+    assert release.method == "phone" and release.reason == "strong method registered: fido2, phone"
+
+
+def test_every_end_state_has_a_phase_on_the_guide_page():
+    from app.services.onboarding import END_PHASES
+
+    assert set(END_PHASES) == END_STATES
 
 
 def test_deadlines():

@@ -70,7 +70,7 @@ def test_limited_unlock_leaves_no_grant_and_no_membership(tmp_path, services, di
     limited = client.post("/unlock", data={"csrf_token": token})
     assert limited.status_code == 429 and retry_after(limited) > 60  # the window is an hour
     assert "Please slow down" in limited.get_data(as_text=True)
-    assert [(g.state, g.end_reason) for g in services.store.grants_for(HALF)] == [("released", "cancelled")] * 2
+    assert [(g.state, g.end_reason) for g in services.store.grants_for(HALF)] == [("cancelled", "cancelled")] * 2
     assert services.store.open_grant_for(HALF) is None
     assert directory.list_members(SEED.bypass_group_dn) == []
 
