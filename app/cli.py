@@ -19,12 +19,25 @@ UNAVAILABLE = 3  # LDAP, Graph or the database did not answer
 MISCONFIGURED = 4  # a setting is missing or malformed
 
 
-def _actor() -> str:
-    """Name the admin running the command, for the audit trail."""
+def _actor(reason: str):
+    """Return the admin running the command as the actor (`cli:<os user>`), with the reason they gave."""
+    from app.domain.actors import Actor
+
     try:
-        return "cli:" + getpass.getuser()
+        user = getpass.getuser()
     except (KeyError, OSError):
-        return "cli:unknown"
+        user = "unknown"
+    return Actor.cli(user, reason=reason)
+
+
+def _upn(text: str):
+    """Parse a UPN argument once, at the edge; argparse turns the error into a usage message."""
+    from app.domain.upn import InvalidUpn, Upn
+
+    try:
+        return Upn(text)
+    except InvalidUpn as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _services(settings: Settings):
@@ -80,10 +93,10 @@ def cmd_diagnose(args, settings: Settings) -> int:
 def cmd_grant(args, settings: Settings) -> int:
     from app.services.onboarding import UnlockRefused
 
+    actor = _actor(args.reason)  # a missing reason stops here, before anything is contacted
     svc = _services(settings)
     try:
-        _, grant = svc.onboarding.unlock(args.upn, signed_in_upn=args.upn, actor=_actor(), reason=args.reason,
-                                         minutes=args.minutes)
+        _, grant = svc.onboarding.unlock(args.upn, actor=actor, minutes=args.minutes)
     except UnlockRefused as refused:
         return _fail(f"not granted: {args.upn} is {refused.diagnosis.state.value} ({refused.code})", REFUSED)
     finally:
@@ -97,9 +110,10 @@ def cmd_grant(args, settings: Settings) -> int:
 def cmd_release(args, settings: Settings) -> int:
     from app.services.onboarding import NoOpenGrant
 
+    actor = _actor(args.reason)
     svc = _services(settings)
     try:
-        svc.onboarding.cancel(args.upn, actor=_actor(), reason=args.reason)
+        svc.onboarding.cancel(args.upn, actor=actor)
     except NoOpenGrant:
         return _fail(f"nothing to release: {args.upn} has no open grant", REFUSED)
     finally:
@@ -223,17 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--once", action="store_true", help="run one cycle and exit")
 
     diagnose = sub.add_parser("diagnose", help="show a student's state and evidence")
-    diagnose.add_argument("upn")
+    diagnose.add_argument("upn", type=_upn)
     diagnose.add_argument("--json", action="store_true", help="print JSON")
 
-    grant = sub.add_parser("grant", help="unlock a student (the same policy as self-service applies)")
-    grant.add_argument("upn")
+    grant = sub.add_parser("grant", help="unlock a student as cli:<your user name> (the same policy as "
+                           "self-service applies; the audit trail records you and the reason)")
+    grant.add_argument("upn", type=_upn)
     grant.add_argument("--minutes", type=int, required=True)
-    grant.add_argument("--reason", required=True)
+    grant.add_argument("--reason", required=True, help="why, e.g. a ticket number (required)")
 
-    release = sub.add_parser("release", help="end a student's open grant now")
-    release.add_argument("upn")
-    release.add_argument("--reason", required=True)
+    release = sub.add_parser("release", help="end a student's open grant now (recorded as cancelled by you)")
+    release.add_argument("upn", type=_upn)
+    release.add_argument("--reason", required=True, help="why, e.g. a ticket number (required)")
 
     sub.add_parser("doctor", help="check settings, LDAP bind and write access, Graph token, database")
     return parser

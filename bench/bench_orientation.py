@@ -40,15 +40,16 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.config import Settings  # noqa: E402
+from app.adapters.budget import DatabaseBudget  # noqa: E402
 from app.adapters.directory_embedded import EmbeddedDirectory  # noqa: E402
 from app.adapters.graph import GraphClient  # noqa: E402
-from app.domain.evidence import GraphError  # noqa: E402
-from app.adapters.store import Store  # noqa: E402
-from app.seed import DEMO_SEED, load_seed  # noqa: E402
-from app.adapters.budget import DatabaseBudget  # noqa: E402
-from app.services.grants import GrantService  # noqa: E402
 from app.adapters.lease import Lease  # noqa: E402
+from app.adapters.store import Store  # noqa: E402
+from app.config import Settings  # noqa: E402
+from app.domain.actors import Actor  # noqa: E402
+from app.domain.evidence import GraphError  # noqa: E402
+from app.seed import DEMO_SEED, load_seed  # noqa: E402
+from app.services.grants import GrantService  # noqa: E402
 from app.services.sweeper import Sweeper  # noqa: E402
 from app.worker import lease_ttl_for, run_worker  # noqa: E402
 
@@ -192,8 +193,8 @@ def run_once(students: int, compression: float, interval: float, confirm: float,
         if kind == "arrive":
             graph.gather_evidence(upn)
             user = directory.find_user(upn)
-            grants.open_grant(upn=upn, user_dn=user.dn, entra_user_id=seed.user(upn).object_id, actor=upn,
-                              reason="orientation day")
+            grants.open_grant(upn=upn, user_dn=user.dn, entra_user_id=seed.user(upn).object_id,
+                              actor=Actor.student(upn), reason="orientation day")
         else:
             world.add_method(world.find_user(upn).id, "microsoftAuthenticator")
             registered_at[upn] = time.time()

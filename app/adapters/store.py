@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from app.domain.actors import Actor
 from app.domain.directory import dn_key
 from app.domain.grants import OPEN_STATES, GrantState, GrantView, sources, utc_now
 from app.domain.upn import Upn
@@ -114,11 +115,13 @@ class AuditRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    actor: Mapped[str] = mapped_column(String(320))
+    actor_kind: Mapped[str] = mapped_column(String(16), default="", server_default="")  # ActorKind; "" before 0003
+    actor: Mapped[str] = mapped_column(String(320))  # the actor's id
     action: Mapped[str] = mapped_column(String(64), index=True)
-    upn: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
+    upn: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)  # the target student
     grant_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
     outcome: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     detail: Mapped[str] = mapped_column(Text, default="{}")
 
 
@@ -154,12 +157,14 @@ class AuditEvent:
 
     id: int
     at: datetime
-    actor: str
+    actor: str  # the actor's id: a UPN, cli:<user>, worker, a client address
     action: str
-    upn: str | None
+    upn: str | None  # the student the event is about
     grant_id: int | None
     outcome: str
     detail: dict[str, Any]
+    actor_kind: str = ""  # an ActorKind value ("" for events written before actors were recorded)
+    reason: str = ""
 
 
 @dataclass
@@ -379,15 +384,18 @@ class Store:
 
     # --- audit -------------------------------------------------------------------------------
 
-    def audit(self, actor: str, action: str, upn: str | None = None, grant_id: int | None = None,
-              outcome: str = "ok", **detail: Any) -> None:
-        """Append one event to the audit trail (secret-looking keys are redacted)."""
+    def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
+              outcome: str = "ok", *, reason: str = "", **detail: Any) -> None:
+        """Append one event to the audit trail: who (kind and id), what, about whom, why (secrets redacted)."""
+        if not isinstance(actor, Actor):
+            raise TypeError(f"the audit trail needs an Actor, not {actor!r}")
         target = Upn.parse(upn) if upn else None
         if upn and target is None:
             detail = {**detail, "given_upn": upn[:320]}  # not a UPN (refused input): kept as given, not as a key
         with self._tx(write=True) as s:
             s.add(AuditRow(
-                at=self.clock(), actor=actor, action=action, upn=target,
+                at=self.clock(), actor_kind=actor.kind.value, actor=actor.id[:320], action=action, upn=target,
+                reason=" ".join((reason or actor.reason).split()),
                 grant_id=grant_id, outcome=outcome, detail=json.dumps(redact(detail), default=str, sort_keys=True),
             ))
 
@@ -404,7 +412,8 @@ class Store:
         with self._tx() as s:
             return [
                 AuditEvent(id=r.id, at=r.at, actor=r.actor, action=r.action, upn=r.upn, grant_id=r.grant_id,
-                           outcome=r.outcome, detail=json.loads(r.detail or "{}"))
+                           outcome=r.outcome, detail=json.loads(r.detail or "{}"), actor_kind=r.actor_kind,
+                           reason=r.reason)
                 for r in s.scalars(query)
             ]
 

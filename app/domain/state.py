@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
+from app.domain.actors import Actor, ActorKind
 from app.domain.directory import DirectoryUser, dn_key
 from app.domain.evidence import Evidence
 from app.domain.grants import GrantState
@@ -161,10 +162,24 @@ def classify(
     return result(State.STUCK, Reason.UNREGISTERED)
 
 
-def unlock_refusal(diagnosis: Diagnosis, *, signed_in_upn: str) -> str | None:
+def acting_refusal(actor: Actor, target: Upn) -> str | None:
+    """Return why this actor may not act for this student (a short code), or None when it may.
+
+    A student acts for themself only; staff and admins at the CLI act for anyone, always with a reason
+    (Actor makes them give one); the worker and visitors never open or cancel a grant.
+    """
+    if actor.kind is ActorKind.STUDENT:
+        return None if actor.is_self(target) else "not_yourself"
+    if actor.acts_for_others:
+        return None
+    return "not_allowed"
+
+
+def unlock_refusal(diagnosis: Diagnosis, actor: Actor) -> str | None:
     """Return why an unlock must be refused (a short code), or None when the policy allows it."""
-    if diagnosis.upn != Upn.parse(signed_in_upn):
-        return "not_yourself"
+    refusal = acting_refusal(actor, diagnosis.upn)
+    if refusal:
+        return refusal
     if diagnosis.state == State.UNLOCKED:
         return "already_unlocked"
     if not diagnosis.can_unlock:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from app.adapters.store import Store
+from app.domain.actors import Actor
 from app.domain.directory import DirectoryError, MembershipCheck
 from app.domain.grants import (
     CloseOutcome,
@@ -43,7 +44,7 @@ class GrantService:
         self.replication_wait_seconds = replication_wait_seconds
         self.clock = clock
 
-    def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: str, reason: str,
+    def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: Actor, reason: str,
                    minutes: int | None = None) -> GrantView:
         """Give a person a bypass membership for a while; return their open grant if they have one."""
         upn = Upn(upn)
@@ -57,12 +58,12 @@ class GrantService:
         expires_at = now + timedelta(minutes=minutes)
         ttl = minutes * 60 if self.use_ttl else None
         grant, created = self.store.create_grant(
-            upn=upn, user_dn=user_dn, entra_user_id=entra_user_id, actor=actor, reason=reason,
+            upn=upn, user_dn=user_dn, entra_user_id=entra_user_id, actor=str(actor), reason=reason,
             created_at=now, expires_at=expires_at, ttl_seconds=ttl,
         )
         if not created:
             return grant
-        self.store.audit(actor, "grant.intent", upn, grant.id, minutes=minutes, reason=reason,
+        self.store.audit(actor, "grant.intent", upn, grant.id, reason=reason, minutes=minutes,
                          expires_at=expires_at.isoformat())
         added = False
         try:
@@ -85,7 +86,7 @@ class GrantService:
         self.store.audit(actor, "grant.active", upn, grant.id, **_check_detail(check))
         return active
 
-    def close_grant(self, grant_id: int, *, outcome: CloseOutcome, actor: str, reason: str) -> GrantView:
+    def close_grant(self, grant_id: int, *, outcome: CloseOutcome, actor: Actor, reason: str) -> GrantView:
         """Remove the membership, then mark the grant ended; an ended grant is returned unchanged."""
         end_state = end_state_for(outcome)
         grant = self._require(grant_id)
@@ -95,7 +96,8 @@ class GrantService:
             removed = self.directory.remove_member(self.bypass_group_dn, grant.user_dn)
         except DirectoryError as exc:
             # Leave the grant open: the worker sees it and retries until the membership is really gone.
-            self.store.audit(actor, f"grant.{outcome}", grant.upn, grant.id, outcome="error", error=str(exc))
+            self.store.audit(actor, f"grant.{outcome}", grant.upn, grant.id, outcome="error", reason=reason,
+                             error=str(exc))
             raise
         ended = self.store.move_grant(
             grant.id, end_state, ended_at=self.clock(),
@@ -107,7 +109,7 @@ class GrantService:
                          membership_removed=removed)
         return ended
 
-    def release_open_grant(self, upn: str, *, actor: str, reason: str,
+    def release_open_grant(self, upn: str, *, actor: Actor, reason: str,
                            outcome: CloseOutcome = "released") -> GrantView | None:
         """Close the person's open grant, if any."""
         grant = self.store.open_grant_for(upn)
@@ -115,7 +117,7 @@ class GrantService:
             return None
         return self.close_grant(grant.id, outcome=outcome, actor=actor, reason=reason)
 
-    def recheck_replication(self, grant_id: int, *, actor: str = "system") -> GrantView:
+    def recheck_replication(self, grant_id: int, *, actor: Actor) -> GrantView:
         """Ask the DCs again whether they all show an active grant's membership."""
         grant = self._require(grant_id)
         if grant.state is not GrantState.ACTIVE or grant.dc_confirmed:
@@ -127,14 +129,14 @@ class GrantService:
             self.store.audit(actor, "grant.replicated", grant.upn, grant.id, **_check_detail(check))
         return updated
 
-    def abandon_stale(self, grant_id: int, *, actor: str, reason: str) -> GrantView:
+    def abandon_stale(self, grant_id: int, *, actor: Actor, reason: str) -> GrantView:
         """End a pending grant that no unlock is still working on (a crash left it): membership out, marked failed."""
         grant = self._require(grant_id)
         if grant.state is not GrantState.PENDING:
             return grant
         return self._abandon(grant, actor=actor, reason=reason, raise_errors=True)
 
-    def _abandon(self, grant: GrantView, *, actor: str, reason: str, raise_errors: bool = False) -> GrantView:
+    def _abandon(self, grant: GrantView, *, actor: Actor, reason: str, raise_errors: bool = False) -> GrantView:
         """Undo a pending grant: remove the membership (whether or not it got added), then mark it failed."""
         try:
             self.directory.remove_member(self.bypass_group_dn, grant.user_dn)

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Protocol
 
+from app.domain.actors import Actor
 from app.domain.directory import DirectoryUser
 from app.domain.evidence import Evidence, GraphError
 from app.domain.grants import GrantState, release_for, utc_now
 from app.domain.ports import Directory, Graph
-from app.domain.state import Diagnosis, GrantFacts, Policy, State, classify, unlock_refusal
+from app.domain.state import Diagnosis, GrantFacts, Policy, State, acting_refusal, classify, unlock_refusal
 from app.domain.upn import Upn
 
 # When Graph is asked about an open grant: not before FIRST_CHECK_INTERVALS intervals after the unlock
@@ -26,14 +27,22 @@ EVIDENCE_REUSE_SECONDS = 30.0
 # Per-student locks are striped: bounded memory however many students pass through one process.
 LOCK_STRIPES = 256
 SELF_SERVICE_REASON = "self-service unlock"
+SELF_CANCEL_REASON = "cancelled by the student"
 
 
-class UnlockRefused(Exception):
+class NotAllowed(Exception):
+    """The policy does not allow this actor to do this; `code` names the reason."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+class UnlockRefused(NotAllowed):
     """The policy does not allow this unlock; `code` names the reason, `diagnosis` the state."""
 
     def __init__(self, code: str, diagnosis: Diagnosis):
         super().__init__(code)
-        self.code = code
         self.diagnosis = diagnosis
 
 
@@ -63,10 +72,10 @@ class GrantStore(Protocol):
 
 
 class Grants(Protocol):
-    def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: str, reason: str,
+    def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: Actor, reason: str,
                    minutes: int) -> GrantRecord: ...
-    def close_grant(self, grant_id: int, *, outcome: str, actor: str, reason: str) -> Any: ...
-    def recheck_replication(self, grant_id: int) -> Any: ...
+    def close_grant(self, grant_id: int, *, outcome: str, actor: Actor, reason: str) -> Any: ...
+    def recheck_replication(self, grant_id: int, *, actor: Actor) -> Any: ...
 
 
 # The guide page's phase for each way a grant can end (one source: GrantState).
@@ -165,22 +174,22 @@ class OnboardingService:
 
     # -- unlock -------------------------------------------------------------------------------
 
-    def unlock(self, upn: str, *, signed_in_upn: str, actor: str | None = None,
-               reason: str = SELF_SERVICE_REASON, minutes: int | None = None) -> tuple[Diagnosis, GrantRecord]:
-        """Open a grant when the policy allows it; a second click returns the grant already open."""
+    def unlock(self, upn: Upn, *, actor: Actor, minutes: int | None = None) -> tuple[Diagnosis, GrantRecord]:
+        """Open a grant when the policy allows this actor to; a second click returns the grant already open."""
         with self._lock_for(upn):
             diagnosis = self.diagnose(upn, reuse_recent=True)
-            if diagnosis.state == State.UNLOCKED and diagnosis.upn == Upn(signed_in_upn):
+            if diagnosis.state == State.UNLOCKED and not acting_refusal(actor, diagnosis.upn):
                 existing = self.store.open_grant_for(diagnosis.upn)
                 if existing is not None:
                     return diagnosis, existing
-            refusal = unlock_refusal(diagnosis, signed_in_upn=signed_in_upn)
+            refusal = unlock_refusal(diagnosis, actor)
             if refusal:
                 raise UnlockRefused(refusal, diagnosis)
             assert diagnosis.user is not None
             record = self.grants.open_grant(
                 upn=diagnosis.user.upn, user_dn=diagnosis.user.dn, entra_user_id=diagnosis.entra_user_id,
-                actor=actor or signed_in_upn, reason=reason, minutes=minutes or self.grant_minutes,
+                actor=actor, reason=actor.reason or SELF_SERVICE_REASON,
+                minutes=self.grant_minutes if minutes is None else minutes,
             )
             return diagnosis, record
 
@@ -192,7 +201,7 @@ class OnboardingService:
         if record is None:
             return self._closed_status(upn)
         if not record.dc_confirmed:
-            record = self.grants.recheck_replication(record.id) or record
+            record = self.grants.recheck_replication(record.id, actor=Actor.student(record.upn)) or record
             if not record.dc_confirmed:
                 return GrantStatus("propagating", expires_at=_utc(record.expires_at))
         lock = self._lock_for(upn)
@@ -221,7 +230,8 @@ class OnboardingService:
         release = release_for(found)
         if release is None:
             return waiting
-        self.grants.close_grant(record.id, outcome="released", actor="portal", reason=release.reason)
+        # The student's own page found the method: the release is theirs (the reason says why).
+        self.grants.close_grant(record.id, outcome="released", actor=Actor.student(record.upn), reason=release.reason)
         return GrantStatus("done", method=release.method)
 
     def _next_check_due(self, record: GrantRecord, check_now: bool) -> datetime:
@@ -243,13 +253,18 @@ class OnboardingService:
 
     # -- cancel -------------------------------------------------------------------------------
 
-    def cancel(self, upn: str, *, actor: str, reason: str = "cancelled by the student") -> None:
-        """Close the student's open grant as cancelled (removes the bypass membership)."""
+    def cancel(self, upn: Upn, *, actor: Actor) -> None:
+        """Close the student's open grant as cancelled (removes the bypass membership), if this actor may."""
+        upn = Upn(upn)
+        refusal = acting_refusal(actor, upn)
+        if refusal:
+            raise NotAllowed(refusal)
         with self._lock_for(upn):
             record = self.store.open_grant_for(upn)
             if record is None:
                 raise NoOpenGrant(upn)
-            self.grants.close_grant(record.id, outcome="cancelled", actor=actor, reason=reason)
+            self.grants.close_grant(record.id, outcome="cancelled", actor=actor,
+                                    reason=actor.reason or SELF_CANCEL_REASON)
 
     def _lock_for(self, upn: str) -> threading.Lock:
         return self._locks[zlib.crc32(Upn(upn).encode()) % LOCK_STRIPES]

@@ -9,6 +9,7 @@ from typing import Callable
 
 from app.adapters.budget import DEFAULT_LIMITS
 from app.adapters.store import Store
+from app.domain.actors import WORKER
 from app.domain.directory import dn_key
 from app.domain.evidence import GraphError
 from app.domain.grants import GrantState, GrantView, release_for, utc_now
@@ -16,7 +17,6 @@ from app.domain.ports import DIRECTORY, Directory, Graph, RequestBudget
 from app.services.grants import GrantService
 
 log = logging.getLogger(__name__)
-WORKER = "worker"
 CHECK_JITTER_ALLOWANCE = 0.8  # a check older than 80% of the period is due
 BATCH_SIZE = 20  # users per $batch request (Graph's limit)
 BUDGET_REFUSED = "budget"  # GraphError.code when the shared budget, not Graph, refused the request

@@ -5,6 +5,7 @@ from functools import wraps
 
 from flask import current_app, redirect, session, url_for
 
+from app.domain.actors import Actor
 from app.domain.upn import Upn
 
 
@@ -16,6 +17,14 @@ def services():
 def signed_in_upn() -> Upn | None:
     """Return the UPN of the signed-in student, or None."""
     return Upn.parse(session.get("upn"))
+
+
+def signed_in_actor() -> Actor:
+    """Return the signed-in student as the actor of their own requests (login_required views only)."""
+    upn = signed_in_upn()
+    if upn is None:
+        raise RuntimeError("signed_in_actor() outside a login_required view")
+    return Actor.student(upn)
 
 
 def login_required(view):

@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, flash, redirect, request, session, url
 from flask_babel import lazy_gettext as _l
 
 from app import csrf
+from app.domain.actors import Actor
 from app.web import services, signed_in_upn
 from app.web.errors import error_page
 
@@ -78,7 +79,7 @@ def callback():
     session.permanent = True
     session["upn"] = user.upn
     session["name"] = user.display_name or user.upn
-    svc.store.audit(user.upn, "sign_in", upn=user.upn)
+    svc.store.audit(Actor.student(user.upn), "sign_in", upn=user.upn)
     return redirect(url_for("student.diagnosis"))
 
 

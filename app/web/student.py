@@ -9,7 +9,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.domain.state import State
 from app.services.onboarding import NoOpenGrant, UnlockRefused
-from app.web import login_required, services, signed_in_upn
+from app.web import login_required, services, signed_in_actor, signed_in_upn
 from app.web.text import EXPLANATIONS, METHOD_LABELS, PHASE_TEXTS, STATE_LABELS
 
 bp = Blueprint("student", __name__)
@@ -70,7 +70,7 @@ def unlock():
     """Open a grant for the signed-in student (a second click lands on the same grant)."""
     upn = signed_in_upn()
     try:
-        services().onboarding.unlock(upn, signed_in_upn=upn)
+        services().onboarding.unlock(upn, actor=signed_in_actor())
     except UnlockRefused as refused:
         flash(REFUSALS.get(refused.code, _l("Your account cannot be unlocked here: see below why.")), "error")
         return redirect(url_for("student.diagnosis"))
@@ -108,7 +108,7 @@ def cancel():
     """Close the student's open grant as cancelled."""
     upn = signed_in_upn()
     try:
-        services().onboarding.cancel(upn, actor=upn)
+        services().onboarding.cancel(upn, actor=signed_in_actor())
     except NoOpenGrant:
         flash(NOTHING_TO_CANCEL, "info")
     else:

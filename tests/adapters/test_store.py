@@ -9,6 +9,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from app.adapters.store import MIGRATIONS_DIR, REDACTED, Store
+from app.domain.actors import WORKER, Actor
 from app.domain.grants import GrantState
 from app.domain.upn import InvalidUpn
 
@@ -166,18 +167,47 @@ def test_ping(store):
 
 
 def test_audit_redacts_secrets_and_filters(store, clock):
-    store.audit("helpdesk@uni.test", "grant.intent", upn="Ada.Lovelace@uni.test", grant_id=7, minutes=30,
+    helpdesk = Actor.staff("grace.hopper@uni.test", role="helpdesk", reason="ticket 12")
+    store.audit(helpdesk, "grant.intent", upn="Ada.Lovelace@uni.test", grant_id=7, minutes=30,
                 tap_code="123456", client_secret="s3cret", password="pw")
     clock.advance(1)
-    store.audit("worker", "worker.error", outcome="error", step="reconcile")
+    store.audit(WORKER, "worker.error", outcome="error", step="reconcile")
     events = store.audit_events()
     assert [e.action for e in events] == ["worker.error", "grant.intent"]
     intent = events[1]
     assert intent.upn == "ada.lovelace@uni.test" and intent.grant_id == 7 and intent.detail["minutes"] == 30
+    assert (intent.actor_kind, intent.actor, intent.reason) == ("staff", "grace.hopper@uni.test", "ticket 12")
+    assert (events[0].actor_kind, events[0].actor, events[0].reason) == ("worker", "worker", "")
     assert intent.detail["tap_code"] == intent.detail["client_secret"] == intent.detail["password"] == REDACTED
     assert [e.action for e in store.audit_events(upn="ada.lovelace@uni.test")] == ["grant.intent"]
     assert [e.outcome for e in store.audit_events(action="worker.error")] == ["error"]
     assert len(store.audit_events(limit=1)) == 1
+
+
+def test_audit_takes_only_an_actor_and_keeps_a_refused_upn_out_of_the_key(store):
+    with pytest.raises(TypeError):
+        store.audit("worker", "worker.error")
+    store.audit(Actor.visitor("203.0.113.9"), "sign_in.refused", upn="not a upn\nforged", outcome="refused",
+                reason="bad\nreason")
+    event = store.audit_events(action="sign_in.refused")[0]
+    assert event.upn is None and event.detail["given_upn"] == "not a upn\nforged"
+    assert (event.actor_kind, event.actor, event.reason) == ("visitor", "203.0.113.9", "bad reason")
+
+
+def test_migration_gives_old_audit_rows_an_actor_kind(database_url, clock):
+    old = Store(database_url, clock=clock)
+    try:
+        upgrade_to(old, "0002")
+        with old.engine.begin() as conn:
+            for actor in ("worker", "cli:root", "ada@uni.test", "portal"):
+                conn.execute(text("INSERT INTO audit_events (at, actor, action, outcome, detail) VALUES "
+                                  "(:t, :actor, 'grant.intent', 'ok', '{}')"),
+                             {"t": clock().replace(tzinfo=None), "actor": actor})
+        old.upgrade()
+        kinds = {e.actor: e.actor_kind for e in old.audit_events()}
+        assert kinds == {"worker": "worker", "cli:root": "cli", "ada@uni.test": "student", "portal": ""}
+    finally:
+        old.dispose()
 
 
 def test_sign_in_flow_is_single_use_and_expires(store, clock):

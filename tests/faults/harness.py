@@ -25,6 +25,7 @@ from app.domain.grants import utc_now
 from app.services.sweeper import Sweeper
 from app.wiring import build_grants, build_store
 from app.worker import lease_ttl_for, run_worker
+from tests.services.helpers import ADMIN
 
 # Where a process may die: (directory operation, before or after it runs).
 KILL_POINTS = {
@@ -88,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "open":
         user = directory.find_user(args.upn)
-        grant = grants.open_grant(upn=user.upn, user_dn=user.dn, entra_user_id="", actor="harness",
+        grant = grants.open_grant(upn=user.upn, user_dn=user.dn, entra_user_id="", actor=ADMIN,
                                   reason="crash test")
         print(grant.state.value, flush=True)
     elif args.command == "close":
-        grant = grants.release_open_grant(args.upn, actor="harness", reason="crash test")
+        grant = grants.release_open_grant(args.upn, actor=ADMIN, reason="crash test")
         print(grant.state.value if grant else "none", flush=True)
     else:
         sweeper = Sweeper(store, directory, None, grants, UnlimitedBudget(),

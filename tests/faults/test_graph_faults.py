@@ -14,6 +14,7 @@ from app.adapters.budget import DatabaseBudget
 from app.adapters.directory_embedded import EmbeddedDirectory
 from app.adapters.graph import GraphClient
 from app.adapters.store import Store
+from app.domain.actors import Actor
 from app.domain.directory import dn_key
 from app.domain.grants import GrantState
 from app.domain.ports import DIRECTORY
@@ -46,7 +47,7 @@ class Portal:
     def open(self, upn: str, minutes: int = 30):
         user = self.directory.find_user(upn)
         return self.grants.open_grant(upn=upn, user_dn=user.dn, entra_user_id=self.seed.user(upn).object_id,
-                                      actor=upn, reason="stuck", minutes=minutes)
+                                      actor=Actor.student(upn), reason="stuck", minutes=minutes)
 
     def members(self) -> set[str]:
         return {dn_key(dn) for dn in self.directory.list_members(self.seed.bypass_group_dn)}

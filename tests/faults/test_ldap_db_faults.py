@@ -13,6 +13,7 @@ import pytest
 
 from app.adapters.directory_embedded import EmbeddedDirectory
 from app.adapters.store import Store
+from app.domain.actors import Actor
 from app.domain.directory import dn_key
 from app.domain.grants import GrantState
 from app.services.grants import GrantService
@@ -34,7 +35,7 @@ def open_all(grants, directory, minutes=5):
     out = []
     for upn in STUDENTS:
         user = directory.find_user(upn)
-        out.append(grants.open_grant(upn=upn, user_dn=user.dn, entra_user_id="", actor=upn, reason="stuck",
+        out.append(grants.open_grant(upn=upn, user_dn=user.dn, entra_user_id="", actor=Actor.student(upn), reason="stuck",
                                      minutes=minutes))
     return out
 

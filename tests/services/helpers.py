@@ -4,7 +4,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
+from app.domain.actors import Actor
 from app.domain.evidence import AuthMethod, GraphError
+
+ADMIN = Actor.cli("tester", reason="test")  # an admin acting in a test, where who acts does not matter
 
 AUTHENTICATOR = AuthMethod(id="m-auth", kind="microsoftAuthenticator", display_name="Pixel")
 PASSWORD = AuthMethod(id="28c10230-6103-485e-b985-444c60001490", kind="password")

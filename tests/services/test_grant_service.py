@@ -4,11 +4,12 @@ from __future__ import annotations
 import pytest
 
 from app.adapters.directory_embedded import EmbeddedDirectory
+from app.domain.actors import WORKER, Actor
 from app.domain.directory import DirectoryPermissionError, DirectoryUnavailable, dn_key
 from app.domain.grants import GrantError, GrantNotFound, GrantState
 from app.domain.upn import InvalidUpn
 from app.services.grants import GrantService
-from tests.services.helpers import FlakyDirectory
+from tests.services.helpers import ADMIN, FlakyDirectory
 
 ADA = "ada.lovelace@uni.test"
 
@@ -23,7 +24,7 @@ def members(directory, seed) -> set[str]:
 
 def open_for(svc, directory, upn=ADA, **kw):
     user = directory.find_user(upn)
-    return svc.open_grant(upn=upn, user_dn=user.dn, entra_user_id="e-" + upn, actor=upn, reason="stuck in loop",
+    return svc.open_grant(upn=upn, user_dn=user.dn, entra_user_id="e-" + upn, actor=Actor.student(upn), reason="stuck in loop",
                           **kw)
 
 
@@ -54,19 +55,20 @@ def test_close_grant_removes_membership_then_records_end(store, directory, seed,
     svc = service(store, directory, seed, clock)
     grant = open_for(svc, directory)
     clock.advance(60)
-    ended = svc.close_grant(grant.id, outcome="cancelled", actor=ADA, reason="student pressed cancel")
+    ended = svc.close_grant(grant.id, outcome="cancelled", actor=Actor.student(ADA), reason="student pressed cancel")
     assert ended.state is GrantState.CANCELLED and ended.end_reason == "cancelled" and ended.ended_at == clock()
     assert dn_key(grant.user_dn) not in members(directory, seed)
     assert store.open_grant_for(ADA) is None
     event = store.audit_events(grant_id=grant.id, action="grant.cancelled")[0]
-    assert event.detail == {"membership_removed": True, "reason": "student pressed cancel"}
+    assert event.detail == {"membership_removed": True}
+    assert (event.actor_kind, event.actor, event.upn, event.reason) == ("student", ADA, ADA, "student pressed cancel")
 
 
 def test_close_grant_twice_changes_nothing_the_second_time(store, directory, seed, clock):
     svc = service(store, directory, seed, clock)
     grant = open_for(svc, directory)
-    first = svc.close_grant(grant.id, outcome="expired", actor="worker", reason="time up")
-    second = svc.close_grant(grant.id, outcome="released", actor="helpdesk", reason="again")
+    first = svc.close_grant(grant.id, outcome="expired", actor=WORKER, reason="time up")
+    second = svc.close_grant(grant.id, outcome="released", actor=ADMIN, reason="again")
     assert first.state is second.state is GrantState.EXPIRED and second == first
     assert len(store.audit_events(grant_id=grant.id, action="grant.released")) == 0
 
@@ -74,7 +76,7 @@ def test_close_grant_twice_changes_nothing_the_second_time(store, directory, see
 def test_new_grant_after_close(store, directory, seed, clock):
     svc = service(store, directory, seed, clock)
     first = open_for(svc, directory)
-    svc.close_grant(first.id, outcome="released", actor="worker", reason="method registered")
+    svc.close_grant(first.id, outcome="released", actor=WORKER, reason="method registered")
     second = open_for(svc, directory)
     assert second.id != first.id and second.state is GrantState.ACTIVE
     assert dn_key(second.user_dn) in members(directory, seed)
@@ -85,15 +87,15 @@ def test_bad_input_changes_nothing(store, seed, clock):
     svc = service(store, directory, seed, clock)
     user = directory.find_user(ADA)
     with pytest.raises(InvalidUpn):
-        svc.open_grant(upn="not-an-upn", user_dn=user.dn, entra_user_id="", actor="x", reason="")
+        svc.open_grant(upn="not-an-upn", user_dn=user.dn, entra_user_id="", actor=ADMIN, reason="")
     with pytest.raises(GrantError):
-        svc.open_grant(upn=ADA, user_dn=user.dn, entra_user_id="", actor="x", reason="", minutes=10_000)
+        svc.open_grant(upn=ADA, user_dn=user.dn, entra_user_id="", actor=ADMIN, reason="", minutes=10_000)
     with pytest.raises(ValueError):
-        svc.open_grant(upn=ADA, user_dn="", entra_user_id="", actor="x", reason="")
+        svc.open_grant(upn=ADA, user_dn="", entra_user_id="", actor=ADMIN, reason="")
     with pytest.raises(GrantError):
-        svc.close_grant(1, outcome="deleted", actor="x", reason="")  # type: ignore[arg-type]
+        svc.close_grant(1, outcome="deleted", actor=ADMIN, reason="")  # type: ignore[arg-type]
     with pytest.raises(GrantNotFound):
-        svc.close_grant(999, outcome="released", actor="x", reason="")
+        svc.close_grant(999, outcome="released", actor=ADMIN, reason="")
     assert store.grants_for(ADA) == [] and directory.list_members(seed.bypass_group_dn) == []
     assert store.audit_events() == []
 
@@ -129,7 +131,7 @@ def test_release_with_ldap_down_leaves_grant_open_for_the_worker(store, seed, cl
     grant = open_for(svc, inner)
     flaky = FlakyDirectory(inner, remove_member=DirectoryUnavailable("no DC answered"))
     with pytest.raises(DirectoryUnavailable):
-        service(store, flaky, seed, clock).close_grant(grant.id, outcome="released", actor="ada", reason="done")
+        service(store, flaky, seed, clock).close_grant(grant.id, outcome="released", actor=Actor.student(ADA), reason="done")
     assert store.get_grant(grant.id).state is GrantState.ACTIVE
     assert store.audit_events(grant_id=grant.id, action="grant.released")[0].outcome == "error"
 
@@ -151,9 +153,9 @@ def test_lagging_dc_is_an_honest_wait_not_a_failure(store, seed, clock):
     grant = open_for(svc, directory)
     assert grant.state is GrantState.ACTIVE and not grant.dc_confirmed
     assert store.audit_events(grant_id=grant.id, action="grant.active")[0].detail["lagging"] == ["dc2"]
-    assert not svc.recheck_replication(grant.id).dc_confirmed
+    assert not svc.recheck_replication(grant.id, actor=WORKER).dc_confirmed
     directory.caught_up = True
-    rechecked = svc.recheck_replication(grant.id)
+    rechecked = svc.recheck_replication(grant.id, actor=WORKER)
     assert rechecked.dc_confirmed and rechecked.check_count == 2
 
 
@@ -190,7 +192,7 @@ def test_second_dc_that_never_hears_of_the_change_is_reported_lagging(store, see
         assert grant.state is GrantState.ACTIVE and not grant.dc_confirmed
         event = store.audit_events(grant_id=grant.id, action="grant.active")[0]
         assert event.detail["agreeing"] == [dc1.url] and event.detail["lagging"] == [samba_dc2.url]
-        svc.close_grant(grant.id, outcome="released", actor="t", reason="cleanup")
+        svc.close_grant(grant.id, outcome="released", actor=ADMIN, reason="cleanup")
         assert dc1.members(seed.bypass_group_dn) == []
     finally:
         directory.close()

@@ -6,13 +6,14 @@ from datetime import timedelta
 import pytest
 
 from app.adapters.directory_embedded import EmbeddedDirectory
+from app.domain.actors import Actor
 from app.domain.directory import DirectoryUnavailable, dn_key
 from app.domain.evidence import GraphThrottled, GraphUnavailable
 from app.domain.grants import GrantState
 from app.domain.ports import DIRECTORY
 from app.services.grants import GrantService
 from app.services.sweeper import Sweeper
-from tests.services.helpers import AUTHENTICATOR, PASSWORD, TAP, FlakyDirectory, RecordingBudget, ScriptedGraph
+from tests.services.helpers import ADMIN, AUTHENTICATOR, PASSWORD, TAP, FlakyDirectory, RecordingBudget, ScriptedGraph
 
 ADA, ALAN, GRACE = "ada.lovelace@uni.test", "alan.turing@uni.test", "grace.hopper@uni.test"
 
@@ -31,7 +32,7 @@ class World:
 
     def open(self, upn, minutes=30):
         user = self.directory.find_user(upn)
-        return self.grants.open_grant(upn=upn, user_dn=user.dn, entra_user_id="e-" + upn, actor=upn,
+        return self.grants.open_grant(upn=upn, user_dn=user.dn, entra_user_id="e-" + upn, actor=Actor.student(upn),
                                       reason="stuck", minutes=minutes)
 
     def members(self) -> set[str]:
@@ -74,7 +75,7 @@ def test_strong_method_releases_in_bulk_and_weak_ones_do_not(world):
     released = world.store.get_grant(ada.id)
     assert released.state is GrantState.RELEASED and released.end_reason == "released"
     assert world.members() == {dn_key(alan.user_dn), dn_key(grace.user_dn)}
-    assert "microsoftAuthenticator" in world.store.audit_events(grant_id=ada.id, action="grant.released")[0].detail["reason"]
+    assert "microsoftAuthenticator" in world.store.audit_events(grant_id=ada.id, action="grant.released")[0].reason
     assert world.store.get_grant(alan.id).check_count == 1
 
 
@@ -131,7 +132,7 @@ def test_pending_grant_left_by_a_crash_is_undone_after_the_grace(world, seed):
 
 def test_reconcile_removes_what_the_portal_added_and_reports_the_rest(world, seed):
     old = world.open(ADA)
-    world.grants.close_grant(old.id, outcome="released", actor="t", reason="done")
+    world.grants.close_grant(old.id, outcome="released", actor=ADMIN, reason="done")
     world.directory.add_member(seed.bypass_group_dn, old.user_dn)  # e.g. a release whose LDAP write was lost
     world.directory.add_member(seed.bypass_group_dn, world.dn(GRACE))  # added by an admin by hand
     kept = world.open(ALAN)
@@ -270,7 +271,7 @@ def test_worker_releases_a_confirmed_grant_within_one_confirm_interval(tmp_path,
     sweeper = Sweeper(store, directory, graph, grants, RecordingBudget(), bypass_group_dn=seed.bypass_group_dn,
                       check_every_seconds=confirm, pass_every_seconds=confirm)
     user = directory.find_user(ADA)
-    grant = grants.open_grant(upn=ADA, user_dn=user.dn, entra_user_id="e-ada", actor=ADA, reason="stuck")
+    grant = grants.open_grant(upn=ADA, user_dn=user.dn, entra_user_id="e-ada", actor=Actor.student(ADA), reason="stuck")
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, args=(sweeper, Lease(store, ttl_seconds=120)),
                               kwargs={"interval": 60, "confirm_interval": confirm, "stop_event": stop})

@@ -7,6 +7,7 @@ import pytest
 
 from app.domain.directory import DirectoryUser, dn_key
 from app.domain.evidence import AuthMethod, Device, EntraUser, Evidence, GraphError, SignIn
+from app.domain.actors import WORKER, Actor, ActorError
 from app.domain.state import GrantFacts, Policy, Reason, State, classify, unlock_refusal
 
 REQUIRED = "CN=MFA_Required,OU=Groups,DC=uni,DC=test"
@@ -114,9 +115,47 @@ def test_unreadable_evidence_parts_are_noted():
 )
 def test_unlock_policy(user, ev, last_grant, signed_in, refusal):
     found = classify(UPN, user, ev, POLICY, last_grant=last_grant)
-    assert unlock_refusal(found, signed_in_upn=signed_in) == refusal
+    assert unlock_refusal(found, Actor.student(signed_in)) == refusal
 
 
 def test_an_open_grant_is_not_unlocked_twice():
     found = classify(UPN, student(REQUIRED), evidence(), POLICY, open_grant=grant("active"))
-    assert unlock_refusal(found, signed_in_upn=UPN) == "already_unlocked"
+    assert unlock_refusal(found, Actor.student(UPN)) == "already_unlocked"
+
+
+ADMIN = Actor.cli("root", reason="ticket 4711")
+HELPDESK = Actor.staff("grace.hopper@uni.test", role="helpdesk", reason="phoned in, ticket 12")
+
+
+@pytest.mark.parametrize(("user", "ev", "refusal"), [
+    (student(REQUIRED), evidence(sign_ins=1), None),
+    (student(REQUIRED), evidence("phone"), "has_strong_method"),
+    (student(REQUIRED, admin_count=1), evidence(), "privileged"),
+    (student(REQUIRED, enabled=False), evidence(), "disabled"),
+    (student(REQUIRED, dn="CN=Ada,OU=Staff,DC=other,DC=test"), evidence(), None),  # POLICY has no scope
+])
+@pytest.mark.parametrize("actor", [ADMIN, HELPDESK], ids=["cli", "staff"])
+def test_admins_and_staff_go_through_the_same_policy(user, ev, refusal, actor):
+    assert unlock_refusal(classify(UPN, user, ev, POLICY), actor) == refusal
+
+
+@pytest.mark.parametrize("actor", [WORKER, Actor.visitor("203.0.113.9")], ids=["worker", "visitor"])
+def test_the_worker_and_visitors_never_unlock(actor):
+    assert unlock_refusal(classify(UPN, student(REQUIRED), evidence(), POLICY), actor) == "not_allowed"
+
+
+def test_staff_and_admins_must_say_why():
+    for make in (lambda r: Actor.cli("root", reason=r),
+                 lambda r: Actor.staff("grace.hopper@uni.test", role="helpdesk", reason=r)):
+        for empty in ("", "   ", "\n"):
+            with pytest.raises(ActorError):
+                make(empty)
+    with pytest.raises(ActorError):
+        Actor.staff("grace.hopper@uni.test", role="", reason="ticket 1")
+    assert Actor.cli("root", reason="ticket\n4711\r\nfake line").reason == "ticket 4711 fake line"
+
+
+def test_an_actor_names_itself_in_the_audit_trail():
+    assert str(ADMIN) == "cli:root" and ADMIN.kind.value == "cli"
+    assert str(Actor.student(" Ada.Lovelace@UNI.test")) == UPN
+    assert Actor.student(UPN).is_self("ADA.LOVELACE@uni.test") and not ADMIN.is_self(UPN)

@@ -1,6 +1,7 @@
 """The admin commands: clear messages, exit codes, the same policy as self-service, an audit trail."""
 from __future__ import annotations
 
+import getpass
 import json
 
 import pytest
@@ -41,12 +42,29 @@ def test_grant_then_release_with_audit(run, services, directory):
     user = directory.find_user(HALF)
     assert directory.is_member(SEED.bypass_group_dn, user.dn)
     grant = services.store.open_grant_for(HALF)
-    assert grant.actor.startswith("cli:") and grant.reason == "ticket 4711"
+    assert grant.actor == f"cli:{getpass.getuser()}" and grant.reason == "ticket 4711"
+    intent = services.store.audit_events(HALF, action="grant.intent")[0]
+    assert (intent.actor_kind, intent.actor, intent.upn, intent.reason) == (
+        "cli", f"cli:{getpass.getuser()}", HALF, "ticket 4711")
     assert (grant.expires_at - grant.created_at).total_seconds() == 15 * 60
     code, out, _ = run("release", HALF, "--reason", "done on the phone")
     assert code == cli.OK and not directory.is_member(SEED.bypass_group_dn, user.dn)
+    cancelled = services.store.audit_events(HALF, action="grant.cancelled")[0]
+    assert (cancelled.actor_kind, cancelled.reason) == ("cli", "done on the phone")
+    assert services.store.grants_for(HALF)[0].state == "cancelled"
     code, _, err = run("release", HALF, "--reason", "again")
     assert code == cli.REFUSED and "no open grant" in err
+
+
+@pytest.mark.parametrize("command", ["grant", "release"])
+def test_an_admin_must_give_a_reason_and_a_upn(run, directory, command):
+    extra = ["--minutes", "15"] if command == "grant" else []
+    code, _, err = run(command, HALF, *extra, "--reason", "  ")
+    assert code == cli.REFUSED and "reason" in err
+    with pytest.raises(SystemExit) as usage:
+        run(command, "not a upn", *extra, "--reason", "ticket 1")
+    assert usage.value.code == cli.USAGE
+    assert directory.list_members(SEED.bypass_group_dn) == []
 
 
 @pytest.mark.parametrize("upn", ["ken.thompson@uni.test", "barbara.liskov@uni.test", "nobody@uni.test"])
