@@ -1,13 +1,17 @@
-"""The ports the domain owns: what the use cases need from the directory, Graph, sign-in and the Graph budget.
+"""The ports the domain owns: what the use cases need from the directory, Graph, sign-in, the store and the budget.
 
 Adapters implement these (app/adapters); the domain and the services name only these, never an adapter.
 """
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, Mapping, Protocol, Sequence
 
+from app.domain.actors import Actor
 from app.domain.directory import DirectoryUser, MembershipCheck
 from app.domain.evidence import AuthMethod, Evidence, GraphError, TemporaryAccessPass
+from app.domain.grants import GrantState, GrantView
 from app.domain.identity import SignedInUser
 
 
@@ -84,3 +88,55 @@ class RequestBudget(Protocol):
 
     def back_off(self, category: str, seconds: float) -> None:
         """Record a Retry-After so that every instance waits it out."""
+
+
+class GrantRecords(Protocol):
+    """The grant records, inside one transaction."""
+
+    def create(self, *, upn: str, user_dn: str, entra_user_id: str, actor: str, reason: str,
+               created_at: datetime, expires_at: datetime, ttl_seconds: int | None = None) -> tuple[GrantView, bool]:
+        """Write a pending grant; return (the open grant, True) or (the person's existing open one, False)."""
+
+    def get(self, grant_id: int) -> GrantView | None:
+        """Return one grant, or None."""
+
+    def move(self, grant_id: int, to: GrantState, **values: Any) -> GrantView | None:
+        """Change a grant's state if the lifecycle allows it from the stored state (compare-and-set); else None."""
+
+    def record_check(self, grant_id: int, *, at: datetime, dc_confirmed: bool | None = None) -> GrantView | None:
+        """Note that a grant was checked (methods or replication) at a time."""
+
+
+class AuditTrail(Protocol):
+    """The audit trail, inside one transaction."""
+
+    def add(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
+            outcome: str = "ok", *, reason: str = "", **detail: Any) -> None:
+        """Append one event: who, what, about whom, why."""
+
+
+class UnitOfWork(Protocol):
+    """One transaction: a grant's change and the audit event recording it commit together or not at all."""
+
+    grants: GrantRecords
+    audit: AuditTrail
+
+
+class Store(Protocol):
+    """What the use cases need from the database (app.adapters.store.Store implements it)."""
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
+        """Open one write transaction, committed when the block ends, rolled back if it raises."""
+
+    def get_grant(self, grant_id: int) -> GrantView | None: ...
+    def open_grant_for(self, upn: str) -> GrantView | None: ...
+    def grants_for(self, upn: str, limit: int = 20) -> list[GrantView]: ...
+    def open_grants(self) -> list[GrantView]: ...
+    def open_grant_for_dn(self, dn: str) -> GrantView | None: ...
+    def dns_with_grants(self, dns: list[str]) -> dict[str, bool]: ...
+    def record_check(self, grant_id: int, *, at: datetime, dc_confirmed: bool | None = None) -> GrantView | None: ...
+    def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool: ...
+
+    def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
+              outcome: str = "ok", *, reason: str = "", **detail: Any) -> None:
+        """Append one event in a transaction of its own (for events that record no state change)."""

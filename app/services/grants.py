@@ -2,7 +2,8 @@
 
 Order matters for crash safety: a grant is written as intent (pending) before LDAP is touched, and the
 membership is removed before a grant is marked ended. Every step is idempotent, so the worker can repeat
-whatever a crashed process left half-done.
+whatever a crashed process left half-done. Each change of a grant commits in one unit of work with the
+audit event that records it: a crash between them leaves neither.
 """
 from __future__ import annotations
 
@@ -10,20 +11,11 @@ import logging
 from datetime import datetime, timedelta
 from typing import Callable
 
-from app.adapters.store import Store
 from app.domain.actors import Actor
 from app.domain.directory import DirectoryError, MembershipCheck
-from app.domain.grants import (
-    CloseOutcome,
-    GrantNotFound,
-    GrantState,
-    GrantView,
-    check_minutes,
-    end_state_for,
-    utc_now,
-)
+from app.domain.grants import CloseOutcome, GrantNotFound, GrantState, GrantView, check_minutes, end_state_for, utc_now
+from app.domain.ports import Directory, Store
 from app.domain.upn import Upn
-from app.domain.ports import Directory
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +49,16 @@ class GrantService:
         now = self.clock()
         expires_at = now + timedelta(minutes=minutes)
         ttl = minutes * 60 if self.use_ttl else None
-        grant, created = self.store.create_grant(
-            upn=upn, user_dn=user_dn, entra_user_id=entra_user_id, actor=str(actor), reason=reason,
-            created_at=now, expires_at=expires_at, ttl_seconds=ttl,
-        )
+        with self.store.unit_of_work() as uow:
+            grant, created = uow.grants.create(
+                upn=upn, user_dn=user_dn, entra_user_id=entra_user_id, actor=str(actor), reason=reason,
+                created_at=now, expires_at=expires_at, ttl_seconds=ttl,
+            )
+            if created:
+                uow.audit.add(actor, "grant.intent", upn, grant.id, reason=reason, minutes=minutes,
+                              expires_at=expires_at.isoformat())
         if not created:
             return grant
-        self.store.audit(actor, "grant.intent", upn, grant.id, reason=reason, minutes=minutes,
-                         expires_at=expires_at.isoformat())
         added = False
         try:
             # With AD's time-to-live, AD drops the link itself at the grant's end even if the portal is gone.
@@ -77,13 +71,10 @@ class GrantService:
         except DirectoryError as exc:
             self._abandon(grant, actor=actor, reason=f"directory failure while granting: {exc}")
             raise
-        active = self.store.move_grant(
-            grant.id, GrantState.ACTIVE,
-            activated_at=self.clock(), dc_confirmed=check.confirmed,
-        )
+        active = self._move(grant, GrantState.ACTIVE, actor=actor, action="grant.active", detail=_check_detail(check),
+                            activated_at=self.clock(), dc_confirmed=check.confirmed)
         if active is None:  # ended meanwhile (cancelled, or the worker judged it abandoned): report as it is
             return self._require(grant.id)
-        self.store.audit(actor, "grant.active", upn, grant.id, **_check_detail(check))
         return active
 
     def close_grant(self, grant_id: int, *, outcome: CloseOutcome, actor: Actor, reason: str) -> GrantView:
@@ -99,14 +90,11 @@ class GrantService:
             self.store.audit(actor, f"grant.{outcome}", grant.upn, grant.id, outcome="error", reason=reason,
                              error=str(exc))
             raise
-        ended = self.store.move_grant(
-            grant.id, end_state, ended_at=self.clock(),
-            end_reason=outcome,  # the free-text reason goes to the audit trail
-        )
+        ended = self._move(grant, end_state, actor=actor, action=f"grant.{outcome}", reason=reason,
+                           detail={"membership_removed": removed}, ended_at=self.clock(),
+                           end_reason=outcome)  # the free-text reason goes to the audit trail
         if ended is None:  # someone else ended it a moment ago
             return self._require(grant_id)
-        self.store.audit(actor, f"grant.{outcome}", grant.upn, grant.id, reason=reason,
-                         membership_removed=removed)
         return ended
 
     def release_open_grant(self, upn: str, *, actor: Actor, reason: str,
@@ -124,9 +112,10 @@ class GrantService:
             return grant
         check = self.directory.confirm_membership(self.bypass_group_dn, grant.user_dn, present=True,
                                                   timeout_seconds=0)
-        updated = self.store.record_check(grant.id, at=self.clock(), dc_confirmed=check.confirmed) or grant
-        if check.confirmed:
-            self.store.audit(actor, "grant.replicated", grant.upn, grant.id, **_check_detail(check))
+        with self.store.unit_of_work() as uow:
+            updated = uow.grants.record_check(grant.id, at=self.clock(), dc_confirmed=check.confirmed) or grant
+            if check.confirmed:
+                uow.audit.add(actor, "grant.replicated", grant.upn, grant.id, **_check_detail(check))
         return updated
 
     def abandon_stale(self, grant_id: int, *, actor: Actor, reason: str) -> GrantView:
@@ -146,9 +135,18 @@ class GrantService:
             self.store.audit(actor, "grant.undo", grant.upn, grant.id, outcome="error", error=str(exc))
             if raise_errors:
                 raise
-        failed = self.store.move_grant(grant.id, GrantState.FAILED, ended_at=self.clock(), end_reason=reason)
-        self.store.audit(actor, "grant.failed", grant.upn, grant.id, outcome="error", reason=reason)
+        failed = self._move(grant, GrantState.FAILED, actor=actor, action="grant.failed", outcome="error",
+                            reason=reason, ended_at=self.clock(), end_reason=reason)
         return failed or self._require(grant.id)
+
+    def _move(self, grant: GrantView, to: GrantState, *, actor: Actor, action: str, reason: str = "",
+              outcome: str = "ok", detail: dict[str, object] | None = None, **values: object) -> GrantView | None:
+        """Change the grant's state and audit it in ONE transaction; None (and no event) if it had moved on."""
+        with self.store.unit_of_work() as uow:
+            moved = uow.grants.move(grant.id, to, **values)
+            if moved is not None:
+                uow.audit.add(actor, action, grant.upn, grant.id, outcome, reason=reason, **(detail or {}))
+        return moved
 
     def _require(self, grant_id: int) -> GrantView:
         grant = self.store.get_grant(grant_id)

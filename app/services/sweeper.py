@@ -8,12 +8,11 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 from app.adapters.budget import DEFAULT_LIMITS
-from app.adapters.store import Store
 from app.domain.actors import WORKER
 from app.domain.directory import dn_key
 from app.domain.evidence import GraphError
 from app.domain.grants import GrantState, GrantView, release_for, utc_now
-from app.domain.ports import DIRECTORY, Directory, Graph, RequestBudget
+from app.domain.ports import DIRECTORY, Directory, Graph, RequestBudget, Store
 from app.services.grants import GrantService
 
 log = logging.getLogger(__name__)

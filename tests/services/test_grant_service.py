@@ -24,8 +24,8 @@ def members(directory, seed) -> set[str]:
 
 def open_for(svc, directory, upn=ADA, **kw):
     user = directory.find_user(upn)
-    return svc.open_grant(upn=upn, user_dn=user.dn, entra_user_id="e-" + upn, actor=Actor.student(upn), reason="stuck in loop",
-                          **kw)
+    return svc.open_grant(upn=upn, user_dn=user.dn, entra_user_id="e-" + upn, actor=Actor.student(upn),
+                          reason="stuck in loop", **kw)
 
 
 def actions(store, grant_id):

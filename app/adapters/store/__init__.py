@@ -1,0 +1,32 @@
+"""The database, by concern: one module per aggregate, one Store that offers them all, and units of work.
+
+- base.py          engine, transactions, schema base, Alembic upgrades (SQLite file or PostgreSQL)
+- grants.py        grants (one open grant per person, compare-and-set state changes)
+- audit.py         the audit trail (actor kind and id, target, reason; secrets redacted)
+- signin_flows.py  pending sign-in flows (single use)
+- leases.py        named expiring leases (one worker at a time)
+- budget.py        the Graph request budget's rows
+- unit_of_work.py  one transaction for a change and its audit event
+
+Each verb of the Store runs in a transaction of its own; `Store.unit_of_work()` joins several (a grant's
+state change and the audit event that records it). Nothing ORM leaves the package: callers get frozen
+snapshots (GrantView, AuditEvent, BudgetState). A new table belongs to one module here and migrates
+through app/migrations on SQLite and PostgreSQL alike.
+"""
+from __future__ import annotations
+
+from app.adapters.store.audit import REDACTED, AuditEvent, AuditLog, AuditStore, redact
+from app.adapters.store.base import MIGRATIONS_DIR, Base, Database, UTCDateTime
+from app.adapters.store.budget import BudgetState, BudgetStore
+from app.adapters.store.grants import Grants, GrantStore
+from app.adapters.store.leases import LeaseStore
+from app.adapters.store.signin_flows import SignInFlowStore
+from app.adapters.store.unit_of_work import UnitOfWork, UnitOfWorkStore
+
+
+class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, UnitOfWorkStore):
+    """The portal's database with the verbs of every store module (each module keeps its own tables)."""
+
+
+__all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "Base", "BudgetState", "Database", "Grants",
+           "Store", "UTCDateTime", "UnitOfWork", "redact"]

@@ -1,0 +1,131 @@
+"""The database itself: engine and transactions on SQLite or PostgreSQL, the schema's base and its migrations."""
+from __future__ import annotations
+
+import fcntl
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import DateTime, TypeDecorator, create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from app.domain.grants import utc_now
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+SQLITE_BUSY_SECONDS = 10.0
+
+
+class UTCDateTime(TypeDecorator):
+    """Store datetimes as naive UTC on every backend; hand back timezone-aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """The tables of every store module (one module per aggregate; Alembic migrates them all)."""
+
+
+def _sqlite_pragmas(busy_seconds: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN [IMMEDIATE] is ours (SQLAlchemy pysqlite recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Write transactions say BEGIN IMMEDIATE (see Database._tx); reads stay deferred and never block writers (WAL).
+    mode = conn.get_execution_options().get("sqlite_begin", "")
+    conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+class Database:
+    """Engine, sessions and schema upgrades; the store modules add their verbs to it."""
+
+    def __init__(self, url: str, *, clock: Callable[[], datetime] = utc_now, echo: bool = False,
+                 busy_timeout_seconds: float = SQLITE_BUSY_SECONDS):
+        self.url = url
+        self.clock = clock
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": busy_timeout_seconds, "check_same_thread": False}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout_seconds))
+            event.listen(self.engine, "begin", _sqlite_begin)
+            self._write_engine = self.engine.execution_options(sqlite_begin="IMMEDIATE")
+        else:
+            self._write_engine = self.engine
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_session = sessionmaker(self._write_engine, expire_on_commit=False)
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration (safe when several processes start at once)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self._sqlite_upgrade_lock(), self._write_engine.begin() as conn:
+            if not self.is_sqlite:
+                # Serialise concurrent upgrades of one PostgreSQL database (instances starting together).
+                conn.execute(text("SELECT pg_advisory_xact_lock(74207001)"))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def _sqlite_upgrade_lock(self) -> Iterator[None]:
+        """Serialise upgrades of one SQLite file across threads and processes, like the advisory lock on PostgreSQL."""
+        database = make_url(self.url).database
+        if not self.is_sqlite or not database or database == ":memory:":
+            yield
+            return
+        # Instances opening a fresh file together race to create it and switch it to WAL, and SQLite can answer
+        # "database is locked" without waiting in that race; a lock beside the file lets one go first.
+        with open(f"{database}.upgrade-lock", "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        """Run a trivial query: raises if the database does not answer."""
+        with self._tx() as s:
+            s.execute(text("SELECT 1"))
+
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[Session]:
+        # SQLite: a writer takes the write lock at BEGIN, so it waits (busy_timeout) instead of failing
+        # with "database is locked" when a read-then-write transaction meets another writer.
+        factory = self._write_session if write else self._session
+        with factory() as session, session.begin():
+            yield session

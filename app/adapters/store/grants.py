@@ -1,0 +1,207 @@
+"""Grants: the records that back bypass memberships (at most one open grant per person, kept by the database)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, Text, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app.adapters.store.base import Base, Database, UTCDateTime
+from app.domain.directory import dn_key
+from app.domain.grants import OPEN_STATES, GrantState, GrantView, sources
+from app.domain.upn import Upn
+
+_OPEN = tuple(s.value for s in GrantState if s in OPEN_STATES)
+_OPEN_SQL = "state IN ({})".format(", ".join(f"'{s}'" for s in _OPEN))
+_STATES_SQL = "state IN ({})".format(", ".join(f"'{s.value}'" for s in GrantState))
+
+
+class GrantRow(Base):
+    __tablename__ = "grants"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    upn: Mapped[str] = mapped_column(String(320), index=True)
+    user_dn: Mapped[str] = mapped_column(String(1024))
+    user_dn_key: Mapped[str] = mapped_column(String(1024), index=True)
+    entra_user_id: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    end_reason: Mapped[str] = mapped_column(Text, default="")
+    ttl_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dc_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    check_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        # At most one open grant per person, enforced by the database itself (both backends).
+        Index("uq_grants_open_upn", "upn", unique=True,
+              sqlite_where=text(_OPEN_SQL), postgresql_where=text(_OPEN_SQL)),
+        CheckConstraint(_STATES_SQL, name="ck_grants_state"),  # the states of GrantState, no other
+    )
+
+    def view(self) -> GrantView:
+        return GrantView(
+            id=self.id, upn=Upn(self.upn), user_dn=self.user_dn, entra_user_id=self.entra_user_id,
+            state=GrantState(self.state), actor=self.actor, reason=self.reason, created_at=self.created_at,
+            expires_at=self.expires_at, activated_at=self.activated_at, ended_at=self.ended_at,
+            end_reason=self.end_reason, ttl_seconds=self.ttl_seconds, dc_confirmed=self.dc_confirmed,
+            last_checked_at=self.last_checked_at, check_count=self.check_count,
+        )
+
+
+class Grants:
+    """The grant table inside one transaction (a unit of work's, or one verb's of the Store)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def create(self, *, upn: str, user_dn: str, entra_user_id: str, actor: str, reason: str,
+               created_at: datetime, expires_at: datetime, ttl_seconds: int | None = None) -> tuple[GrantView, bool]:
+        """Write a pending grant; return (the open grant, True) or (the existing open one, False)."""
+        upn = Upn(upn)
+        row = GrantRow(
+            upn=upn, user_dn=user_dn, user_dn_key=dn_key(user_dn), entra_user_id=entra_user_id or "",
+            state=GrantState.PENDING.value, actor=actor, reason=reason, created_at=created_at,
+            expires_at=expires_at, ttl_seconds=ttl_seconds, end_reason="", dc_confirmed=False, check_count=0,
+        )
+        try:
+            # A savepoint: a second open grant is refused by the unique index without ending the transaction.
+            with self.session.begin_nested():
+                self.session.add(row)
+            return row.view(), True
+        except IntegrityError:
+            existing = self.open_for(upn)
+            if existing is None:  # closed between our insert and this read: the caller may retry
+                raise
+            return existing, False
+
+    def get(self, grant_id: int) -> GrantView | None:
+        """Return one grant, or None."""
+        row = self.session.get(GrantRow, grant_id)
+        return row.view() if row else None
+
+    def open_for(self, upn: str) -> GrantView | None:
+        """Return the person's pending or active grant, if any."""
+        row = self.session.scalars(
+            select(GrantRow).where(GrantRow.upn == Upn(upn), GrantRow.state.in_(_OPEN))
+        ).first()
+        return row.view() if row else None
+
+    def history(self, upn: str, limit: int = 20) -> list[GrantView]:
+        """Return the person's grants, newest first."""
+        rows = self.session.scalars(
+            select(GrantRow).where(GrantRow.upn == Upn(upn)).order_by(GrantRow.id.desc()).limit(limit)
+        )
+        return [r.view() for r in rows]
+
+    def all_open(self) -> list[GrantView]:
+        """Return every pending or active grant, oldest first."""
+        rows = self.session.scalars(select(GrantRow).where(GrantRow.state.in_(_OPEN)).order_by(GrantRow.id))
+        return [r.view() for r in rows]
+
+    def dns_with_grants(self, dns: list[str]) -> dict[str, bool]:
+        """For each DN, tell whether any grant (open or not) was ever recorded: the portal added it."""
+        keys = {dn_key(dn): dn for dn in dns}
+        found: dict[str, bool] = {dn: False for dn in dns}
+        if keys:
+            query = select(GrantRow.user_dn_key).where(GrantRow.user_dn_key.in_(list(keys))).distinct()
+            for key in self.session.scalars(query):
+                found[keys[key]] = True
+        return found
+
+    def open_for_dn(self, dn: str) -> GrantView | None:
+        """Return the open grant backing a member DN, if any."""
+        row = self.session.scalars(
+            select(GrantRow).where(GrantRow.user_dn_key == dn_key(dn), GrantRow.state.in_(_OPEN))
+        ).first()
+        return row.view() if row else None
+
+    def move(self, grant_id: int, to: GrantState, **values: Any) -> GrantView | None:
+        """Change a grant's state if the lifecycle allows it from the stored state (compare-and-set); else None."""
+        allowed = [s.value for s in sources(to)]
+        result = self.session.execute(
+            update(GrantRow).where(GrantRow.id == grant_id, GrantRow.state.in_(allowed))
+            .values(state=to.value, **values)
+        )
+        if result.rowcount != 1:
+            return None
+        return self.get(grant_id)
+
+    def record_check(self, grant_id: int, *, at: datetime, dc_confirmed: bool | None = None) -> GrantView | None:
+        """Note that a grant was checked (methods or replication) at a time."""
+        values: dict[str, Any] = {"last_checked_at": at, "check_count": GrantRow.check_count + 1}
+        if dc_confirmed is not None:
+            values["dc_confirmed"] = dc_confirmed
+        self.session.execute(update(GrantRow).where(GrantRow.id == grant_id).values(**values))
+        return self.get(grant_id)
+
+    def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool:
+        """Claim the next methods check of an open grant (compare-and-set on last_checked_at, across instances)."""
+        same_as_seen = (GrantRow.last_checked_at.is_(None) if expected_last_checked_at is None
+                        else GrantRow.last_checked_at == expected_last_checked_at)
+        result = self.session.execute(
+            update(GrantRow).where(GrantRow.id == grant_id, GrantRow.state.in_(_OPEN), same_as_seen)
+            .values(last_checked_at=now, check_count=GrantRow.check_count + 1)
+        )
+        return result.rowcount == 1
+
+
+class GrantStore(Database):
+    """The Store's grant verbs: each runs in a transaction of its own (use a unit of work to join several)."""
+
+    def create_grant(self, **values: Any) -> tuple[GrantView, bool]:
+        """Write a pending grant; return (the open grant, True) or (the existing open one, False)."""
+        with self._tx(write=True) as s:
+            return Grants(s).create(**values)
+
+    def get_grant(self, grant_id: int) -> GrantView | None:
+        """Return one grant, or None."""
+        with self._tx() as s:
+            return Grants(s).get(grant_id)
+
+    def open_grant_for(self, upn: str) -> GrantView | None:
+        """Return the person's pending or active grant, if any."""
+        with self._tx() as s:
+            return Grants(s).open_for(upn)
+
+    def grants_for(self, upn: str, limit: int = 20) -> list[GrantView]:
+        """Return the person's grants, newest first."""
+        with self._tx() as s:
+            return Grants(s).history(upn, limit)
+
+    def open_grants(self) -> list[GrantView]:
+        """Return every pending or active grant, oldest first."""
+        with self._tx() as s:
+            return Grants(s).all_open()
+
+    def dns_with_grants(self, dns: list[str]) -> dict[str, bool]:
+        """For each DN, tell whether any grant (open or not) was ever recorded: the portal added it."""
+        with self._tx() as s:
+            return Grants(s).dns_with_grants(dns)
+
+    def open_grant_for_dn(self, dn: str) -> GrantView | None:
+        """Return the open grant backing a member DN, if any."""
+        with self._tx() as s:
+            return Grants(s).open_for_dn(dn)
+
+    def move_grant(self, grant_id: int, to: GrantState, **values: Any) -> GrantView | None:
+        """Change a grant's state if the lifecycle allows it (compare-and-set); else None."""
+        with self._tx(write=True) as s:
+            return Grants(s).move(grant_id, to, **values)
+
+    def record_check(self, grant_id: int, *, at: datetime, dc_confirmed: bool | None = None) -> GrantView | None:
+        """Note that a grant was checked (methods or replication) at a time."""
+        with self._tx(write=True) as s:
+            return Grants(s).record_check(grant_id, at=at, dc_confirmed=dc_confirmed)
+
+    def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool:
+        """Claim the next methods check of an open grant (compare-and-set on last_checked_at, across instances)."""
+        with self._tx(write=True) as s:
+            return Grants(s).claim_check(grant_id, expected_last_checked_at, now)
