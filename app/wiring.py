@@ -6,6 +6,7 @@ from typing import Any
 
 from app.config import Settings, SettingsError, env_name
 from app.domain.state import Policy
+from app.services.events import Events, subscribe_audit_feed
 from app.services.onboarding import OnboardingService
 
 
@@ -21,6 +22,7 @@ class Services:
     grants: Any
     onboarding: OnboardingService
     budget: Any
+    events: Events  # subscribe here (metrics, mail); the audit feed already listens
     outbox: Any = None  # the mail outbox (OutboxStore); queueing needs PROOFUP_SMTP_HOST, reading does not
 
     def close(self) -> None:
@@ -86,7 +88,7 @@ def build_identity(settings: Settings):
     return Identity.from_settings(settings)
 
 
-def build_grants(settings: Settings, store, directory, clock=None):
+def build_grants(settings: Settings, store, directory, clock=None, events: Events | None = None):
     """Return the grant lifecycle service."""
     from app.services.grants import GrantService
 
@@ -94,7 +96,7 @@ def build_grants(settings: Settings, store, directory, clock=None):
     extra = {"clock": clock} if clock is not None else {}
     return GrantService(store, directory, bypass_group_dn=settings.bypass_group_dn,
                         grant_minutes=settings.grant_minutes, use_ttl=settings.ldap_use_ttl,
-                        replication_wait_seconds=settings.replication_wait_seconds, **extra)
+                        replication_wait_seconds=settings.replication_wait_seconds, events=events, **extra)
 
 
 def build_outbox(settings: Settings, store):
@@ -130,7 +132,7 @@ def build_worker(services: Services):
     sweeper = Sweeper(services.store, services.directory, services.graph, services.grants, services.budget,
                       bypass_group_dn=settings.bypass_group_dn,
                       check_every_seconds=max(settings.check_interval_seconds, settings.confirm_interval_seconds),
-                      pass_every_seconds=settings.confirm_interval_seconds)
+                      pass_every_seconds=settings.confirm_interval_seconds, events=services.events)
     return sweeper, Lease(services.store, ttl_seconds=lease_ttl_for(settings.worker_interval_seconds))
 
 
@@ -142,11 +144,14 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
     budget = budget if budget is not None else build_budget(settings, store)
     graph = graph if graph is not None else build_graph(settings, budget)
     identity = identity if identity is not None else build_identity(settings)
-    grants = grants if grants is not None else build_grants(settings, store, directory, clock)
+    events = getattr(grants, "events", None) or Events()  # an injected grant service brings its own
+    subscribe_audit_feed(events, store)
+    grants = grants if grants is not None else build_grants(settings, store, directory, clock, events)
     onboarding = OnboardingService(
         directory=directory, graph=graph, store=store, grants=grants, policy=policy_from(settings),
         grant_minutes=settings.grant_minutes, check_interval_seconds=settings.check_interval_seconds,
         clock=clock,
     )
     return Services(settings=settings, directory=directory, graph=graph, identity=identity, store=store,
-                    grants=grants, onboarding=onboarding, budget=budget, outbox=build_outbox(settings, store))
+                    grants=grants, onboarding=onboarding, budget=budget, events=events,
+                    outbox=build_outbox(settings, store))

@@ -16,6 +16,7 @@ from app.domain.directory import DirectoryError, MembershipCheck
 from app.domain.grants import CloseOutcome, GrantNotFound, GrantState, GrantView, check_minutes, end_state_for, utc_now
 from app.domain.ports import Directory, Store
 from app.domain.upn import Upn
+from app.services.events import Events, GrantEvent
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ class GrantService:
 
     def __init__(self, store: Store, directory: Directory, *, bypass_group_dn: str, grant_minutes: int = 30,
                  use_ttl: bool = False, replication_wait_seconds: float = 20.0,
-                 clock: Callable[[], datetime] = utc_now):
+                 clock: Callable[[], datetime] = utc_now, events: Events | None = None):
         if not bypass_group_dn:
             raise ValueError("GrantService needs the bypass group's DN")
         self.store = store
@@ -35,6 +36,7 @@ class GrantService:
         self.use_ttl = use_ttl
         self.replication_wait_seconds = replication_wait_seconds
         self.clock = clock
+        self.events = events or Events()
 
     def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: Actor, reason: str,
                    minutes: int | None = None) -> GrantView:
@@ -59,6 +61,7 @@ class GrantService:
                               expires_at=expires_at.isoformat())
         if not created:
             return grant
+        self.events.emit(self.events.grant_opened, self, GrantEvent(grant, actor, reason))
         added = False
         try:
             # With AD's time-to-live, AD drops the link itself at the grant's end even if the portal is gone.
@@ -146,6 +149,8 @@ class GrantService:
             moved = uow.grants.move(grant.id, to, **values)
             if moved is not None:
                 uow.audit.add(actor, action, grant.upn, grant.id, outcome, reason=reason, **(detail or {}))
+        if moved is not None:  # committed: now the subscribers may hear of it
+            self.events.emit(self.events.grant_changed(to), self, GrantEvent(moved, actor, reason))
         return moved
 
     def _require(self, grant_id: int) -> GrantView:

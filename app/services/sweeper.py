@@ -13,6 +13,7 @@ from app.domain.directory import dn_key
 from app.domain.evidence import GraphError
 from app.domain.grants import GrantState, GrantView, release_for, utc_now
 from app.domain.ports import DIRECTORY, Directory, Graph, RequestBudget, Store
+from app.services.events import CycleEvent, Events
 from app.services.grants import GrantService
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ class CycleReport:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def counts(self) -> dict[str, int]:
+        """Return the report's numbers by name (for the cycle event)."""
+        numbers = {k: v for k, v in vars(self).items() if isinstance(v, int) and not isinstance(v, bool)}
+        return {**numbers, "foreign": len(self.foreign_members), "errors": len(self.errors)}
+
     def summary(self) -> str:
         """Return one log line."""
         return (f"expired={self.expired} recovered={self.recovered} replicated={self.replicated} "
@@ -62,7 +68,8 @@ class Sweeper:
     def __init__(self, store: Store, directory: Directory, graph: Graph | None, grants: GrantService,
                  budget: RequestBudget, *, bypass_group_dn: str, clock: Callable[[], datetime] = utc_now,
                  pending_grace_seconds: float = 60.0, check_every_seconds: float = 10.0,
-                 max_checks_per_cycle: int | None = None, pass_every_seconds: float | None = None):
+                 max_checks_per_cycle: int | None = None, pass_every_seconds: float | None = None,
+                 events: Events | None = None):
         self.store = store
         self.directory = directory
         self.graph = graph
@@ -78,6 +85,7 @@ class Sweeper:
         self.max_checks_per_cycle = max_checks_per_cycle or checks_per_cycle_for(
             min(check_every_seconds, pass_every_seconds or check_every_seconds))
         self._reported_foreign: frozenset[str] = frozenset()
+        self.events = events or grants.events  # one set of signals for the grants and the cycles
 
     def run_cycle(self) -> CycleReport:
         """Run every step once and say what happened."""
@@ -96,6 +104,7 @@ class Sweeper:
             self._reconcile(report)
         report.seconds = time.monotonic() - started
         log.info("worker cycle: %s", report.summary())
+        self.events.emit(self.events.worker_cycle_done, self, CycleEvent(report.counts(), report.seconds))
         return report
 
     def run_confirm_pass(self) -> CycleReport:

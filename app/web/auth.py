@@ -12,6 +12,7 @@ from flask_babel import lazy_gettext as _l
 
 from app import csrf
 from app.domain.actors import Actor
+from app.services.events import SignInEvent
 from app.web import services, signed_in_upn
 from app.web.errors import error_page
 
@@ -73,13 +74,15 @@ def callback():
         user = svc.identity.complete_sign_in(flow, request.form.to_dict())
     except SignInError as exc:
         log.warning("sign-in refused: %s", exc)
+        failed = SignInEvent(Actor.visitor(request.remote_addr or ""), code=exc.code)
+        svc.events.emit(svc.events.sign_in_failed, None, failed)
         return error_page(400, *SIGN_IN_FAILED)
     # A new session at sign-in: nothing from before (a kiosk's last visitor) survives.
     session.clear()
     session.permanent = True
     session["upn"] = user.upn
     session["name"] = user.display_name or user.upn
-    svc.store.audit(Actor.student(user.upn), "sign_in", upn=user.upn)
+    svc.events.emit(svc.events.sign_in_succeeded, None, SignInEvent(Actor.student(user.upn), upn=user.upn))
     return redirect(url_for("student.diagnosis"))
 
 

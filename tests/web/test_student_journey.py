@@ -8,6 +8,7 @@ import pytest
 from app.domain.directory import DirectoryUnavailable
 from app.domain.evidence import GraphThrottled, GraphUnavailable
 from tests.web.conftest import SEED, csrf_of, sign_in
+from tests.web.fakes import state_of
 
 HALF = "ada.lovelace@uni.test"
 
@@ -299,3 +300,20 @@ def test_two_simultaneous_unlock_clicks_make_one_grant(app, client, services, di
     assert answers == [302] * 4
     assert len(services.store.grants_for(HALF)) == 1
     assert directory.list_members(SEED.bypass_group_dn) == [directory.find_user(HALF).dn]
+
+
+def test_sign_in_events_reach_the_audit_feed_and_any_other_subscriber(client, services):
+    heard = []
+    services.events.sign_in_succeeded.connect(lambda _s, event: heard.append(("ok", event)), weak=False)
+    services.events.sign_in_failed.connect(lambda _s, event: heard.append(("failed", event)), weak=False)
+    sign_in(client, HALF)
+    with client.session_transaction() as s:
+        s.pop("upn")
+    state = state_of(client.get("/sign-in").headers["Location"])
+    assert client.post("/auth/callback", data={"state": state, "code": "forged"}).status_code == 400
+    assert [(kind, e.actor.kind.value, e.upn, e.code) for kind, e in heard] == [
+        ("ok", "student", HALF, ""), ("failed", "visitor", None, "invalid_token")]
+    signed_in = services.store.audit_events(HALF, action="sign_in")[0]
+    assert (signed_in.actor_kind, signed_in.actor) == ("student", HALF)
+    failed = services.store.audit_events(action="sign_in.failed")[0]
+    assert (failed.actor_kind, failed.outcome, failed.detail) == ("visitor", "refused", {"failure": "invalid_token"})
