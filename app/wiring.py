@@ -101,7 +101,7 @@ def build_grants(settings: Settings, store, directory, clock=None, events: Event
 
 def build_outbox(settings: Settings, store):
     """Return the outbox table's verbs (Message-IDs in the sender's domain)."""
-    from app.adapters.outbox_store import OutboxStore
+    from app.adapters.store import OutboxStore
 
     return OutboxStore(store, sender=settings.smtp_from)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from alembic import context
 
-import app.adapters.outbox_store  # noqa: F401 - its table joins Base.metadata
 from app.adapters.store import Base
 
 config = context.config

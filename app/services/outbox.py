@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Callable
 
 from app.adapters.mail_templates import MailTemplates, language_of
-from app.adapters.outbox_store import OutboxStore
+from app.adapters.store import OutboxStore
 from app.domain.directory import DirectoryError
 from app.domain.grants import utc_now
 from app.domain.mail import (

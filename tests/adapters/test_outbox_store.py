@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.adapters.outbox_store import OutboxStore
+from app.adapters.store import OutboxStore
 from app.domain.mail import MailState
 
 UPN = "ada.lovelace@uni.test"

@@ -13,8 +13,7 @@ import sys
 from app.adapters.directory_embedded import EmbeddedDirectory
 from app.adapters.mail_templates import MailTemplates
 from app.adapters.mailer import SmtpMailer
-from app.adapters.outbox_store import OutboxStore
-from app.adapters.store import Store
+from app.adapters.store import OutboxStore, Store
 from app.seed import load_seed
 from app.services.outbox import OutboxSender
 

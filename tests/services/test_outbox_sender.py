@@ -9,7 +9,7 @@ import pytest
 from app.adapters.directory_embedded import EmbeddedDirectory
 from app.adapters.mail_templates import MailTemplates
 from app.adapters.mailer import SmtpMailer
-from app.adapters.outbox_store import OutboxStore
+from app.adapters.store import OutboxStore
 from app.domain.mail import GIVE_UP_AFTER, MailState
 from app.services.outbox import OutboxSender
 

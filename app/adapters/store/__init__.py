@@ -6,6 +6,7 @@
 - signin_flows.py  pending sign-in flows (single use)
 - leases.py        named expiring leases (one worker at a time)
 - budget.py        the Graph request budget's rows
+- outbox.py        mail queued with what caused it, claimed by compare-and-set (OutboxStore)
 - unit_of_work.py  one transaction for a change and its audit event
 
 Each verb of the Store runs in a transaction of its own; `Store.unit_of_work()` joins several (a grant's
@@ -20,6 +21,7 @@ from app.adapters.store.base import MIGRATIONS_DIR, Base, Database, UTCDateTime
 from app.adapters.store.budget import BudgetState, BudgetStore
 from app.adapters.store.grants import Grants, GrantStore
 from app.adapters.store.leases import LeaseStore
+from app.adapters.store.outbox import OutboxStore
 from app.adapters.store.signin_flows import SignInFlowStore
 from app.adapters.store.unit_of_work import UnitOfWork, UnitOfWorkStore
 
@@ -29,4 +31,4 @@ class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, Un
 
 
 __all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "Base", "BudgetState", "Database", "Grants",
-           "Store", "UTCDateTime", "UnitOfWork", "redact"]
+           "OutboxStore", "Store", "UTCDateTime", "UnitOfWork", "redact"]

@@ -1,4 +1,4 @@
-"""Outbox: mail queued with what caused it, sent by the worker (app/adapters/outbox_store.py).
+"""Outbox: mail queued with what caused it, sent by the worker (app/adapters/store/outbox.py).
 
 Revision ID: 0002
 Revises: 0001

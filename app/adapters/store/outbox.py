@@ -14,7 +14,8 @@ from sqlalchemy import Index, Integer, String, Text, and_, func, or_, select, up
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from app.adapters.store import Base, Store, UTCDateTime, redact
+from app.adapters.store.audit import redact
+from app.adapters.store.base import Base, Database, UTCDateTime
 from app.domain.mail import PROBLEM_STATES, MailRecord, MailState, new_message_id
 from app.domain.upn import Upn
 
@@ -67,7 +68,7 @@ def _due(now: datetime):
 class OutboxStore:
     """The outbox rows, with the verbs the mail use cases and the sender need."""
 
-    def __init__(self, store: Store, *, sender: str = ""):
+    def __init__(self, store: Database, *, sender: str = ""):
         self.store = store
         self.sender = sender  # its domain names the Message-IDs
 
