@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.adapters.directory_embedded import EmbeddedDirectory  # noqa: E402
 from app.adapters.mail_templates import MailTemplates  # noqa: E402
 from app.adapters.mailer import SmtpMailer  # noqa: E402
-from app.adapters.outbox_store import OutboxStore  # noqa: E402
+from app.adapters.store import OutboxStore  # noqa: E402
 from app.adapters.store import Store  # noqa: E402
 from app.domain.mail import MailState, OutgoingMail, new_message_id  # noqa: E402
 from app.seed import load_seed  # noqa: E402

@@ -15,6 +15,7 @@ from typing import Callable
 
 from app.adapters.mail_templates import MailTemplates, language_of
 from app.adapters.store import OutboxStore
+from app.domain.actors import Actor, ActorKind
 from app.domain.directory import DirectoryError
 from app.domain.grants import utc_now
 from app.domain.mail import (
@@ -30,7 +31,7 @@ from app.domain.mail import (
 )
 
 log = logging.getLogger(__name__)
-MAILER = "mailer"  # the audit trail's actor for what the outbox does
+MAILER = Actor(ActorKind.WORKER, "mailer")  # the worker's mail pass, as the audit trail names it
 BATCH_SIZE = 50  # mails claimed at once (and sent over one connection)
 MAILS_PER_PASS = 200  # a pass stops here, so the worker's other work keeps its rhythm
 CLAIM_SECONDS = 600.0  # longer than a batch can take; a dead sender's mails wait this long at most
