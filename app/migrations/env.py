@@ -4,6 +4,7 @@ from __future__ import annotations
 from alembic import context
 
 import app.adapters.outbox_store  # noqa: F401 - its table joins Base.metadata
+import app.adapters.session_store  # noqa: F401 - so does the portal sessions'
 from app.adapters.store import Base
 
 config = context.config

@@ -11,7 +11,8 @@ from flask import Blueprint, current_app, flash, redirect, request, session, url
 from flask_babel import lazy_gettext as _l
 
 from app import csrf
-from app.web import services, signed_in_upn
+from app.domain.sessions import SessionKind
+from app.web import SESSION_COOKIE, clear_session_cookie, services, set_session_cookie, signed_in_upn
 from app.web.errors import error_page
 
 bp = Blueprint("auth", __name__)
@@ -73,18 +74,24 @@ def callback():
     except SignInError as exc:
         log.warning("sign-in refused: %s", exc)
         return error_page(400, *SIGN_IN_FAILED)
-    # A new session at sign-in: nothing from before (a kiosk's last visitor) survives.
+    # A new session at sign-in: nothing from before (a kiosk's last visitor) survives, and the browser's
+    # previous session token, if any, stops working (rotation).
     session.clear()
-    session.permanent = True
-    session["upn"] = user.upn
-    session["name"] = user.display_name or user.upn
+    token = svc.sessions.start(kind=SessionKind.STUDENT, upn=user.upn, display_name=user.display_name,
+                               client_address=request.remote_addr or "", replaces=request.cookies.get(SESSION_COOKIE))
     svc.store.audit(user.upn, "sign_in", upn=user.upn)
-    return redirect(url_for("student.diagnosis"))
+    response = redirect(url_for("student.diagnosis"))
+    set_session_cookie(response, token)
+    return response
 
 
 @bp.post("/sign-out")
 def sign_out():
-    """End the portal session and the authority's session."""
+    """End the portal session (revoked on the server: a copied cookie opens nothing) and the authority's session."""
+    svc = services()
+    svc.sessions.end(request.cookies.get(SESSION_COOKIE), actor=signed_in_upn() or "anonymous")
     session.clear()
     flash(SIGNED_OUT, "info")
-    return redirect(services().identity.logout_url(url_for("student.index", _external=True)))
+    response = redirect(svc.identity.logout_url(url_for("student.index", _external=True)))
+    clear_session_cookie(response)
+    return response

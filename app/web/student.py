@@ -9,7 +9,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.domain.state import State
 from app.services.onboarding import NoOpenGrant, UnlockRefused
-from app.web import login_required, services, signed_in_upn
+from app.web import current_session, login_required, services, signed_in_upn
 from app.web.text import EXPLANATIONS, METHOD_LABELS, PHASE_TEXTS, STATE_LABELS
 
 bp = Blueprint("student", __name__)
@@ -32,11 +32,20 @@ def mysignins_link() -> str:
     return settings.mysignins_url + separator + urlencode(params)
 
 
+def _portal_user():
+    """Return the signed-in person for the page header; None when even the session store cannot answer."""
+    try:
+        return current_session()
+    except Exception:  # an error page (the database is what failed) must still render
+        return None
+
+
 @bp.app_context_processor
 def page_globals() -> dict:
     """Give every template the labels, formatters and the page language."""
     return {
         "current_locale": str(get_locale() or "en"),
+        "portal_user": _portal_user(),
         "explanations": EXPLANATIONS,
         "state_labels": STATE_LABELS,
         "method_labels": METHOD_LABELS,

@@ -8,7 +8,9 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from app.adapters.store import REDACTED, Store
+from alembic.script import ScriptDirectory
+
+from app.adapters.store import MIGRATIONS_DIR, REDACTED, Store
 from app.domain.grants import GrantError, GrantState
 
 DN = "CN=Ada Lovelace,OU=Students,DC=uni,DC=test"
@@ -22,9 +24,11 @@ def make_grant(store, clock, upn="Ada.Lovelace@uni.test", dn=DN, minutes=30):
 def test_upgrade_creates_every_table_and_is_repeatable(store):
     store.upgrade()  # second run: nothing to do, no error
     tables = set(inspect(store.engine).get_table_names())
-    assert {"grants", "audit_events", "leases", "rate_budget", "sign_in_flows", "outbox", "alembic_version"} <= tables
+    assert {"grants", "audit_events", "leases", "rate_budget", "sign_in_flows", "outbox", "portal_sessions",
+            "alembic_version"} <= tables
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
 
 
 def test_sqlite_default_folder_is_created_and_wal_is_on(tmp_path):
@@ -200,6 +204,7 @@ def test_migrations_match_the_models(store):
     from alembic.runtime.migration import MigrationContext
 
     import app.adapters.outbox_store  # noqa: F401 - its table belongs to the schema too
+    import app.adapters.session_store  # noqa: F401 - and so does the portal sessions'
     from app.adapters.store import Base
 
     with store.engine.connect() as conn:
