@@ -46,6 +46,8 @@ def diagnosis_as_dict(d) -> dict:
         "state": d.state.value,
         "reason": d.reason.value,
         "can_unlock": d.can_unlock,
+        "unlocks_in_window": d.unlocks_in_window,
+        "unlock_cap_reached": d.capped,
         "mfa_required": d.mfa_required,
         "mfa_required_directly": d.mfa_required_directly,
         "in_bypass_group": d.in_bypass,
@@ -78,13 +80,19 @@ def cmd_diagnose(args, settings: Settings) -> int:
 
 
 def cmd_grant(args, settings: Settings) -> int:
+    from app.domain.state import UNLOCK_CAP
     from app.services.onboarding import UnlockRefused
 
     svc = _services(settings)
     try:
         _, grant = svc.onboarding.unlock(args.upn, signed_in_upn=args.upn, actor=_actor(), reason=args.reason,
-                                         minutes=args.minutes)
+                                         minutes=args.minutes, actor_kind="cli", override_cap=args.override_cap,
+                                         client="cli")
     except UnlockRefused as refused:
+        if refused.code == UNLOCK_CAP:
+            return _fail(f"not granted: {args.upn} has used {refused.diagnosis.unlocks_in_window} unlocks in the "
+                         f"last 7 days (the cap is {settings.max_unlocks}); add --override-cap if you have "
+                         "checked why", REFUSED)
         return _fail(f"not granted: {args.upn} is {refused.diagnosis.state.value} ({refused.code})", REFUSED)
     finally:
         svc.close()
@@ -99,7 +107,7 @@ def cmd_release(args, settings: Settings) -> int:
 
     svc = _services(settings)
     try:
-        svc.onboarding.cancel(args.upn, actor=_actor(), reason=args.reason)
+        svc.onboarding.cancel(args.upn, actor=_actor(), reason=args.reason, client="cli")
     except NoOpenGrant:
         return _fail(f"nothing to release: {args.upn} has no open grant", REFUSED)
     finally:
@@ -230,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("upn")
     grant.add_argument("--minutes", type=int, required=True)
     grant.add_argument("--reason", required=True)
+    grant.add_argument("--override-cap", action="store_true",
+                       help="unlock even if the student used every unlock of the last 7 days (audited)")
 
     release = sub.add_parser("release", help="end a student's open grant now")
     release.add_argument("upn")

@@ -42,6 +42,7 @@ def policy_from(settings: Settings) -> Policy:
         bypass_group_dn=settings.bypass_group_dn,
         privileged_group_dns=settings.privileged_group_dns,
         scope_base_dn=settings.scope_base_dn,
+        max_unlocks=settings.max_unlocks,
     )
 
 

@@ -27,6 +27,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
     or_,
     select,
     text,
@@ -311,6 +312,16 @@ class Store:
                 .order_by(GrantRow.id.desc()).limit(limit)
             )
             return [r.view() for r in rows]
+
+    def unlocks_since(self, upn: str, since: datetime) -> int:
+        """Count the person's grants opened since a time, except those that failed (the unlock never completed)."""
+        with self._tx() as s:
+            return s.scalar(
+                select(func.count()).select_from(GrantRow).where(
+                    GrantRow.upn == normalize_upn(upn), GrantRow.created_at >= since,
+                    GrantRow.state != GrantState.FAILED.value,
+                )
+            ) or 0
 
     def open_grants(self) -> list[GrantView]:
         """Return every pending or active grant, oldest first."""

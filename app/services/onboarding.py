@@ -10,7 +10,16 @@ from typing import Any, Callable, Protocol
 from app.adapters.directory_base import Directory, DirectoryUser
 from app.adapters.graph_base import Evidence, Graph, GraphError
 from app.domain.grants import utc_now
-from app.domain.state import Diagnosis, GrantFacts, Policy, State, classify, unlock_refusal
+from app.domain.state import (
+    UNLOCK_WINDOW,
+    Diagnosis,
+    GrantFacts,
+    Policy,
+    Reason,
+    State,
+    classify,
+    unlock_refusal,
+)
 
 # When Graph is asked about an open grant: not before FIRST_CHECK_INTERVALS intervals after the unlock
 # (nobody installs the app, signs in and scans a QR code faster), then with a gap that doubles with the
@@ -57,6 +66,9 @@ class GrantRecord(Protocol):
 class GrantStore(Protocol):
     def open_grant_for(self, upn: str) -> GrantRecord | None: ...
     def grants_for(self, upn: str) -> list[GrantRecord]: ...
+    def unlocks_since(self, upn: str, since: datetime) -> int: ...
+    def audit(self, actor: str, action: str, upn: str | None = None, grant_id: int | None = None,
+              outcome: str = "ok", **detail: Any) -> None: ...
     def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool: ...
 
 
@@ -158,29 +170,56 @@ class OnboardingService:
         open_record = next((g for g in history if g.state in ("pending", "active")), None)
         last_closed = next((g for g in history if g.state not in ("pending", "active")), None)
         directly = bool(user) and self.directory.is_member(self.policy.required_group_dn, user.dn)
+        # Counted in the database, so every instance applies the same cap.
+        used = self.store.unlocks_since(user.upn, self.clock() - UNLOCK_WINDOW) if user else 0
         return classify(upn, user, evidence, self.policy, open_grant=grant_facts(open_record),
-                        last_grant=grant_facts(last_closed), required_directly=directly)
+                        last_grant=grant_facts(last_closed), required_directly=directly, unlocks_in_window=used)
 
     # -- unlock -------------------------------------------------------------------------------
 
     def unlock(self, upn: str, *, signed_in_upn: str, actor: str | None = None,
-               reason: str = SELF_SERVICE_REASON, minutes: int | None = None) -> tuple[Diagnosis, GrantRecord]:
-        """Open a grant when the policy allows it; a second click returns the grant already open."""
+               reason: str = SELF_SERVICE_REASON, minutes: int | None = None, actor_kind: str = "student",
+               override_cap: bool = False, client: str = "") -> tuple[Diagnosis, GrantRecord]:
+        """Open a grant when the policy allows it; a second click returns the grant already open.
+
+        A refusal is audited (a privileged account's try as a warning) before UnlockRefused is raised.
+        """
+        actor = actor or signed_in_upn
         with self._lock_for(upn):
             diagnosis = self.diagnose(upn, reuse_recent=True)
             if diagnosis.state == State.UNLOCKED and diagnosis.upn.lower() == signed_in_upn.lower():
                 existing = self.store.open_grant_for(diagnosis.upn)
                 if existing is not None:
                     return diagnosis, existing
-            refusal = unlock_refusal(diagnosis, signed_in_upn=signed_in_upn)
+            refusal = unlock_refusal(diagnosis, signed_in_upn=signed_in_upn, actor_kind=actor_kind,
+                                     override_cap=override_cap)
             if refusal:
+                self._audit_refusal(diagnosis, refusal, actor=actor, actor_kind=actor_kind, client=client)
                 raise UnlockRefused(refusal, diagnosis)
             assert diagnosis.user is not None
             record = self.grants.open_grant(
                 upn=diagnosis.user.upn, user_dn=diagnosis.user.dn, entra_user_id=diagnosis.entra_user_id,
-                actor=actor or signed_in_upn, reason=reason, minutes=minutes or self.grant_minutes,
+                actor=actor, reason=reason, minutes=minutes or self.grant_minutes,
             )
+            self._audit_cap(diagnosis, record, actor=actor, actor_kind=actor_kind, reason=reason, client=client)
             return diagnosis, record
+
+    def _audit_refusal(self, diagnosis: Diagnosis, refusal: str, *, actor: str, actor_kind: str, client: str) -> None:
+        # A privileged account trying to unlock is worth a look: a stolen admin password, or a confused admin.
+        severity = "warning" if diagnosis.reason == Reason.PRIVILEGED else "info"
+        self.store.audit(actor, "unlock.refused", diagnosis.upn, outcome="refused", severity=severity,
+                         refusal=refusal, state=diagnosis.state.value, actor_kind=actor_kind, client=client,
+                         unlocks_in_window=diagnosis.unlocks_in_window, max_unlocks=self.policy.max_unlocks)
+
+    def _audit_cap(self, diagnosis: Diagnosis, record: GrantRecord, *, actor: str, actor_kind: str, reason: str,
+                   client: str) -> None:
+        if diagnosis.capped:  # only staff asking to may get here: say so in the trail
+            self.store.audit(actor, "unlock.cap_override", diagnosis.upn, record.id, severity="warning",
+                             actor_kind=actor_kind, reason=reason, client=client,
+                             unlocks_in_window=diagnosis.unlocks_in_window, max_unlocks=self.policy.max_unlocks)
+        elif self.policy.cap_reached(diagnosis.unlocks_in_window + 1):
+            self.store.audit(actor, "unlock.cap_reached", diagnosis.upn, record.id, client=client,
+                             unlocks_in_window=diagnosis.unlocks_in_window + 1, max_unlocks=self.policy.max_unlocks)
 
     # -- status / confirm ---------------------------------------------------------------------
 
@@ -244,11 +283,13 @@ class OnboardingService:
 
     # -- cancel -------------------------------------------------------------------------------
 
-    def cancel(self, upn: str, *, actor: str, reason: str = "cancelled by the student") -> None:
+    def cancel(self, upn: str, *, actor: str, reason: str = "cancelled by the student", client: str = "") -> None:
         """Close the student's open grant as cancelled (removes the bypass membership)."""
         with self._lock_for(upn):
             record = self.store.open_grant_for(upn)
             if record is None:
+                self.store.audit(actor, "cancel.refused", upn, outcome="refused", refusal="no_open_grant",
+                                 client=client)
                 raise NoOpenGrant(upn)
             self.grants.close_grant(record.id, outcome="cancelled", actor=actor, reason=reason)
 

@@ -9,7 +9,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.domain.state import State
 from app.services.onboarding import NoOpenGrant, UnlockRefused
-from app.web import current_session, login_required, services, signed_in_upn
+from app.web import client_address, current_session, login_required, services, signed_in_upn
 from app.web.text import EXPLANATIONS, METHOD_LABELS, PHASE_TEXTS, STATE_LABELS
 
 bp = Blueprint("student", __name__)
@@ -17,6 +17,7 @@ bp = Blueprint("student", __name__)
 REFUSALS = {
     "not_yourself": _l("You can only unlock your own account."),
     "already_unlocked": _l("Your account is already unlocked."),
+    "unlock_cap": _l("You have used every unlock this week. Please see the IT service desk in person."),
 }
 NOTHING_TO_CANCEL = _l("There was nothing to cancel: your unlock had already ended. Here is where you stand now.")
 CANCELLED = _l("Cancelled. Your account is fully protected again; you can unlock it again at any time.")
@@ -51,6 +52,7 @@ def page_globals() -> dict:
         "method_labels": METHOD_LABELS,
         "phase_texts": {k: str(v) for k, v in PHASE_TEXTS.items()},
         "grant_minutes": services().settings.grant_minutes,
+        "max_unlocks": services().settings.max_unlocks,
         "format_date": format_date,
         "format_time": format_time,
         "format_datetime": format_datetime,
@@ -79,7 +81,7 @@ def unlock():
     """Open a grant for the signed-in student (a second click lands on the same grant)."""
     upn = signed_in_upn()
     try:
-        services().onboarding.unlock(upn, signed_in_upn=upn)
+        services().onboarding.unlock(upn, signed_in_upn=upn, client=client_address())
     except UnlockRefused as refused:
         flash(REFUSALS.get(refused.code, _l("Your account cannot be unlocked here: see below why.")), "error")
         return redirect(url_for("student.diagnosis"))
@@ -117,7 +119,7 @@ def cancel():
     """Close the student's open grant as cancelled."""
     upn = signed_in_upn()
     try:
-        services().onboarding.cancel(upn, actor=upn)
+        services().onboarding.cancel(upn, actor=upn, client=client_address())
     except NoOpenGrant:
         flash(NOTHING_TO_CANCEL, "info")
     else:

@@ -120,3 +120,36 @@ def test_unlock_policy(user, ev, last_grant, signed_in, refusal):
 def test_an_open_grant_is_not_unlocked_twice():
     found = classify(UPN, student(REQUIRED), evidence(), POLICY, open_grant=grant("active"))
     assert unlock_refusal(found, signed_in_upn=UPN) == "already_unlocked"
+
+
+def test_the_cap_refuses_a_stuck_student_who_used_every_unlock_of_the_window():
+    under = classify(UPN, student(REQUIRED), evidence(), POLICY, unlocks_in_window=POLICY.max_unlocks - 1)
+    at_cap = classify(UPN, student(REQUIRED), evidence(), POLICY, unlocks_in_window=POLICY.max_unlocks)
+    assert under.can_unlock and unlock_refusal(under, signed_in_upn=UPN) is None
+    assert at_cap.state is State.STUCK and at_cap.capped and not at_cap.can_unlock
+    assert unlock_refusal(at_cap, signed_in_upn=UPN) == "unlock_cap"
+
+
+def test_the_cap_applies_after_an_expired_unlock_too_and_never_hides_a_safety_reason():
+    expired = classify(UPN, student(REQUIRED), evidence(), POLICY, last_grant=grant("expired"), unlocks_in_window=3)
+    assert unlock_refusal(expired, signed_in_upn=UPN) == "unlock_cap"
+    privileged = classify(UPN, student(REQUIRED, admin_count=1), evidence(), POLICY, unlocks_in_window=3)
+    assert unlock_refusal(privileged, signed_in_upn=UPN, actor_kind="staff", override_cap=True) == "privileged"
+
+
+@pytest.mark.parametrize(("actor_kind", "override", "refusal"), [
+    ("student", True, "unlock_cap"),  # a student cannot ask to pass the cap
+    ("staff", False, "unlock_cap"),  # staff must ask explicitly (with a reason)
+    ("staff", True, None),
+    ("cli", True, None),
+    ("worker", True, "unlock_cap"),
+])
+def test_only_staff_asking_explicitly_may_pass_the_cap(actor_kind, override, refusal):
+    found = classify(UPN, student(REQUIRED), evidence(), POLICY, unlocks_in_window=5)
+    assert unlock_refusal(found, signed_in_upn=UPN, actor_kind=actor_kind, override_cap=override) == refusal
+
+
+def test_the_cap_is_a_setting_of_the_policy():
+    assert POLICY.max_unlocks == 3
+    strict = Policy(required_group_dn=REQUIRED, bypass_group_dn=BYPASS, max_unlocks=1)
+    assert classify(UPN, student(REQUIRED), evidence(), strict, unlocks_in_window=1).capped
