@@ -1,6 +1,9 @@
 """Blueprints by audience, and what every view shares: the services and the signed-in student."""
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from functools import wraps
 
 from flask import current_app, g, redirect, request, url_for
@@ -10,11 +13,20 @@ from app.domain.sessions import SessionKind, SessionRecord
 # The browser's only handle on its portal session: a random token, HttpOnly, gone when the browser closes.
 SESSION_COOKIE = "proofup_sid"
 STUDENT_KINDS = (SessionKind.STUDENT, SessionKind.KIOSK)
+# Refusals are audited, but a script posting junk must not fill the database: per process, at most this
+# many refusal rows a minute from one client address; the rest are counted in the log instead.
+REFUSALS_PER_MINUTE = 30
+log = logging.getLogger(__name__)
 
 
 def services():
     """Return the Services the app was built with."""
     return current_app.extensions["proofup"]
+
+
+def client_address() -> str:
+    """Return the client's address (ProxyFix has already taken it from X-Forwarded-For when proxies are trusted)."""
+    return request.remote_addr or "unknown"
 
 
 def current_session() -> SessionRecord | None:
@@ -50,3 +62,41 @@ def set_session_cookie(response, token: str) -> None:
 def clear_session_cookie(response) -> None:
     """Remove the session token from the browser."""
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="Lax", secure=request.is_secure, path="/")
+
+
+class RefusalThrottle:
+    """Count refusals per client address and minute (per process; memory is dropped every minute)."""
+
+    def __init__(self, per_minute: int = REFUSALS_PER_MINUTE):
+        self.per_minute = per_minute
+        self._minute = 0
+        self._counts: dict[str, int] = {}
+        self._guard = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        """Tell whether one more refusal from this address may be written this minute."""
+        minute = int(time.monotonic() // 60)
+        with self._guard:
+            if minute != self._minute:
+                self._minute, self._counts = minute, {}
+            self._counts[client] = count = self._counts.get(client, 0) + 1
+        return count <= self.per_minute
+
+
+def audit_refusal(action: str, refusal: str, *, upn: str | None = None, severity: str = "info", **detail) -> None:
+    """Write a refused request to the audit trail: who (the signed-in person, else anonymous), why, from where.
+
+    Never raises: the refusal page must be shown even when the trail cannot be written.
+    """
+    client = client_address()
+    throttle = current_app.extensions.setdefault("proofup_refusal_throttle", RefusalThrottle())
+    if not throttle.allow(client):
+        log.warning("refusal not audited (too many from %s this minute): %s %s", client, action, refusal)
+        return
+    try:
+        actor = signed_in_upn() or "anonymous"
+        services().store.audit(actor, action, upn or signed_in_upn(), outcome="refused", refusal=refusal,
+                               severity=severity, client=client, method=request.method,
+                               path=request.path[:200], **detail)
+    except Exception:  # the database may be what failed; the log keeps the trace
+        log.exception("could not audit a refusal: %s %s", action, refusal)

@@ -12,7 +12,15 @@ from flask_babel import lazy_gettext as _l
 
 from app import csrf
 from app.domain.sessions import SessionKind
-from app.web import SESSION_COOKIE, clear_session_cookie, services, set_session_cookie, signed_in_upn
+from app.web import (
+    SESSION_COOKIE,
+    audit_refusal,
+    clear_session_cookie,
+    client_address,
+    services,
+    set_session_cookie,
+    signed_in_upn,
+)
 from app.web.errors import error_page
 
 bp = Blueprint("auth", __name__)
@@ -68,17 +76,19 @@ def callback():
     blob = svc.store.take_sign_in_flow(request.form.get("state", ""))
     flow = open_flow(blob) if blob else None
     if flow is None:
+        audit_refusal("sign_in.refused", "unknown_or_used_state")
         return error_page(400, *SIGN_IN_EXPIRED)
     try:
         user = svc.identity.complete_sign_in(flow, request.form.to_dict())
     except SignInError as exc:
         log.warning("sign-in refused: %s", exc)
+        audit_refusal("sign_in.refused", exc.code)
         return error_page(400, *SIGN_IN_FAILED)
     # A new session at sign-in: nothing from before (a kiosk's last visitor) survives, and the browser's
     # previous session token, if any, stops working (rotation).
     session.clear()
     token = svc.sessions.start(kind=SessionKind.STUDENT, upn=user.upn, display_name=user.display_name,
-                               client_address=request.remote_addr or "", replaces=request.cookies.get(SESSION_COOKIE))
+                               client_address=client_address(), replaces=request.cookies.get(SESSION_COOKIE))
     svc.store.audit(user.upn, "sign_in", upn=user.upn)
     response = redirect(url_for("student.diagnosis"))
     set_session_cookie(response, token)
