@@ -59,6 +59,8 @@ def diagnosis_as_dict(d) -> dict:
         "state": d.state.value,
         "reason": d.reason.value,
         "can_unlock": d.can_unlock,
+        "unlocks_in_window": d.unlocks_in_window,
+        "unlock_cap_reached": d.capped,
         "mfa_required": d.mfa_required,
         "mfa_required_directly": d.mfa_required_directly,
         "in_bypass_group": d.in_bypass,
@@ -91,13 +93,19 @@ def cmd_diagnose(args, settings: Settings) -> int:
 
 
 def cmd_grant(args, settings: Settings) -> int:
+    from app.domain.state import UNLOCK_CAP
     from app.services.onboarding import UnlockRefused
 
     actor = _actor(args.reason)  # a missing reason stops here, before anything is contacted
     svc = _services(settings)
     try:
-        _, grant = svc.onboarding.unlock(args.upn, actor=actor, minutes=args.minutes)
+        _, grant = svc.onboarding.unlock(args.upn, actor=actor, minutes=args.minutes,
+                                         override_cap=args.override_cap, client="cli")
     except UnlockRefused as refused:
+        if refused.code == UNLOCK_CAP:
+            return _fail(f"not granted: {args.upn} has used {refused.diagnosis.unlocks_in_window} unlocks in the "
+                         f"last 7 days (the cap is {settings.max_unlocks}); add --override-cap if you have "
+                         "checked why", REFUSED)
         return _fail(f"not granted: {args.upn} is {refused.diagnosis.state.value} ({refused.code})", REFUSED)
     finally:
         svc.close()
@@ -113,7 +121,7 @@ def cmd_release(args, settings: Settings) -> int:
     actor = _actor(args.reason)
     svc = _services(settings)
     try:
-        svc.onboarding.cancel(args.upn, actor=actor)
+        svc.onboarding.cancel(args.upn, actor=actor, client="cli")
     except NoOpenGrant:
         return _fail(f"nothing to release: {args.upn} has no open grant", REFUSED)
     finally:
@@ -245,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("upn", type=_upn)
     grant.add_argument("--minutes", type=int, required=True)
     grant.add_argument("--reason", required=True, help="why, e.g. a ticket number (required)")
+    grant.add_argument("--override-cap", action="store_true",
+                       help="unlock even if the student used every unlock of the last 7 days (audited)")
 
     release = sub.add_parser("release", help="end a student's open grant now (recorded as cancelled by you)")
     release.add_argument("upn", type=_upn)

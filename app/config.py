@@ -47,7 +47,9 @@ class Settings:
     mysignins_url: str = "https://mysignins.microsoft.com/security-info"
     ldap_use_ttl: bool = False
     replication_wait_seconds: float = 20.0
-    session_minutes: int = 20
+    session_minutes: int = 20  # idle limit: a session nobody used for this long ends
+    session_max_minutes: int = 60  # absolute limit: a student session ends this long after sign-in, however active
+    max_unlocks: int = 3  # unlocks (of any remedy) per student in a rolling 7 days; then the service desk decides
     check_interval_seconds: float = 5.0
     worker_interval_seconds: float = 30.0
     confirm_interval_seconds: float = 5.0  # the worker's bulk method checks between full cycles
@@ -97,6 +99,7 @@ class Settings:
 
 
 RATE_LIMIT_FIELDS = ("rate_limit_sign_in", "rate_limit_unlock", "rate_limit_status", "rate_limit_diagnosis")
+MAX_SESSION_MINUTES = 24 * 60  # a portal session never outlives a working day
 REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
 SECRET_FIELDS = frozenset({"secret_key", "client_secret", "graph_client_secret", "ldap_password", "redis_url",
                            "smtp_password"})
@@ -185,6 +188,13 @@ def validate(settings: Settings) -> None:
             raise SettingsError(f"{env_name('ldap_url')} entries must be ldap:// or ldaps:// URLs, not {url!r}")
     if not 5 <= settings.grant_minutes <= 240:
         raise SettingsError(f"{env_name('grant_minutes')} must be between 5 and 240 minutes")
+    if not 1 <= settings.session_minutes <= MAX_SESSION_MINUTES:
+        raise SettingsError(f"{env_name('session_minutes')} must be between 1 and {MAX_SESSION_MINUTES} minutes")
+    if not settings.session_minutes <= settings.session_max_minutes <= MAX_SESSION_MINUTES:
+        raise SettingsError(f"{env_name('session_max_minutes')} must be between {env_name('session_minutes')} "
+                            f"({settings.session_minutes}) and {MAX_SESSION_MINUTES} minutes")
+    if not 1 <= settings.max_unlocks <= 100:
+        raise SettingsError(f"{env_name('max_unlocks')} must be between 1 and 100")
     for name in ("worker_interval_seconds", "confirm_interval_seconds"):
         if not getattr(settings, name) > 0:
             raise SettingsError(f"{env_name(name)} must be a positive number of seconds")

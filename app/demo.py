@@ -63,7 +63,7 @@ class DemoStack:
     def __init__(self, state_dir: str | Path, *, seed: Seed | None = None, directory=None,
                  host: str = "127.0.0.1", port: int = 0, simulator_port: int = 0,
                  method_delay_seconds: float = DEMO_METHOD_DELAY_SECONDS, worker: bool = True,
-                 entra_sign_in: bool = False, **setting_overrides):
+                 entra_sign_in: bool = False, mail: bool = True, **setting_overrides):
         self.state_dir = Path(state_dir)
         self.seed = seed or load_seed()
         self.host = host
@@ -79,6 +79,11 @@ class DemoStack:
             directory = EmbeddedDirectory(self.seed)
         self.directory = directory
         self.simulator = None
+        self.mailbox = None
+        if mail:
+            from app.demo_mailbox import DemoMailbox
+
+            self.mailbox = DemoMailbox(self.state_dir / "mailbox")
         self.settings: Settings | None = None
         self.services: Services | None = None
         self._portal = None
@@ -171,6 +176,8 @@ class DemoStack:
             check_interval_seconds=DEMO_CHECK_INTERVAL_SECONDS,
             worker_interval_seconds=DEMO_WORKER_INTERVAL_SECONDS,
         )
+        if self.mailbox is not None:  # the students' security notices land in the demo's own mailbox
+            values.update(self.mailbox.start().settings(sender=f"proofup@{self.seed.tenant_domain}"))
         values.update(self.setting_overrides)
         self.settings = load_settings({}, **values)
         self.services = build_services(self.settings, directory=self.directory)
@@ -202,6 +209,8 @@ class DemoStack:
             self._portal.shutdown()
         if self.simulator is not None:
             self.simulator.shutdown()
+        if self.mailbox is not None:
+            self.mailbox.stop()
         for thread in self._threads:
             thread.join(timeout=5)
         if self.services is not None:
@@ -222,6 +231,8 @@ class DemoStack:
             f"  simulated AD FS, Entra, Graph and My Sign-Ins at {self.simulator.base_url} "
             "(the browser may warn about its throw-away certificate: accept it for this demo)",
             f"  state (database, certificates) in {self.state_dir.resolve()}",
+            *([f"  mail to students (security notices) is kept in {self.mailbox.folder.resolve()} "
+               "as .eml files: open one in any mail program or text editor"] if self.mailbox else []),
             "",
             "Demo sign-ins" + (f" (password for all: {passwords.pop()})" if len(passwords) == 1 else "") + ":",
         ]

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from app.config import Settings, SettingsError, env_name
+from app.domain.sessions import Lifetime, SessionKind, SessionPolicy
 from app.domain.state import Policy
 from app.services.events import Events, subscribe_audit_feed
 from app.services.onboarding import OnboardingService
+from app.services.sessions import SessionService
 
 
 @dataclass
@@ -22,6 +25,7 @@ class Services:
     grants: Any
     onboarding: OnboardingService
     budget: Any
+    sessions: SessionService
     events: Events  # subscribe here (metrics, mail); the audit feed already listens
     outbox: Any = None  # the mail outbox (OutboxStore); queueing needs PROOFUP_SMTP_HOST, reading does not
 
@@ -40,7 +44,23 @@ def policy_from(settings: Settings) -> Policy:
         bypass_group_dn=settings.bypass_group_dn,
         privileged_group_dns=settings.privileged_group_dns,
         scope_base_dn=settings.scope_base_dn,
+        max_unlocks=settings.max_unlocks,
     )
+
+
+def session_policy_from(settings: Settings) -> SessionPolicy:
+    """Return the lifetimes of the session kinds this portal offers (staff and kiosk add theirs here)."""
+    return SessionPolicy({
+        SessionKind.STUDENT: Lifetime(idle=timedelta(minutes=settings.session_minutes),
+                                      absolute=timedelta(minutes=settings.session_max_minutes)),
+    })
+
+
+def build_sessions(settings: Settings, store, clock=None) -> SessionService:
+    """Return the portal's session service over the store."""
+    from app.adapters.store import SessionStore
+
+    return SessionService(SessionStore(store), store, session_policy_from(settings), clock=clock)
 
 
 def _require(settings: Settings, *names: str, what: str) -> None:
@@ -154,4 +174,4 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
     )
     return Services(settings=settings, directory=directory, graph=graph, identity=identity, store=store,
                     grants=grants, onboarding=onboarding, budget=budget, events=events,
-                    outbox=build_outbox(settings, store))
+                    sessions=build_sessions(settings, store, clock), outbox=build_outbox(settings, store))

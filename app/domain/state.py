@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 
 from app.domain.actors import Actor, ActorKind
@@ -41,6 +41,12 @@ class Reason(str, Enum):
     GRANT_EXPIRED = "grant_expired"
 
 
+# Unlocks are counted over a rolling window; every remedy counts (the bypass group now, a Temporary
+# Access Pass later), whoever opened it, except one that failed (the unlock never completed).
+UNLOCK_WINDOW = timedelta(days=7)
+UNLOCK_CAP = "unlock_cap"  # the refusal code when the cap is reached
+
+
 @dataclass(frozen=True)
 class GrantFacts:
     """The parts of a grant record that classification needs (from the store, any backend)."""
@@ -66,6 +72,11 @@ class Policy:
     bypass_group_dn: str
     privileged_group_dns: tuple[str, ...] = ()
     scope_base_dn: str = ""
+    max_unlocks: int = 3  # per student in UNLOCK_WINDOW (PROOFUP_MAX_UNLOCKS)
+
+    def cap_reached(self, unlocks_in_window: int) -> bool:
+        """Tell whether a student has used every unlock the window allows (the one rule for the cap)."""
+        return unlocks_in_window >= self.max_unlocks
 
     def in_scope(self, user: DirectoryUser) -> bool:
         """Tell whether the user's DN lies under the configured scope (everyone when none is set)."""
@@ -100,11 +111,18 @@ class Diagnosis:
     mfa_required_directly: bool = False
     in_bypass: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)  # evidence parts that could not be read
+    unlocks_in_window: int = 0  # remedies opened for this student in the last UNLOCK_WINDOW
+    capped: bool = False  # the policy's cap is reached: only the service desk may unlock now
+
+    @property
+    def eligible(self) -> bool:
+        """Tell whether the student's state is one an unlock is for (stuck, or an unlock that ran out)."""
+        return self.state in (State.STUCK, State.EXPIRED)
 
     @property
     def can_unlock(self) -> bool:
-        """Tell whether the eligibility policy allows opening a grant now."""
-        return self.state in (State.STUCK, State.EXPIRED)
+        """Tell whether the student may unlock themself now (eligible and under the cap)."""
+        return self.eligible and not self.capped
 
     @property
     def entra_user_id(self) -> str:
@@ -119,6 +137,7 @@ def classify(
     open_grant: GrantFacts | None = None,
     last_grant: GrantFacts | None = None,
     required_directly: bool = False,
+    unlocks_in_window: int = 0,
 ) -> Diagnosis:
     """Put a student in exactly one state; the order encodes the policy (safety checks first)."""
     upn = Upn(upn)
@@ -132,6 +151,8 @@ def classify(
         mfa_required_directly=required_directly,
         in_bypass=policy.in_bypass(user),
         notes=tuple(sorted(evidence.errors)) if evidence else (),
+        unlocks_in_window=unlocks_in_window,
+        capped=policy.cap_reached(unlocks_in_window),
     )
     entra = evidence.user if evidence else None
 
@@ -175,13 +196,18 @@ def acting_refusal(actor: Actor, target: Upn) -> str | None:
     return "not_allowed"
 
 
-def unlock_refusal(diagnosis: Diagnosis, actor: Actor) -> str | None:
-    """Return why an unlock must be refused (a short code), or None when the policy allows it."""
+def unlock_refusal(diagnosis: Diagnosis, actor: Actor, *, override_cap: bool = False) -> str | None:
+    """Return why an unlock must be refused (a short code), or None when the policy allows it.
+
+    Only staff (or an admin at the CLI) may pass the cap, and only by asking to (`override_cap`, with a reason).
+    """
     refusal = acting_refusal(actor, diagnosis.upn)
     if refusal:
         return refusal
     if diagnosis.state == State.UNLOCKED:
         return "already_unlocked"
-    if not diagnosis.can_unlock:
+    if not diagnosis.eligible:
         return diagnosis.reason.value
+    if diagnosis.capped and not (override_cap and actor.acts_for_others):
+        return UNLOCK_CAP
     return None

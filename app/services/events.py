@@ -4,7 +4,7 @@ A use case knows only the signal it sends, never who listens. Events go out AFTE
 committed, so a subscriber never sees a change that was rolled back. Audit events that must commit
 with the change itself (a grant's state) are written in the unit of work, not here: a subscriber
 runs after the commit, so an audit written by one could be lost in a crash. What subscribes here
-is what may follow the fact: the sign-in audit lines, and later metrics and mail (through an outbox).
+is what may follow the fact: the sign-in audit line, and later metrics and mail (through the outbox).
 """
 from __future__ import annotations
 
@@ -82,14 +82,13 @@ class Events:
 
 
 def subscribe_audit_feed(events: Events, store: Any) -> None:
-    """Write the audit lines that follow a fact rather than commit with it: sign-ins that worked or failed."""
+    """Write the audit lines that follow a fact rather than commit with it: a sign-in that worked.
+
+    A refused sign-in is audited where it is refused (web.audit_refusal, throttled per client address).
+    """
 
     def signed_in(_sender: Any, event: SignInEvent) -> None:
         store.audit(event.actor, "sign_in", upn=event.upn)
 
-    def sign_in_failed(_sender: Any, event: SignInEvent) -> None:
-        store.audit(event.actor, "sign_in.failed", upn=event.upn, outcome="refused", failure=event.code)
-
-    # Strong references: these closures live as long as the portal's Events, not as long as this call.
+    # A strong reference: this closure lives as long as the portal's Events, not as long as this call.
     events.sign_in_succeeded.connect(signed_in, weak=False)
-    events.sign_in_failed.connect(sign_in_failed, weak=False)

@@ -12,7 +12,17 @@ from app.domain.directory import DirectoryUser
 from app.domain.evidence import Evidence, GraphError
 from app.domain.grants import GrantState, release_for, utc_now
 from app.domain.ports import Directory, Graph
-from app.domain.state import Diagnosis, GrantFacts, Policy, State, acting_refusal, classify, unlock_refusal
+from app.domain.state import (
+    UNLOCK_WINDOW,
+    Diagnosis,
+    GrantFacts,
+    Policy,
+    Reason,
+    State,
+    acting_refusal,
+    classify,
+    unlock_refusal,
+)
 from app.domain.upn import Upn
 
 # When Graph is asked about an open grant: not before FIRST_CHECK_INTERVALS intervals after the unlock
@@ -68,6 +78,9 @@ class GrantRecord(Protocol):
 class GrantStore(Protocol):
     def open_grant_for(self, upn: Upn) -> GrantRecord | None: ...
     def grants_for(self, upn: Upn) -> list[GrantRecord]: ...
+    def unlocks_since(self, upn: Upn, since: datetime) -> int: ...
+    def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
+              outcome: str = "ok", *, reason: str = "", **detail: Any) -> None: ...
     def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool: ...
 
 
@@ -169,21 +182,28 @@ class OnboardingService:
         open_grant = next((g for g in history if g.open), None)
         last_closed = next((g for g in history if not g.open), None)
         directly = bool(user) and self.directory.is_member(self.policy.required_group_dn, user.dn)
+        # Counted in the database, so every instance applies the same cap.
+        used = self.store.unlocks_since(user.upn, self.clock() - UNLOCK_WINDOW) if user else 0
         return classify(upn, user, evidence, self.policy, open_grant=open_grant, last_grant=last_closed,
-                        required_directly=directly)
+                        required_directly=directly, unlocks_in_window=used)
 
     # -- unlock -------------------------------------------------------------------------------
 
-    def unlock(self, upn: Upn, *, actor: Actor, minutes: int | None = None) -> tuple[Diagnosis, GrantRecord]:
-        """Open a grant when the policy allows this actor to; a second click returns the grant already open."""
+    def unlock(self, upn: Upn, *, actor: Actor, minutes: int | None = None, override_cap: bool = False,
+               client: str = "") -> tuple[Diagnosis, GrantRecord]:
+        """Open a grant when the policy allows this actor to; a second click returns the grant already open.
+
+        A refusal is audited (a privileged account's try as a warning) before UnlockRefused is raised.
+        """
         with self._lock_for(upn):
             diagnosis = self.diagnose(upn, reuse_recent=True)
             if diagnosis.state == State.UNLOCKED and not acting_refusal(actor, diagnosis.upn):
                 existing = self.store.open_grant_for(diagnosis.upn)
                 if existing is not None:
                     return diagnosis, existing
-            refusal = unlock_refusal(diagnosis, actor)
+            refusal = unlock_refusal(diagnosis, actor, override_cap=override_cap)
             if refusal:
+                self._audit_refusal(diagnosis, refusal, actor=actor, client=client)
                 raise UnlockRefused(refusal, diagnosis)
             assert diagnosis.user is not None
             record = self.grants.open_grant(
@@ -191,7 +211,24 @@ class OnboardingService:
                 actor=actor, reason=actor.reason or SELF_SERVICE_REASON,
                 minutes=self.grant_minutes if minutes is None else minutes,
             )
+            self._audit_cap(diagnosis, record, actor=actor, client=client)
             return diagnosis, record
+
+    def _audit_refusal(self, diagnosis: Diagnosis, refusal: str, *, actor: Actor, client: str) -> None:
+        # A privileged account trying to unlock is worth a look: a stolen admin password, or a confused admin.
+        severity = "warning" if diagnosis.reason == Reason.PRIVILEGED else "info"
+        self.store.audit(actor, "unlock.refused", diagnosis.upn, outcome="refused", severity=severity,
+                         refusal=refusal, state=diagnosis.state.value, client=client,
+                         unlocks_in_window=diagnosis.unlocks_in_window, max_unlocks=self.policy.max_unlocks)
+
+    def _audit_cap(self, diagnosis: Diagnosis, record: GrantRecord, *, actor: Actor, client: str) -> None:
+        if diagnosis.capped:  # only staff asking to may get here: say so in the trail
+            self.store.audit(actor, "unlock.cap_override", diagnosis.upn, record.id, severity="warning",
+                             client=client, unlocks_in_window=diagnosis.unlocks_in_window,
+                             max_unlocks=self.policy.max_unlocks)
+        elif self.policy.cap_reached(diagnosis.unlocks_in_window + 1):
+            self.store.audit(actor, "unlock.cap_reached", diagnosis.upn, record.id, client=client,
+                             unlocks_in_window=diagnosis.unlocks_in_window + 1, max_unlocks=self.policy.max_unlocks)
 
     # -- status / confirm ---------------------------------------------------------------------
 
@@ -231,7 +268,8 @@ class OnboardingService:
         if release is None:
             return waiting
         # The student's own page found the method: the release is theirs (the reason says why).
-        self.grants.close_grant(record.id, outcome="released", actor=Actor.student(record.upn), reason=release.reason)
+        self.grants.close_grant(record.id, outcome="released", actor=Actor.student(record.upn),
+                                reason=release.reason)
         return GrantStatus("done", method=release.method)
 
     def _next_check_due(self, record: GrantRecord, check_now: bool) -> datetime:
@@ -253,15 +291,18 @@ class OnboardingService:
 
     # -- cancel -------------------------------------------------------------------------------
 
-    def cancel(self, upn: Upn, *, actor: Actor) -> None:
+    def cancel(self, upn: Upn, *, actor: Actor, client: str = "") -> None:
         """Close the student's open grant as cancelled (removes the bypass membership), if this actor may."""
         upn = Upn(upn)
         refusal = acting_refusal(actor, upn)
         if refusal:
+            self.store.audit(actor, "cancel.refused", upn, outcome="refused", refusal=refusal, client=client)
             raise NotAllowed(refusal)
         with self._lock_for(upn):
             record = self.store.open_grant_for(upn)
             if record is None:
+                self.store.audit(actor, "cancel.refused", upn, outcome="refused", refusal="no_open_grant",
+                                 client=client)
                 raise NoOpenGrant(upn)
             self.grants.close_grant(record.id, outcome="cancelled", actor=actor,
                                     reason=actor.reason or SELF_CANCEL_REASON)

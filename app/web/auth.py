@@ -12,8 +12,18 @@ from flask_babel import lazy_gettext as _l
 
 from app import csrf
 from app.domain.actors import Actor
+from app.domain.sessions import SessionKind
 from app.services.events import SignInEvent
-from app.web import services, signed_in_upn
+from app.web import (
+    SESSION_COOKIE,
+    audit_refusal,
+    clear_session_cookie,
+    client_address,
+    request_actor,
+    services,
+    set_session_cookie,
+    signed_in_upn,
+)
 from app.web.errors import error_page
 
 bp = Blueprint("auth", __name__)
@@ -69,26 +79,33 @@ def callback():
     blob = svc.store.take_sign_in_flow(request.form.get("state", ""))
     flow = open_flow(blob) if blob else None
     if flow is None:
+        audit_refusal("sign_in.refused", "unknown_or_used_state")
         return error_page(400, *SIGN_IN_EXPIRED)
     try:
         user = svc.identity.complete_sign_in(flow, request.form.to_dict())
     except SignInError as exc:
         log.warning("sign-in refused: %s", exc)
-        failed = SignInEvent(Actor.visitor(request.remote_addr or ""), code=exc.code)
-        svc.events.emit(svc.events.sign_in_failed, None, failed)
+        audit_refusal("sign_in.refused", exc.code)
+        svc.events.emit(svc.events.sign_in_failed, None, SignInEvent(request_actor(), code=exc.code))
         return error_page(400, *SIGN_IN_FAILED)
-    # A new session at sign-in: nothing from before (a kiosk's last visitor) survives.
+    # A new session at sign-in: nothing from before (a kiosk's last visitor) survives, and the browser's
+    # previous session token, if any, stops working (rotation).
     session.clear()
-    session.permanent = True
-    session["upn"] = user.upn
-    session["name"] = user.display_name or user.upn
+    token = svc.sessions.start(kind=SessionKind.STUDENT, upn=user.upn, display_name=user.display_name,
+                               client_address=client_address(), replaces=request.cookies.get(SESSION_COOKIE))
     svc.events.emit(svc.events.sign_in_succeeded, None, SignInEvent(Actor.student(user.upn), upn=user.upn))
-    return redirect(url_for("student.diagnosis"))
+    response = redirect(url_for("student.diagnosis"))
+    set_session_cookie(response, token)
+    return response
 
 
 @bp.post("/sign-out")
 def sign_out():
-    """End the portal session and the authority's session."""
+    """End the portal session (revoked on the server: a copied cookie opens nothing) and the authority's session."""
+    svc = services()
+    svc.sessions.end(request.cookies.get(SESSION_COOKIE), actor=request_actor())
     session.clear()
     flash(SIGNED_OUT, "info")
-    return redirect(services().identity.logout_url(url_for("student.index", _external=True)))
+    response = redirect(svc.identity.logout_url(url_for("student.index", _external=True)))
+    clear_session_cookie(response)
+    return response

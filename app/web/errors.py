@@ -46,6 +46,9 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_failed(error):
+        from app.web import audit_refusal
+
+        audit_refusal("csrf.refused", "csrf", why=str(error.description)[:120])  # Flask-WTF's own fixed words
         return error_page(400, *CSRF_PAGE)
 
     @app.errorhandler(HTTPException)

@@ -12,16 +12,11 @@ from flask_babel import lazy_gettext as _l
 from flask_limiter import Limiter, RateLimitExceeded
 
 from app.config import Settings
-from app.web import signed_in_upn
+from app.web import client_address, signed_in_upn
 from app.web.errors import error_page
 
 TOO_MANY = _l("Please slow down")
 STATUS_ENDPOINTS = ("student.status", "student.check_now")  # they answer the guide page's poller in JSON
-
-
-def client_address() -> str:
-    """Return the client's address (ProxyFix has already taken it from X-Forwarded-For when proxies are trusted)."""
-    return request.remote_addr or "unknown"
 
 
 def student_or_address() -> str:

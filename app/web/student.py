@@ -9,7 +9,7 @@ from flask_babel import lazy_gettext as _l
 
 from app.domain.state import State
 from app.services.onboarding import NoOpenGrant, UnlockRefused
-from app.web import login_required, services, signed_in_actor, signed_in_upn
+from app.web import client_address, current_session, login_required, services, signed_in_actor, signed_in_upn
 from app.web.text import EXPLANATIONS, METHOD_LABELS, PHASE_TEXTS, STATE_LABELS
 
 bp = Blueprint("student", __name__)
@@ -17,6 +17,7 @@ bp = Blueprint("student", __name__)
 REFUSALS = {
     "not_yourself": _l("You can only unlock your own account."),
     "already_unlocked": _l("Your account is already unlocked."),
+    "unlock_cap": _l("You have used every unlock this week. Please see the IT service desk in person."),
 }
 NOTHING_TO_CANCEL = _l("There was nothing to cancel: your unlock had already ended. Here is where you stand now.")
 CANCELLED = _l("Cancelled. Your account is fully protected again; you can unlock it again at any time.")
@@ -32,16 +33,26 @@ def mysignins_link() -> str:
     return settings.mysignins_url + separator + urlencode(params)
 
 
+def _portal_user():
+    """Return the signed-in person for the page header; None when even the session store cannot answer."""
+    try:
+        return current_session()
+    except Exception:  # an error page (the database is what failed) must still render
+        return None
+
+
 @bp.app_context_processor
 def page_globals() -> dict:
     """Give every template the labels, formatters and the page language."""
     return {
         "current_locale": str(get_locale() or "en"),
+        "portal_user": _portal_user(),
         "explanations": EXPLANATIONS,
         "state_labels": STATE_LABELS,
         "method_labels": METHOD_LABELS,
         "phase_texts": {k: str(v) for k, v in PHASE_TEXTS.items()},
         "grant_minutes": services().settings.grant_minutes,
+        "max_unlocks": services().settings.max_unlocks,
         "format_date": format_date,
         "format_time": format_time,
         "format_datetime": format_datetime,
@@ -70,7 +81,7 @@ def unlock():
     """Open a grant for the signed-in student (a second click lands on the same grant)."""
     upn = signed_in_upn()
     try:
-        services().onboarding.unlock(upn, actor=signed_in_actor())
+        services().onboarding.unlock(upn, actor=signed_in_actor(), client=client_address())
     except UnlockRefused as refused:
         flash(REFUSALS.get(refused.code, _l("Your account cannot be unlocked here: see below why.")), "error")
         return redirect(url_for("student.diagnosis"))
@@ -108,7 +119,7 @@ def cancel():
     """Close the student's open grant as cancelled."""
     upn = signed_in_upn()
     try:
-        services().onboarding.cancel(upn, actor=signed_in_actor())
+        services().onboarding.cancel(upn, actor=signed_in_actor(), client=client_address())
     except NoOpenGrant:
         flash(NOTHING_TO_CANCEL, "info")
     else:

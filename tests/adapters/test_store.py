@@ -8,6 +8,8 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
+from alembic.script import ScriptDirectory
+
 from app.adapters.store import MIGRATIONS_DIR, REDACTED, Store
 from app.domain.actors import WORKER, Actor
 from app.domain.grants import GrantState
@@ -24,18 +26,11 @@ def make_grant(store, clock, upn="Ada.Lovelace@uni.test", dn=DN, minutes=30):
 def test_upgrade_creates_every_table_and_is_repeatable(store):
     store.upgrade()  # second run: nothing to do, no error
     tables = set(inspect(store.engine).get_table_names())
-    assert {"grants", "audit_events", "leases", "rate_budget", "sign_in_flows", "outbox", "alembic_version"} <= tables
+    assert {"grants", "audit_events", "leases", "rate_budget", "sign_in_flows", "outbox", "portal_sessions",
+            "alembic_version"} <= tables
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
-
-
-def head_revision() -> str:
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
 
 
 def upgrade_to(store: Store, revision: str) -> None:
@@ -53,7 +48,7 @@ def upgrade_to(store: Store, revision: str) -> None:
 def test_a_cancel_stored_as_released_becomes_cancelled(database_url, clock):
     old = Store(database_url, clock=clock)
     try:
-        upgrade_to(old, "0002")
+        upgrade_to(old, "0003")
         with old.engine.begin() as conn:
             for upn, end_reason in (("ada@uni.test", "cancelled"), ("bob@uni.test", "released")):
                 conn.execute(text(
@@ -197,7 +192,7 @@ def test_audit_takes_only_an_actor_and_keeps_a_refused_upn_out_of_the_key(store)
 def test_migration_gives_old_audit_rows_an_actor_kind(database_url, clock):
     old = Store(database_url, clock=clock)
     try:
-        upgrade_to(old, "0003")
+        upgrade_to(old, "0004")
         with old.engine.begin() as conn:
             for actor in ("worker", "cli:root", "ada@uni.test", "portal"):
                 conn.execute(text("INSERT INTO audit_events (at, actor, action, outcome, detail) VALUES "

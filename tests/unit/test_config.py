@@ -26,6 +26,7 @@ def test_minimal_settings_load_with_documented_defaults():
     assert settings.grant_minutes == 30
     assert (settings.worker_interval_seconds, settings.confirm_interval_seconds) == (30.0, 5.0)
     assert settings.mysignins_url == "https://mysignins.microsoft.com/security-info"
+    assert (settings.session_minutes, settings.session_max_minutes, settings.max_unlocks) == (20, 60, 3)
 
 
 def test_entra_authority_is_not_adfs():
@@ -59,6 +60,12 @@ def test_a_missing_required_setting_is_named(name):
         ("PROOFUP_CONFIRM_INTERVAL_SECONDS", "0"),
         ("PROOFUP_CONFIRM_INTERVAL_SECONDS", "often"),
         ("PROOFUP_WORKER_INTERVAL_SECONDS", "-30"),
+        ("PROOFUP_SESSION_MINUTES", "0"),
+        ("PROOFUP_SESSION_MAX_MINUTES", "10"),  # shorter than the idle limit (20)
+        ("PROOFUP_SESSION_MAX_MINUTES", "2000"),
+        ("PROOFUP_SESSION_MAX_MINUTES", "an hour"),
+        ("PROOFUP_MAX_UNLOCKS", "0"),
+        ("PROOFUP_MAX_UNLOCKS", "three"),
     ],
 )
 def test_a_malformed_setting_is_named(name, value):

@@ -159,3 +159,36 @@ def test_an_actor_names_itself_in_the_audit_trail():
     assert str(ADMIN) == "cli:root" and ADMIN.kind.value == "cli"
     assert str(Actor.student(" Ada.Lovelace@UNI.test")) == UPN
     assert Actor.student(UPN).is_self("ADA.LOVELACE@uni.test") and not ADMIN.is_self(UPN)
+
+
+def test_the_cap_refuses_a_stuck_student_who_used_every_unlock_of_the_window():
+    under = classify(UPN, student(REQUIRED), evidence(), POLICY, unlocks_in_window=POLICY.max_unlocks - 1)
+    at_cap = classify(UPN, student(REQUIRED), evidence(), POLICY, unlocks_in_window=POLICY.max_unlocks)
+    assert under.can_unlock and unlock_refusal(under, Actor.student(UPN)) is None
+    assert at_cap.state is State.STUCK and at_cap.capped and not at_cap.can_unlock
+    assert unlock_refusal(at_cap, Actor.student(UPN)) == "unlock_cap"
+
+
+def test_the_cap_applies_after_an_expired_unlock_too_and_never_hides_a_safety_reason():
+    expired = classify(UPN, student(REQUIRED), evidence(), POLICY, last_grant=grant("expired"), unlocks_in_window=3)
+    assert unlock_refusal(expired, Actor.student(UPN)) == "unlock_cap"
+    privileged = classify(UPN, student(REQUIRED, admin_count=1), evidence(), POLICY, unlocks_in_window=3)
+    assert unlock_refusal(privileged, HELPDESK, override_cap=True) == "privileged"
+
+
+@pytest.mark.parametrize(("actor", "override", "refusal"), [
+    (Actor.student(UPN), True, "unlock_cap"),  # a student cannot ask to pass the cap
+    (HELPDESK, False, "unlock_cap"),  # staff must ask explicitly (with a reason)
+    (HELPDESK, True, None),
+    (ADMIN, True, None),
+    (WORKER, True, "not_allowed"),  # the worker never unlocks at all
+], ids=["student", "staff-not-asking", "staff", "cli", "worker"])
+def test_only_staff_asking_explicitly_may_pass_the_cap(actor, override, refusal):
+    found = classify(UPN, student(REQUIRED), evidence(), POLICY, unlocks_in_window=5)
+    assert unlock_refusal(found, actor, override_cap=override) == refusal
+
+
+def test_the_cap_is_a_setting_of_the_policy():
+    assert POLICY.max_unlocks == 3
+    strict = Policy(required_group_dn=REQUIRED, bypass_group_dn=BYPASS, max_unlocks=1)
+    assert classify(UPN, student(REQUIRED), evidence(), strict, unlocks_in_window=1).capped

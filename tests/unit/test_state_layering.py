@@ -10,8 +10,8 @@ APP = Path(__file__).resolve().parents[2] / "app"
 ADAPTER_LIBRARIES = {"msal", "msgraph", "msgraph_core", "kiota_abstractions", "ldap3", "sqlalchemy", "requests",
                      "httpx", "jwt", "alembic"}
 # What a domain module may import: the standard library's pure parts and the domain itself.
-DOMAIN_ALLOWED = {"__future__", "contextlib", "dataclasses", "datetime", "enum", "typing", "re", "uuid",
-                  "app.domain"}
+DOMAIN_ALLOWED = {"__future__", "contextlib", "dataclasses", "datetime", "enum", "typing", "re", "uuid", "hashlib",
+                  "secrets", "app.domain"}
 
 
 def imported_modules(path: Path) -> set[str]:

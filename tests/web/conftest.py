@@ -9,6 +9,7 @@ from app.adapters.directory_embedded import EmbeddedDirectory
 from app.adapters.store import Store
 from app.config import load_settings
 from app.seed import load_seed
+from app.web import SESSION_COOKIE
 from app.wiring import build_grants, build_services
 from tests.web.fakes import FakeGraph, FakeIdentity, ManualClock, state_of
 
@@ -85,9 +86,24 @@ def csrf_of(response) -> str:
 
 def sign_in(client, upn: str):
     """Go through both legs of the sign-in as the authority would; return the page signed in to."""
-    with client.session_transaction() as s:
-        s.pop("upn", None)  # /sign-in sends a signed-in visitor straight to the diagnosis
+    client.delete_cookie(SESSION_COOKIE)  # /sign-in sends a signed-in visitor straight to the diagnosis
     start = client.get("/sign-in")
     assert start.status_code == 302
     state = state_of(start.headers["Location"])
     return client.post("/auth/callback", data={"state": state, "code": f"ok:{upn}"}, follow_redirects=True)
+
+
+def session_token(client) -> str | None:
+    """Return the session token the browser holds, or None."""
+    cookie = client.get_cookie(SESSION_COOKIE)
+    return cookie.value if cookie else None
+
+
+def copy_of(app, client):
+    """Return a second browser holding a copy of every cookie the first one has (a stolen cookie jar)."""
+    other = app.test_client()
+    for name in (SESSION_COOKIE, "proofup_session"):
+        cookie = client.get_cookie(name)
+        if cookie is not None:
+            other.set_cookie(name, cookie.value)
+    return other

@@ -7,6 +7,7 @@
 - leases.py        named expiring leases (one worker at a time)
 - budget.py        the Graph request budget's rows
 - outbox.py        mail queued with what caused it, claimed by compare-and-set (OutboxStore)
+- sessions.py      portal sessions behind a random token (SessionStore)
 - unit_of_work.py  one transaction for a change and its audit event
 
 Each verb of the Store runs in a transaction of its own; `Store.unit_of_work()` joins several (a grant's
@@ -22,6 +23,7 @@ from app.adapters.store.budget import BudgetState, BudgetStore
 from app.adapters.store.grants import Grants, GrantStore
 from app.adapters.store.leases import LeaseStore
 from app.adapters.store.outbox import OutboxStore
+from app.adapters.store.sessions import SessionStore
 from app.adapters.store.signin_flows import SignInFlowStore
 from app.adapters.store.unit_of_work import UnitOfWork, UnitOfWorkStore
 
@@ -31,4 +33,4 @@ class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, Un
 
 
 __all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "Base", "BudgetState", "Database", "Grants",
-           "OutboxStore", "Store", "UTCDateTime", "UnitOfWork", "redact"]
+           "OutboxStore", "SessionStore", "Store", "UTCDateTime", "UnitOfWork", "redact"]

@@ -23,7 +23,7 @@ class AuditRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    actor_kind: Mapped[str] = mapped_column(String(16), default="", server_default="")  # ActorKind; "" before 0004
+    actor_kind: Mapped[str] = mapped_column(String(16), default="", server_default="")  # ActorKind; "" before 0005
     actor: Mapped[str] = mapped_column(String(320))  # the actor's id
     action: Mapped[str] = mapped_column(String(64), index=True)
     upn: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)  # the target student

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, Text, select, text, update
+from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, Text, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -101,6 +101,14 @@ class Grants:
         )
         return [r.view() for r in rows]
 
+    def unlocks_since(self, upn: str, since: datetime) -> int:
+        """Count the person's grants opened since a time, except those that failed (the unlock never completed)."""
+        return self.session.scalar(
+            select(func.count()).select_from(GrantRow).where(
+                GrantRow.upn == Upn(upn), GrantRow.created_at >= since, GrantRow.state != GrantState.FAILED.value,
+            )
+        ) or 0
+
     def all_open(self) -> list[GrantView]:
         """Return every pending or active grant, oldest first."""
         rows = self.session.scalars(select(GrantRow).where(GrantRow.state.in_(_OPEN)).order_by(GrantRow.id))
@@ -175,6 +183,11 @@ class GrantStore(Database):
         """Return the person's grants, newest first."""
         with self._tx() as s:
             return Grants(s).history(upn, limit)
+
+    def unlocks_since(self, upn: str, since: datetime) -> int:
+        """Count the person's grants opened since a time, except those that failed (the unlock never completed)."""
+        with self._tx() as s:
+            return Grants(s).unlocks_since(upn, since)
 
     def open_grants(self) -> list[GrantView]:
         """Return every pending or active grant, oldest first."""

@@ -1,0 +1,94 @@
+"""Portal sessions in the database: one row per session, keyed by the hash of the browser's token."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, String, Text, delete, select, update
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.adapters.store.base import Base, Database, UTCDateTime
+from app.domain.sessions import SessionKind, SessionRecord
+from app.domain.upn import Upn
+
+
+class SessionRow(Base):
+    __tablename__ = "portal_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    upn: Mapped[str] = mapped_column(String(320), index=True)
+    display_name: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_by: Mapped[str] = mapped_column(String(320), default="")
+    revoke_reason: Mapped[str] = mapped_column(Text, default="")
+    mfa: Mapped[bool] = mapped_column(Boolean, default=False)
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+
+    def record(self) -> SessionRecord:
+        return SessionRecord(
+            token_hash=self.token_hash, kind=SessionKind(self.kind), upn=Upn(self.upn), display_name=self.display_name,
+            created_at=self.created_at, last_seen_at=self.last_seen_at, expires_at=self.expires_at,
+            revoked_at=self.revoked_at, mfa=self.mfa, client_address=self.client_address,
+        )
+
+
+class SessionStore:
+    """Create, read (one primary-key lookup), touch and revoke portal sessions."""
+
+    def __init__(self, store: Database):
+        self.store = store
+
+    def create_session(self, record: SessionRecord) -> None:
+        """Write a new session, dropping sessions past their absolute end (nothing can revive those)."""
+        with self.store._tx(write=True) as s:
+            s.execute(delete(SessionRow).where(SessionRow.expires_at < record.created_at))
+            s.add(SessionRow(
+                token_hash=record.token_hash, kind=record.kind.value, upn=Upn(record.upn),
+                display_name=record.display_name[:256], created_at=record.created_at,
+                last_seen_at=record.last_seen_at, expires_at=record.expires_at, revoked_at=None, revoked_by="",
+                revoke_reason="", mfa=record.mfa, client_address=record.client_address[:64],
+            ))
+
+    def get_session(self, token_hash: str) -> SessionRecord | None:
+        """Return the session stored under a token hash, or None."""
+        with self.store._tx() as s:
+            row = s.get(SessionRow, token_hash)
+            return row.record() if row else None
+
+    def touch_session(self, token_hash: str, at: datetime) -> None:
+        """Move a live session's last-seen forward (never backward, never on a revoked one)."""
+        with self.store._tx(write=True) as s:
+            s.execute(update(SessionRow).where(
+                SessionRow.token_hash == token_hash, SessionRow.revoked_at.is_(None), SessionRow.last_seen_at < at,
+            ).values(last_seen_at=at))
+
+    def revoke_session(self, token_hash: str, *, at: datetime, by: str, reason: str) -> SessionRecord | None:
+        """End one session; return it if this call ended it (None if unknown or already revoked)."""
+        with self.store._tx(write=True) as s:
+            ended = s.execute(update(SessionRow).where(
+                SessionRow.token_hash == token_hash, SessionRow.revoked_at.is_(None),
+            ).values(revoked_at=at, revoked_by=by, revoke_reason=reason)).rowcount == 1
+            row = s.get(SessionRow, token_hash) if ended else None
+            return row.record() if row else None
+
+    def revoke_sessions_for(self, upn: str, *, at: datetime, by: str, reason: str,
+                            kinds: tuple[SessionKind, ...] | None = None) -> int:
+        """End every live session of a person (optionally of some kinds); return how many were ended."""
+        query = update(SessionRow).where(
+            SessionRow.upn == Upn(upn), SessionRow.revoked_at.is_(None), SessionRow.expires_at > at,
+        )
+        if kinds:
+            query = query.where(SessionRow.kind.in_([k.value for k in kinds]))
+        with self.store._tx(write=True) as s:
+            return s.execute(query.values(revoked_at=at, revoked_by=by, revoke_reason=reason)).rowcount
+
+    def live_sessions_for(self, upn: str, now: datetime) -> list[SessionRecord]:
+        """Return a person's unrevoked sessions not yet past their absolute end, newest first."""
+        with self.store._tx() as s:
+            rows = s.scalars(select(SessionRow).where(
+                SessionRow.upn == Upn(upn), SessionRow.revoked_at.is_(None), SessionRow.expires_at > now,
+            ).order_by(SessionRow.created_at.desc()))
+            return [r.record() for r in rows]
