@@ -206,6 +206,16 @@ def cmd_simulator(argv: Sequence[str]) -> int:
     return simulator_main(list(argv)) or OK
 
 
+def _grant_minutes(text: str) -> int:
+    """Read --minutes with the grant-length rule; argparse shows the rule's message and exits 2."""
+    from app.domain.grants import GrantError, minutes_from_text
+
+    try:
+        return minutes_from_text(text)
+    except GrantError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="proofup", description="ProofUp Portal: self-service escape from the "
                                      "AD FS MFA registration loop.")
@@ -236,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     grant = sub.add_parser("grant", help="unlock a student (the same policy as self-service applies)")
     grant.add_argument("upn")
-    grant.add_argument("--minutes", type=int, required=True)
+    grant.add_argument("--minutes", type=_grant_minutes, required=True, metavar="N",
+                       help="how long the unlock lasts (the same bounds as PROOFUP_GRANT_MINUTES)")
     grant.add_argument("--reason", required=True)
     grant.add_argument("--override-cap", action="store_true",
                        help="unlock even if the student used every unlock of the last 7 days (audited)")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
 
+from app.domain.grants import GrantError, check_minutes
 from app.domain.mail import valid_address
 
 ADFS_SUFFIX = "/adfs"
@@ -98,6 +100,15 @@ class Settings:
         return out
 
 
+# The worker's and checks' durations: (smallest, largest, unit). Zero, negative and endless values would
+# stop the worker or spin it; the grant length has its own rule (app.domain.grants.check_minutes) and the
+# session limits theirs (below).
+DURATION_BOUNDS = {
+    "replication_wait_seconds": (0, 300, "seconds"),
+    "check_interval_seconds": (0.5, 3600, "seconds"),
+    "worker_interval_seconds": (0.5, 3600, "seconds"),
+    "confirm_interval_seconds": (0.5, 3600, "seconds"),
+}
 RATE_LIMIT_FIELDS = ("rate_limit_sign_in", "rate_limit_unlock", "rate_limit_status", "rate_limit_diagnosis")
 MAX_SESSION_MINUTES = 24 * 60  # a portal session never outlives a working day
 REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
@@ -186,8 +197,10 @@ def validate(settings: Settings) -> None:
     for url in settings.ldap_urls:
         if urlparse(url).scheme not in ("ldap", "ldaps"):
             raise SettingsError(f"{env_name('ldap_url')} entries must be ldap:// or ldaps:// URLs, not {url!r}")
-    if not 5 <= settings.grant_minutes <= 240:
-        raise SettingsError(f"{env_name('grant_minutes')} must be between 5 and 240 minutes")
+    try:
+        check_minutes(settings.grant_minutes)
+    except GrantError as exc:
+        raise SettingsError(f"{env_name('grant_minutes')}: {exc}") from None
     if not 1 <= settings.session_minutes <= MAX_SESSION_MINUTES:
         raise SettingsError(f"{env_name('session_minutes')} must be between 1 and {MAX_SESSION_MINUTES} minutes")
     if not settings.session_minutes <= settings.session_max_minutes <= MAX_SESSION_MINUTES:
@@ -195,9 +208,10 @@ def validate(settings: Settings) -> None:
                             f"({settings.session_minutes}) and {MAX_SESSION_MINUTES} minutes")
     if not 1 <= settings.max_unlocks <= 100:
         raise SettingsError(f"{env_name('max_unlocks')} must be between 1 and 100")
-    for name in ("worker_interval_seconds", "confirm_interval_seconds"):
-        if not getattr(settings, name) > 0:
-            raise SettingsError(f"{env_name(name)} must be a positive number of seconds")
+    for name, (low, high, unit) in DURATION_BOUNDS.items():
+        value = getattr(settings, name)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise SettingsError(f"{env_name(name)} must be between {low:g} and {high:g} {unit}, not {value:g}")
     if not 0 <= settings.proxy_hops <= 5:
         raise SettingsError(f"{env_name('proxy_hops')} must be between 0 and 5")
     try:

@@ -199,7 +199,7 @@ class OnboardingService:
             assert diagnosis.user is not None
             record = self.grants.open_grant(
                 upn=diagnosis.user.upn, user_dn=diagnosis.user.dn, entra_user_id=diagnosis.entra_user_id,
-                actor=actor, reason=reason, minutes=minutes or self.grant_minutes,
+                actor=actor, reason=reason, minutes=self.grant_minutes if minutes is None else minutes,
             )
             self._audit_cap(diagnosis, record, actor=actor, actor_kind=actor_kind, reason=reason, client=client)
             return diagnosis, record

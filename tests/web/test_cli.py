@@ -7,6 +7,7 @@ import pytest
 
 from app import cli
 from app.adapters.directory_base import DirectoryUnavailable
+from app.domain.grants import GrantError
 from tests.web.conftest import SEED
 
 HALF = "ada.lovelace@uni.test"
@@ -20,7 +21,10 @@ def run(services, settings, monkeypatch, capsys):
     monkeypatch.setattr(cli, "load_settings", lambda: settings)
 
     def go(*argv: str):
-        code = cli.main(list(argv))
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as refused:  # argparse refuses a bad argument before any command runs
+            code = refused.code
         out = capsys.readouterr()
         return code, out.out, out.err
 
@@ -56,9 +60,18 @@ def test_grant_obeys_the_policy(run, directory, upn):
     assert directory.list_members(SEED.bypass_group_dn) == []
 
 
-def test_grant_with_an_out_of_policy_length_is_refused(run, directory):
-    code, _, err = run("grant", HALF, "--minutes", "999", "--reason", "long")
-    assert code == cli.REFUSED and "minutes" in err
+@pytest.mark.parametrize("minutes", ["0", "-5", "4", "241", "999", "1.5", "soon"])
+def test_grant_with_an_out_of_policy_length_is_refused(run, services, directory, minutes):
+    """`--minutes 0` used to grant the default 30 minutes: now every length meets the one grant-length rule."""
+    code, _, err = run("grant", HALF, "--minutes", minutes, "--reason", "long")
+    assert code == cli.USAGE and "a grant lasts" in err and "--minutes" in err
+    assert directory.list_members(SEED.bypass_group_dn) == []
+    assert services.store.grants_for(HALF) == []
+
+
+def test_the_service_refuses_a_zero_length_instead_of_using_the_default(services, directory):
+    with pytest.raises(GrantError, match="a grant lasts"):
+        services.onboarding.unlock(HALF, signed_in_upn=HALF, actor="cli:test", minutes=0)
     assert directory.list_members(SEED.bypass_group_dn) == []
 
 
