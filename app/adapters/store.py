@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from app.adapters.directory_base import dn_key
+from app.adapters.http import forget_connections_after_fork
 from app.domain.grants import OPEN_STATES, GrantState, GrantView, normalize_upn, sources, utc_now
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -222,6 +223,7 @@ class Store:
             self._write_engine = self.engine
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._write_session = sessionmaker(self._write_engine, expire_on_commit=False)
+        forget_connections_after_fork(self)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -238,6 +240,8 @@ class Store:
                 conn.execute(text("SELECT pg_advisory_xact_lock(74207001)"))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+        # Start-up upgrades run in gunicorn's master before it forks: hold no connection across that fork.
+        self.engine.dispose()
 
     @contextmanager
     def _sqlite_upgrade_lock(self) -> Iterator[None]:
@@ -258,6 +262,11 @@ class Store:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+    def _after_fork(self) -> None:
+        # A forked child must never talk over its parent's sockets or SQLite handles: drop them unclosed
+        # (closing would end the parent's sessions) and open its own on first use.
+        self.engine.dispose(close=False)
 
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[Session]:
