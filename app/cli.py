@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from typing import Sequence
 
 from app.config import Settings, SettingsError, load_settings
@@ -187,7 +188,14 @@ def cmd_worker(args, settings: Settings) -> int:
 
 def cmd_serve(args, settings: Settings) -> int:
     """Run the portal under gunicorn (threaded workers, app preloaded so the Graph models are shared)."""
-    argv = [sys.executable, "-m", "gunicorn", "--preload", "--worker-class", "gthread",
+    from app.metrics import MULTIPROC_ENV  # this process only execs gunicorn: its own metrics do not matter
+
+    if not os.environ.get(MULTIPROC_ENV):
+        # Every gunicorn worker writes its metrics to files here and a scrape adds them up; set it to a
+        # directory `proofup worker` shares (deploy/systemd does) so that its metrics show up too.
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="proofup-metrics-")
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_hooks", "--preload",
+            "--worker-class", "gthread",
             "--workers", str(args.workers), "--threads", str(args.threads),
             "--bind", f"{args.host}:{args.port}", "--access-logfile", "-", "app:create_wsgi_app()"]
     os.execv(sys.executable, argv)

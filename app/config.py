@@ -80,6 +80,10 @@ class Settings:
     smtp_reply_to: str = ""  # where replies go, e.g. the desk's mailbox
     smtp_timeout_seconds: float = 30.0  # for connecting and for every answer of the server
     mail_language: str = "en"  # language of a mail when neither the directory nor the student's visit names one
+    # /metrics answers only a scraper that shows this bearer token or comes from PROOFUP_METRICS_ALLOW's
+    # networks (addresses or CIDRs, comma or space separated); with neither set it answers 404.
+    metrics_token: str = field(default="", repr=False)
+    metrics_allow: str = ""
 
     @property
     def authority_is_adfs(self) -> bool:
@@ -113,7 +117,7 @@ RATE_LIMIT_FIELDS = ("rate_limit_sign_in", "rate_limit_unlock", "rate_limit_stat
 MAX_SESSION_MINUTES = 24 * 60  # a portal session never outlives a working day
 REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
 SECRET_FIELDS = frozenset({"secret_key", "client_secret", "graph_client_secret", "ldap_password", "redis_url",
-                           "smtp_password"})
+                           "smtp_password", "metrics_token"})
 SMTP_SECURITY_MODES = ("starttls", "tls", "none")
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 DEFAULT_LANGUAGE = "en"
@@ -139,6 +143,11 @@ def has_catalogue(language: str) -> bool:
 def env_name(field_name: str) -> str:
     """Return the environment variable that sets a field."""
     return _PREFIX + field_name.upper()
+
+
+def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse a list of addresses or networks separated by commas or spaces; ValueError if one is malformed."""
+    return tuple(ipaddress.ip_network(part, strict=False) for part in value.replace(",", " ").split())
 
 
 def _convert(name: str, raw: str, default: object) -> object:
@@ -228,6 +237,13 @@ def validate(settings: Settings) -> None:
                                 f"not {value!r}") from None
     if settings.redis_url and urlparse(settings.redis_url).scheme not in REDIS_SCHEMES:
         raise SettingsError(f"{env_name('redis_url')} must be a redis:// or rediss:// URL")
+    if settings.metrics_token and len(settings.metrics_token) < 16:
+        raise SettingsError(f"{env_name('metrics_token')} must be at least 16 characters")
+    try:
+        parse_networks(settings.metrics_allow)
+    except ValueError:
+        raise SettingsError(f"{env_name('metrics_allow')} must list addresses or networks like 10.0.0.0/8, "
+                            f"not {settings.metrics_allow!r}") from None
     if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
         raise SettingsError(f"{env_name('ca_bundle')} names no readable file: {settings.ca_bundle!r}")
     if settings.ldap_urls:

@@ -338,6 +338,20 @@ class Store:
             rows = s.scalars(select(GrantRow).where(GrantRow.state.in_(_OPEN)).order_by(GrantRow.id))
             return [r.view() for r in rows]
 
+    def grant_counts(self, now: datetime) -> dict[str, int]:
+        """Count open grants by state, and those among them whose end has passed ("past_end")."""
+        with self._tx() as s:
+            rows = s.execute(
+                select(GrantRow.state, GrantRow.expires_at < now, func.count())
+                .where(GrantRow.state.in_(_OPEN)).group_by(GrantRow.state, GrantRow.expires_at < now)
+            ).all()
+        counts: dict[str, int] = {"past_end": 0}
+        for state, past_end, n in rows:
+            counts[state] = counts.get(state, 0) + n
+            if past_end:
+                counts["past_end"] += n
+        return counts
+
     def dns_with_grants(self, dns: list[str]) -> dict[str, bool]:
         """For each DN, tell whether any grant (open or not) was ever recorded: the portal added it."""
         keys = {dn_key(dn): dn for dn in dns}

@@ -58,3 +58,21 @@ def test_workers_share_no_database_connection_opened_before_the_fork(database, r
         log = served.log()
         assert statuses.count(200) == 80 and statuses.count(302) == 80, (statuses, log[-3000:])
         assert "Traceback" not in log and "InterfaceError" not in log and "OperationalError" not in log, log[-3000:]
+
+
+def test_metrics_under_gunicorn_add_up_every_worker_and_start_afresh(tmp_path, samba_dc, stack):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    stale = metrics_dir / "counter_999999999.db"  # left by a process of an earlier start (no such pid)
+    stale.write_bytes(b"\0" * 16)
+    env = portal_env(stack, samba_dc, tmp_path, f"sqlite:///{tmp_path}/portal.sqlite3",
+                     PROOFUP_METRICS_TOKEN="metrics-token-0123456789", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    served = start_serve(env, tmp_path / "serve.log", stack)
+    try:
+        scraper = make_session(None)
+        assert scraper.get(served.url + "/metrics").status_code == 403
+        page = scraper.get(served.url + "/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
+        assert page.status_code == 200 and 'proofup_open_grants{state="active"} 0.0' in page.text
+        assert not stale.exists()
+    finally:
+        served.stop()
