@@ -53,6 +53,8 @@ WORKER_CYCLE_SECONDS = Histogram(
 WORKER_LAST_SUCCESS = Gauge(
     "proofup_worker_last_success_timestamp_seconds", "When a worker last finished a full cycle without errors "
     "(Unix time).", multiprocess_mode="max", registry=REGISTRY)
+MAIL_FAILURES = Counter(
+    "proofup_mail_failures", "Mails the relay refused or that bounced, by reason.", ["reason"], registry=REGISTRY)
 WORKER_CYCLE_ERRORS = Counter(
     "proofup_worker_cycle_errors", "Errors recorded by the worker's full cycles (one per failed step).",
     registry=REGISTRY)
