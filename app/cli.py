@@ -4,12 +4,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import logging
 import os
 import sys
 import tempfile
 from typing import Sequence
 
+from app import logs
 from app.config import Settings, SettingsError, load_settings
 
 # Exit codes an admin's script can rely on.
@@ -18,6 +18,8 @@ REFUSED = 1  # the policy said no, or there was nothing to do
 USAGE = 2  # argparse's own code for bad arguments
 UNAVAILABLE = 3  # LDAP, Graph or the database did not answer
 MISCONFIGURED = 4  # a setting is missing or malformed
+# gunicorn's default access line plus the request id, so an id a student quotes leads to the request.
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms id=%({x-request-id}o)s'
 
 
 def _actor() -> str:
@@ -197,7 +199,8 @@ def cmd_serve(args, settings: Settings) -> int:
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_hooks", "--preload",
             "--worker-class", "gthread",
             "--workers", str(args.workers), "--threads", str(args.threads),
-            "--bind", f"{args.host}:{args.port}", "--access-logfile", "-", "app:create_wsgi_app()"]
+            "--bind", f"{args.host}:{args.port}", "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT,
+            "app:create_wsgi_app()"]
     os.execv(sys.executable, argv)
     return OK  # not reached
 
@@ -275,8 +278,11 @@ COMMANDS = {"diagnose": cmd_diagnose, "grant": cmd_grant, "release": cmd_release
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `proofup` command; return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=os.environ.get("PROOFUP_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        log_format = logs.log_format()
+    except ValueError as exc:
+        return _fail(f"configuration: {exc}", MISCONFIGURED)
+    logs.configure(os.environ.get("PROOFUP_LOG_LEVEL", "WARNING"), log_format)
     if argv[:1] == ["simulator"]:
         return cmd_simulator(argv[1:])
     args = build_parser().parse_args(argv)

@@ -1,7 +1,12 @@
 """gunicorn server hooks for `proofup serve` (loaded with `--config python:app.gunicorn_hooks`)."""
 from __future__ import annotations
 
-from app import metrics
+import os
+
+from app import logs, metrics
+
+# The portal's, gunicorn's and the access log's lines, in PROOFUP_LOG_FORMAT (plain or json), on stderr.
+logconfig_dict = logs.gunicorn_config(os.environ.get("PROOFUP_LOG_LEVEL", "WARNING"), logs.log_format())
 
 
 def on_starting(server) -> None:

@@ -1,6 +1,7 @@
 """`proofup serve`: the portal under real gunicorn (preloaded, threaded), against Samba and the simulator."""
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -76,3 +77,21 @@ def test_metrics_under_gunicorn_add_up_every_worker_and_start_afresh(tmp_path, s
         assert not stale.exists()
     finally:
         served.stop()
+
+
+def test_json_logs_under_gunicorn_are_one_object_per_line_with_the_request_id(tmp_path, samba_dc, stack):
+    env = portal_env(stack, samba_dc, tmp_path, f"sqlite:///{tmp_path}/portal.sqlite3", PROOFUP_LOG_FORMAT="json")
+    served = start_serve(env, tmp_path / "serve.log", stack)
+    try:
+        client = make_session(None)
+        assert client.get(served.url + "/healthz", headers={"X-Request-ID": "probe-0123456789"}).ok
+        missing = client.get(served.url + "/no-such-page\r\nforged")
+        assert missing.status_code == 404 and missing.headers["X-Request-ID"] in missing.text
+    finally:
+        served.stop()
+    records = [json.loads(line) for line in served.log().splitlines() if line.strip()]  # each line is JSON
+    access = [r for r in records if r["logger"] == "gunicorn.access"]
+    probe = next(r for r in access if r.get("request_id") == "probe-0123456789")
+    assert {"path": "/healthz", "status": "200", "method": "GET"}.items() <= probe.items()
+    assert any(r.get("status") == "404" and r.get("request_id") == missing.headers["X-Request-ID"] for r in access)
+    assert any(r["logger"] == "gunicorn.error" and "Booting worker" in r["message"] for r in records)
