@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 import yaml
 
 from app import metrics
-from tests.support import missing_real_part
+from tests.support import real_tool
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 RULES = RULES_DIR / "proofup-rules.yml"
@@ -18,10 +17,7 @@ RULES = RULES_DIR / "proofup-rules.yml"
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        missing_real_part("promtool (Debian package prometheus)")
-    return found
+    return real_tool("promtool", "prometheus")
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
