@@ -120,56 +120,18 @@ def cmd_release(args, settings: Settings) -> int:
 
 
 def cmd_doctor(args, settings: Settings) -> int:
-    """Check settings, LDAP bind and write access, Graph token, database; print one line per check."""
-    from app.wiring import build_directory, build_graph, build_store
+    """Check the settings against every outside part, changing nothing; print one line per check."""
+    from app.doctor import run_checks
 
-    results: list[tuple[str, bool, str]] = [("settings", True, "valid")]
     for key, value in settings.redacted().items():
         print(f"  {key:28} {value}")
-
-    def check(name: str, probe) -> None:
-        try:
-            results.append((name, True, probe()))
-        except Exception as exc:  # doctor reports every failure and carries on
-            results.append((name, False, f"{type(exc).__name__}: {exc}"))
-
-    store = None
-
-    def database() -> str:
-        nonlocal store
-        store = build_store(settings)
-        store.ping()
-        return "reachable, schema up to date"
-
-    def directory() -> str:
-        ldap = build_directory(settings)
-        try:
-            ldap.find_user("doctor@invalid")  # needs a working bind
-            if not ldap.check_write_access(settings.bypass_group_dn):
-                raise PermissionError(f"the service account may not write member of {settings.bypass_group_dn}")
-            return "bind ok on " + ", ".join(ldap.servers()) + "; may write the bypass group's member"
-        finally:
-            ldap.close()
-
-    def graph() -> str:
-        from app.adapters.graph_base import UnlimitedBudget
-
-        client = build_graph(settings, UnlimitedBudget())
-        # A user that cannot exist: one $batch proves the token, the permissions and the route, changes nothing.
-        evidence = client.gather_evidence("proofup-doctor-probe@invalid.example")
-        failed = {part: err for part, err in evidence.errors.items() if err.status != 404}
-        if failed:
-            raise next(iter(failed.values()))
-        return "app-only token obtained; $batch answered"
-
-    check("database", database)
-    check("directory", directory)
-    check("graph", graph)
-    if store is not None:
-        store.dispose()
-    for name, ok, detail in results:
-        print(f"{'ok  ' if ok else 'FAIL'} {name:10} {detail}")
-    return OK if all(ok for _, ok, _ in results) else UNAVAILABLE
+    results = run_checks(settings)
+    print("ok   settings   valid")
+    for check in results:
+        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:10} {check.detail}")
+    if any(check.misconfigured for check in results):
+        return MISCONFIGURED
+    return OK if all(check.ok for check in results) else UNAVAILABLE
 
 
 def cmd_worker(args, settings: Settings) -> int:
@@ -267,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("upn")
     release.add_argument("--reason", required=True)
 
-    sub.add_parser("doctor", help="check settings, LDAP bind and write access, Graph token, database")
+    sub.add_parser("doctor", help="check the settings against the database, sign-in authority, Graph, AD and Redis; "
+                   "changes nothing")
     return parser
 
 

@@ -453,6 +453,14 @@ class GraphClient:
             lifetime_minutes=created.lifetime_in_minutes or int(lifetime_minutes),
             one_time=bool(created.is_usable_once), start=created.start_date_time)
 
+    def granted_roles(self) -> frozenset[str]:
+        """Return the application permissions the tenant granted this app: the roles of a fresh app-only token."""
+        import jwt
+
+        # Only read: the token came from the authority over verified TLS, and Graph checks its signature.
+        claims = jwt.decode(self._access_token(), options={"verify_signature": False})
+        return frozenset(claims.get("roles") or ())
+
     def warm_up(self) -> None:
         """Import the typed models and their discriminator targets now (before gunicorn forks its workers)."""
         map_user({"id": "0", "userPrincipalName": "warm@up.test", "accountEnabled": True})

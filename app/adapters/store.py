@@ -198,6 +198,43 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
+def schema_state(url: str) -> tuple[str | None, str, bool]:
+    """Return (the database's schema revision, the newest this code has, whether the database exists).
+
+    Changes nothing: a missing SQLite file is not created, and it is opened read-only.
+    """
+    import sqlite3
+
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() or ""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ""
+        if not path or path == ":memory:" or not Path(path).exists():
+            return None, head, False
+        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+    else:
+        engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision(), head, True
+    finally:
+        engine.dispose()
+
+
+def schema_is_known(revision: str) -> bool:
+    """Tell whether a schema revision is one of this code's migrations (else a newer version wrote it)."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
 class Store:
     """Engine and sessions over the portal's database, with domain verbs."""
 

@@ -89,54 +89,6 @@ def test_bad_settings_name_the_setting(monkeypatch, capsys):
     assert "PROOFUP_SECRET_KEY" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def simulator_stack(tmp_path_factory):
-    from app.demo import DemoStack
-
-    stack = DemoStack(tmp_path_factory.mktemp("doctor"), worker=False).start()
-    yield stack
-    stack.stop()
-
-
-def doctor_settings(stack, samba_dc, tmp_path, **changes):
-    """The demo's settings (simulated Graph) pointed at the Samba DC, with one CA file trusting both."""
-    from dataclasses import replace
-    from pathlib import Path
-
-    from tests.fixtures.samba import ca_bundle
-
-    env = samba_dc.env()
-    both = tmp_path / "ca.pem"
-    ca_bundle(both, samba_dc)
-    both.write_bytes(both.read_bytes() + Path(stack.settings.ca_bundle).read_bytes())
-    values = dict(ldap_url=env["PROOFUP_LDAP_URL"], ldap_bind_dn=env["PROOFUP_LDAP_BIND_DN"],
-                  ldap_password=env["PROOFUP_LDAP_PASSWORD"], ldap_base_dn=env["PROOFUP_LDAP_BASE_DN"],
-                  ca_bundle=str(both), database_url=f"sqlite:///{tmp_path}/doctor.sqlite3")
-    return replace(stack.settings, **{**values, **changes})
-
-
-@pytest.mark.samba
-def test_doctor_passes_against_samba_and_the_simulator(simulator_stack, samba_dc, tmp_path, monkeypatch, capsys):
-    settings = doctor_settings(simulator_stack, samba_dc, tmp_path)
-    monkeypatch.setattr(cli, "load_settings", lambda: settings)
-    assert cli.main(["doctor"]) == cli.OK
-    out = capsys.readouterr().out
-    assert "FAIL" not in out and "may write the bypass group's member" in out
-    assert settings.ldap_password not in out and settings.graph_client_secret not in out
-
-
-@pytest.mark.samba
-def test_doctor_names_what_is_broken(simulator_stack, samba_dc, tmp_path, monkeypatch, capsys):
-    settings = doctor_settings(simulator_stack, samba_dc, tmp_path, ldap_password="wrong-password",
-                               graph_client_secret="wrong-secret")
-    monkeypatch.setattr(cli, "load_settings", lambda: settings)
-    assert cli.main(["doctor"]) == cli.UNAVAILABLE
-    lines = capsys.readouterr().out.splitlines()
-    assert any(line.startswith("FAIL directory") for line in lines)
-    assert any(line.startswith("FAIL graph") for line in lines)
-    assert any(line.startswith("ok   database") for line in lines)
-
-
 def test_worker_once_releases_a_grant_whose_student_registered(run, services, directory, graph):
     assert run("grant", HALF, "--minutes", "15", "--reason", "ticket 4712")[0] == cli.OK
     graph.register(HALF)
