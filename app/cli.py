@@ -135,14 +135,15 @@ def cmd_doctor(args, settings: Settings) -> int:
 
 
 def cmd_worker(args, settings: Settings) -> int:
-    from app.wiring import build_mail_sender, build_worker
+    from app.wiring import build_mail_sender, build_retention, build_worker
     from app.worker import run_worker
 
     svc = _services(settings)
     sweeper, lease = build_worker(svc)
     try:
         run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once,
-                   confirm_interval=settings.confirm_interval_seconds, mail=build_mail_sender(svc))
+                   confirm_interval=settings.confirm_interval_seconds, mail=build_mail_sender(svc),
+                   retention=build_retention(svc))
     except KeyboardInterrupt:
         pass
     finally:

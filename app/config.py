@@ -84,6 +84,9 @@ class Settings:
     # networks (addresses or CIDRs, comma or space separated); with neither set it answers 404.
     metrics_token: str = field(default="", repr=False)
     metrics_allow: str = ""
+    # Retention (docs/privacy.md): the worker deletes audit events and ended grants older than this.
+    retain_audit_days: int = 365
+    retain_grant_days: int = 365
 
     @property
     def authority_is_adfs(self) -> bool:
@@ -237,6 +240,9 @@ def validate(settings: Settings) -> None:
                                 f"not {value!r}") from None
     if settings.redis_url and urlparse(settings.redis_url).scheme not in REDIS_SCHEMES:
         raise SettingsError(f"{env_name('redis_url')} must be a redis:// or rediss:// URL")
+    for name in ("retain_audit_days", "retain_grant_days"):
+        if not 1 <= getattr(settings, name) <= 3650:
+            raise SettingsError(f"{env_name(name)} must be between 1 and 3650 days")
     if settings.metrics_token and len(settings.metrics_token) < 16:
         raise SettingsError(f"{env_name('metrics_token')} must be at least 16 characters")
     try:

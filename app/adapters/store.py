@@ -474,6 +474,29 @@ class Store:
                 for r in s.scalars(query)
             ]
 
+    # --- retention ---------------------------------------------------------------------------
+
+    def purge_audit_events(self, before: datetime, limit: int) -> int:
+        """Delete at most limit audit events older than before, oldest first; return how many went."""
+        oldest = select(AuditRow.id).where(AuditRow.at < before).order_by(AuditRow.id).limit(limit)
+        return self._delete_ids(AuditRow, oldest)
+
+    def purge_closed_grants(self, before: datetime, limit: int) -> int:
+        """Delete at most limit grants that ended before before (never an open one); return how many went."""
+        oldest = (select(GrantRow.id).where(GrantRow.state.not_in(_OPEN), GrantRow.ended_at.is_not(None),
+                                            GrantRow.ended_at < before).order_by(GrantRow.id).limit(limit))
+        return self._delete_ids(GrantRow, oldest)
+
+    def purge_sign_in_flows(self, now: datetime, limit: int) -> int:
+        """Delete at most limit sign-in flows that expired unused; return how many went."""
+        expired = select(SignInFlowRow.state).where(SignInFlowRow.expires_at < now).limit(limit)
+        with self._tx(write=True) as s:
+            return s.execute(delete(SignInFlowRow).where(SignInFlowRow.state.in_(expired))).rowcount
+
+    def _delete_ids(self, row: type, ids: Any) -> int:
+        with self._tx(write=True) as s:
+            return s.execute(delete(row).where(row.id.in_(ids.scalar_subquery()))).rowcount
+
     # --- sign-in flows -----------------------------------------------------------------------
 
     def put_sign_in_flow(self, state: str, blob: str, ttl_seconds: int) -> None:
