@@ -32,6 +32,8 @@ def run_checks(settings: Settings) -> list[Check]:
               ("ttl", lambda: ttl(settings))]
     if settings.redis_url:
         checks.append(("redis", lambda: redis(settings)))
+    if settings.smtp_host:
+        checks.append(("mail", lambda: mail(settings)))
     return [_run(name, probe) for name, probe in checks]
 
 
@@ -62,6 +64,17 @@ def database(settings: Settings) -> str:
         return f"schema {current}: the portal upgrades it to {head} at its next start"
     raise RuntimeError(f"schema {current} is newer than this version of the portal knows ({head}): "
                        "upgrade the portal, or restore a matching backup")
+
+
+def mail(settings: Settings) -> str:
+    """Connect to the mail server, secure the connection and log in as a send would; send nothing."""
+    from app.adapters.mailer import SmtpMailer
+    from app.domain.mail import MailConfigError
+
+    try:
+        return SmtpMailer.from_settings(settings).probe()
+    except MailConfigError as exc:  # login, certificate or STARTTLS: a PROOFUP_SMTP_* setting is to blame
+        raise SettingsError(str(exc)) from None
 
 
 def _nearest_existing(path: Path) -> Path:

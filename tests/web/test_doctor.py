@@ -48,12 +48,13 @@ def doctor(simulator_stack, samba_dc, tmp_path, monkeypatch, capsys):
 def test_doctor_passes_and_changes_nothing(doctor, tmp_path):
     code, lines, out = doctor(database_url="sqlite:///instance/proofup.sqlite3")  # the default, relative
     assert code == cli.OK, out
-    assert set(lines) == {"settings", "database", "sign-in", "graph", "directory", "ttl"}
+    assert set(lines) == {"settings", "database", "sign-in", "graph", "directory", "ttl", "mail"}
     assert "FAIL" not in out
     assert "no database yet" in lines["database"]
     assert "signing key(s)" in lines["sign-in"] and "UserAuthenticationMethod.ReadWrite.All" in lines["graph"]
     assert "may write the bypass group's member and nothing else" in lines["directory"]
     assert "off (the forest lacks Privileged Access Management)" in lines["ttl"]
+    assert "answered: plain SMTP on this machine" in lines["mail"]  # the demo's mailbox
     assert not (tmp_path / "instance").exists()  # it used to create instance/proofup.sqlite3 here
     secrets = (doctor.settings.ldap_password, doctor.settings.graph_client_secret, doctor.settings.client_secret,
                doctor.settings.secret_key)
@@ -117,3 +118,13 @@ def test_doctor_checks_redis_when_configured(doctor):
     code, lines, out = doctor(redis_url="redis://127.0.0.1:9/0")
     assert code == cli.UNAVAILABLE and lines["redis"].startswith("FAIL"), out
 
+
+def test_doctor_logs_in_to_the_mail_server_and_blames_the_setting_when_refused(doctor, smtp_server):
+    server = smtp_server("starttls", login=("portal", "Smtp-Doctor-Password-5"))
+    mail = dict(smtp_host="localhost", smtp_port=server.port, smtp_security="starttls", smtp_username="portal",
+                ca_bundle=server.ca_file)
+    code, lines, out = doctor(**mail, smtp_password="Smtp-Doctor-Password-5")
+    assert "STARTTLS, certificate verified; login accepted" in lines["mail"], out
+    assert "Smtp-Doctor-Password-5" not in out and server.messages == []
+    code, lines, out = doctor(**mail, smtp_password="wrong")
+    assert code == cli.MISCONFIGURED and lines["mail"].startswith("FAIL") and "refused the login" in lines["mail"]
