@@ -87,6 +87,7 @@ class Settings:
     # Retention (docs/privacy.md): the worker deletes audit events and ended grants older than this.
     retain_audit_days: int = 365
     retain_grant_days: int = 365
+    retain_mail_days: int = 90  # sent, bounced and failed mails in the outbox
 
     @property
     def authority_is_adfs(self) -> bool:
@@ -240,7 +241,7 @@ def validate(settings: Settings) -> None:
                                 f"not {value!r}") from None
     if settings.redis_url and urlparse(settings.redis_url).scheme not in REDIS_SCHEMES:
         raise SettingsError(f"{env_name('redis_url')} must be a redis:// or rediss:// URL")
-    for name in ("retain_audit_days", "retain_grant_days"):
+    for name in ("retain_audit_days", "retain_grant_days", "retain_mail_days"):
         if not 1 <= getattr(settings, name) <= 3650:
             raise SettingsError(f"{env_name(name)} must be between 1 and 3650 days")
     if settings.metrics_token and len(settings.metrics_token) < 16:

@@ -12,7 +12,7 @@ import os
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -53,8 +53,6 @@ WORKER_CYCLE_SECONDS = Histogram(
 WORKER_LAST_SUCCESS = Gauge(
     "proofup_worker_last_success_timestamp_seconds", "When a worker last finished a full cycle without errors "
     "(Unix time).", multiprocess_mode="max", registry=REGISTRY)
-MAIL_FAILURES = Counter(
-    "proofup_mail_failures", "Mails the relay refused or that bounced, by reason.", ["reason"], registry=REGISTRY)
 WORKER_CYCLE_ERRORS = Counter(
     "proofup_worker_cycle_errors", "Errors recorded by the worker's full cycles (one per failed step).",
     registry=REGISTRY)
@@ -66,12 +64,17 @@ class StateCounts(Protocol):
     def grant_counts(self, now: datetime) -> dict[str, int]: ...
 
 
-class StateCollector:
-    """Read the present from the database at scrape time: open grants by state, grants past their end."""
+class OutboxCounts(Protocol):
+    def counts(self) -> Mapping[Any, int]: ...
 
-    def __init__(self, store: StateCounts, clock: Callable[[], datetime]):
+
+class StateCollector:
+    """Read the present from the database at scrape time: open grants, grants past their end, the mail outbox."""
+
+    def __init__(self, store: StateCounts, clock: Callable[[], datetime], outbox: OutboxCounts | None = None):
         self.store = store
         self.clock = clock
+        self.outbox = outbox
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         counts = self.store.grant_counts(self.clock())
@@ -83,7 +86,12 @@ class StateCollector:
         yield GaugeMetricFamily(
             "proofup_grants_past_end", "Open grants whose end has passed: their bypass membership outlives them.",
             value=counts.get("past_end", 0))
-
+        mails = GaugeMetricFamily("proofup_outbox_mails", "Mails in the outbox, by state (queued and sending are "
+                                  "its depth; bounced and failed are kept until retention removes them).",
+                                  labels=["state"])
+        for state, n in (self.outbox.counts() if self.outbox is not None else {}).items():
+            mails.add_metric([getattr(state, "value", str(state))], n)
+        yield mails
 
 def multiprocess_dir() -> Path | None:
     """Return the multiprocess directory if this process runs in multiprocess mode."""

@@ -156,11 +156,13 @@ def build_worker(services: Services):
 
 def build_retention(services: Services):
     """Return what purges old records after each of the worker's full cycles."""
+    from app.adapters.session_store import SessionStore
     from app.services.retention import Retention, RetentionPolicy
 
     settings = services.settings
-    return Retention(services.store, RetentionPolicy(audit_days=settings.retain_audit_days,
-                                                     grant_days=settings.retain_grant_days))
+    policy = RetentionPolicy(audit_days=settings.retain_audit_days, grant_days=settings.retain_grant_days,
+                             mail_days=settings.retain_mail_days)
+    return Retention(services.store, policy, sessions=SessionStore(services.store), outbox=services.outbox)
 
 
 def build_services(settings: Settings, *, directory=None, graph=None, identity=None, store=None, grants=None,

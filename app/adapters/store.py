@@ -478,24 +478,23 @@ class Store:
 
     def purge_audit_events(self, before: datetime, limit: int) -> int:
         """Delete at most limit audit events older than before, oldest first; return how many went."""
-        oldest = select(AuditRow.id).where(AuditRow.at < before).order_by(AuditRow.id).limit(limit)
-        return self._delete_ids(AuditRow, oldest)
+        return self.delete_oldest(AuditRow.id, AuditRow.at < before, order_by=AuditRow.id, limit=limit)
 
     def purge_closed_grants(self, before: datetime, limit: int) -> int:
         """Delete at most limit grants that ended before before (never an open one); return how many went."""
-        oldest = (select(GrantRow.id).where(GrantRow.state.not_in(_OPEN), GrantRow.ended_at.is_not(None),
-                                            GrantRow.ended_at < before).order_by(GrantRow.id).limit(limit))
-        return self._delete_ids(GrantRow, oldest)
+        return self.delete_oldest(GrantRow.id, GrantRow.state.not_in(_OPEN), GrantRow.ended_at.is_not(None),
+                                  GrantRow.ended_at < before, order_by=GrantRow.id, limit=limit)
 
     def purge_sign_in_flows(self, now: datetime, limit: int) -> int:
         """Delete at most limit sign-in flows that expired unused; return how many went."""
-        expired = select(SignInFlowRow.state).where(SignInFlowRow.expires_at < now).limit(limit)
-        with self._tx(write=True) as s:
-            return s.execute(delete(SignInFlowRow).where(SignInFlowRow.state.in_(expired))).rowcount
+        return self.delete_oldest(SignInFlowRow.state, SignInFlowRow.expires_at < now,
+                                  order_by=SignInFlowRow.expires_at, limit=limit)
 
-    def _delete_ids(self, row: type, ids: Any) -> int:
+    def delete_oldest(self, key: Any, *where: Any, order_by: Any, limit: int) -> int:
+        """Delete at most limit rows matching where, first by order_by, in one short transaction; return how many."""
+        chosen = select(key).where(*where).order_by(order_by).limit(limit).scalar_subquery()
         with self._tx(write=True) as s:
-            return s.execute(delete(row).where(row.id.in_(ids.scalar_subquery()))).rowcount
+            return s.execute(delete(key.class_).where(key.in_(chosen))).rowcount
 
     # --- sign-in flows -----------------------------------------------------------------------
 

@@ -18,21 +18,32 @@ class RetentionStore(Protocol):
     def purge_sign_in_flows(self, now: datetime, limit: int) -> int: ...
 
 
+class ExpiringSessions(Protocol):
+    def purge_expired(self, now: datetime, limit: int) -> int: ...
+
+
+class DoneMail(Protocol):
+    def purge_done(self, before: datetime, limit: int) -> int: ...
+
+
 @dataclass(frozen=True)
 class RetentionPolicy:
     """How long each kind of record is kept (docs/privacy.md says why)."""
 
     audit_days: int
     grant_days: int
+    mail_days: int = 90
 
 
 class Retention:
-    """Purge audit events and closed grants past their retention, and sign-in flows nobody came back for."""
+    """Purge audit events, ended grants and sent mail past their retention; sessions and sign-ins past their end."""
 
-    def __init__(self, store: RetentionStore, policy: RetentionPolicy, *, chunk: int = CHUNK,
-                 clock: Callable[[], datetime] = utc_now):
+    def __init__(self, store: RetentionStore, policy: RetentionPolicy, *, sessions: ExpiringSessions | None = None,
+                 outbox: DoneMail | None = None, chunk: int = CHUNK, clock: Callable[[], datetime] = utc_now):
         self.store = store
         self.policy = policy
+        self.sessions = sessions
+        self.outbox = outbox
         self.chunk = chunk
         self.clock = clock
 
@@ -44,6 +55,10 @@ class Retention:
             "grants": self.store.purge_closed_grants(now - timedelta(days=self.policy.grant_days), self.chunk),
             "sign_in_flows": self.store.purge_sign_in_flows(now, self.chunk),
         }
+        if self.sessions is not None:
+            purged["portal_sessions"] = self.sessions.purge_expired(now, self.chunk)
+        if self.outbox is not None:
+            purged["outbox"] = self.outbox.purge_done(now - timedelta(days=self.policy.mail_days), self.chunk)
         if any(purged.values()):
             log.info("retention: purged %s", " ".join(f"{k}={v}" for k, v in purged.items()))
         return purged

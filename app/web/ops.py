@@ -48,7 +48,7 @@ def metrics():
         log.warning("metrics scrape refused from %s", request.remote_addr)
         abort(403)
     svc = services()
-    body = m.exposition(m.StateCollector(svc.store, svc.onboarding.clock))
+    body = m.exposition(m.StateCollector(svc.store, svc.onboarding.clock, svc.outbox))
     return Response(body, content_type=m.CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 

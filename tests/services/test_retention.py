@@ -6,7 +6,11 @@ from datetime import timedelta
 
 import pytest
 
+from app.adapters.outbox_store import OutboxStore
+from app.adapters.session_store import SessionStore
 from app.domain.grants import GrantState
+from app.domain.mail import MailState
+from app.domain.sessions import SessionKind, SessionRecord
 from app.services.retention import Retention, RetentionPolicy
 from app.worker import run_worker
 from tests.support import upgraded_store
@@ -67,6 +71,38 @@ def test_nothing_young_enough_is_purged(store, clock):
     assert Retention(store, RetentionPolicy(audit_days=90, grant_days=90), clock=clock).purge() == \
         {"audit_events": 0, "grants": 0, "sign_in_flows": 0}
     assert counts(store) == before
+
+
+def session(sessions, clock, token: str, *, hours: float) -> None:
+    sessions.create_session(SessionRecord(token_hash=token, kind=SessionKind.STUDENT, upn=f"{token}@uni.test",
+                                          display_name=token, created_at=clock(), last_seen_at=clock(),
+                                          expires_at=clock() + timedelta(hours=hours)))
+
+
+def sent_mail(outbox, upn: str, *, bounce: bool = False) -> None:
+    outbox.queue("security_unlocked", upn=upn, to=upn, params={})
+    (mail,) = outbox.claim_due(1, 60)
+    if bounce:
+        outbox.mark_ended(mail, MailState.BOUNCED, error="550 no such user", code=550)
+    else:
+        outbox.mark_sent(mail)
+
+
+def test_sessions_past_their_end_and_old_mail_go_too(store, clock):
+    sessions, outbox = SessionStore(store), OutboxStore(store, sender="portal@uni.test")
+    session(sessions, clock, "lasting", hours=24 * 200)
+    session(sessions, clock, "ended", hours=8)
+    sent_mail(outbox, "old@uni.test")
+    sent_mail(outbox, "bounced@uni.test", bounce=True)
+    outbox.queue("security_unlocked", upn="waiting@uni.test", to="waiting@uni.test", params={})  # never sent
+    clock.advance(100 * DAY)
+    sent_mail(outbox, "new@uni.test")
+    retention = Retention(store, RetentionPolicy(audit_days=365, grant_days=365, mail_days=90), sessions=sessions,
+                          outbox=outbox, clock=clock)
+    purged = retention.purge()
+    assert (purged["portal_sessions"], purged["outbox"]) == (1, 2)
+    assert sessions.get_session("ended") is None and sessions.get_session("lasting") is not None
+    assert {state: n for state, n in outbox.counts().items() if n} == {MailState.QUEUED: 1, MailState.SENT: 1}
 
 
 class NoCycles:

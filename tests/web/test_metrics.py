@@ -86,3 +86,13 @@ def test_open_grants_and_grants_past_their_end_are_read_from_the_database(tmp_pa
     assert after[("proofup_grants_past_end", ())] == 0
     clock.advance(services.settings.grant_minutes * 60 + 1)  # the worker has not run: the membership outlives it
     assert scrape(client)[("proofup_grants_past_end", ())] == 1
+
+
+def test_the_outbox_depth_is_read_from_the_database(tmp_path, services):
+    client = portal(tmp_path, services, metrics_token=TOKEN)
+    assert scrape(client).get(("proofup_outbox_mails", (("state", "queued"),)), 0) == 0
+    services.outbox.queue("security_unlocked", upn=HALF, to=HALF, params={})
+    services.outbox.queue("security_unlocked", upn="grace.hopper@uni.test", to="grace.hopper@uni.test", params={})
+    after = scrape(client)
+    assert after[("proofup_outbox_mails", (("state", "queued"),))] == 2
+    assert after[("proofup_outbox_mails", (("state", "bounced"),))] == 0
