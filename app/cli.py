@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
-import logging
 import os
 import sys
+import tempfile
 from typing import Sequence
 
+from app import logs
 from app.config import Settings, SettingsError, load_settings
 
 # Exit codes an admin's script can rely on.
@@ -17,6 +18,8 @@ REFUSED = 1  # the policy said no, or there was nothing to do
 USAGE = 2  # argparse's own code for bad arguments
 UNAVAILABLE = 3  # LDAP, Graph or the database did not answer
 MISCONFIGURED = 4  # a setting is missing or malformed
+# gunicorn's default access line plus the request id, so an id a student quotes leads to the request.
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms id=%({x-request-id}o)s'
 
 
 def _actor(reason: str):
@@ -131,67 +134,30 @@ def cmd_release(args, settings: Settings) -> int:
 
 
 def cmd_doctor(args, settings: Settings) -> int:
-    """Check settings, LDAP bind and write access, Graph token, database; print one line per check."""
-    from app.wiring import build_directory, build_graph, build_store
+    """Check the settings against every outside part, changing nothing; print one line per check."""
+    from app.doctor import run_checks
 
-    results: list[tuple[str, bool, str]] = [("settings", True, "valid")]
     for key, value in settings.redacted().items():
         print(f"  {key:28} {value}")
-
-    def check(name: str, probe) -> None:
-        try:
-            results.append((name, True, probe()))
-        except Exception as exc:  # doctor reports every failure and carries on
-            results.append((name, False, f"{type(exc).__name__}: {exc}"))
-
-    store = None
-
-    def database() -> str:
-        nonlocal store
-        store = build_store(settings)
-        store.ping()
-        return "reachable, schema up to date"
-
-    def directory() -> str:
-        ldap = build_directory(settings)
-        try:
-            ldap.find_user("doctor@invalid")  # needs a working bind
-            if not ldap.check_write_access(settings.bypass_group_dn):
-                raise PermissionError(f"the service account may not write member of {settings.bypass_group_dn}")
-            return "bind ok on " + ", ".join(ldap.servers()) + "; may write the bypass group's member"
-        finally:
-            ldap.close()
-
-    def graph() -> str:
-        from app.adapters.budget import UnlimitedBudget
-
-        client = build_graph(settings, UnlimitedBudget())
-        # A user that cannot exist: one $batch proves the token, the permissions and the route, changes nothing.
-        evidence = client.gather_evidence("proofup-doctor-probe@invalid.example")
-        failed = {part: err for part, err in evidence.errors.items() if err.status != 404}
-        if failed:
-            raise next(iter(failed.values()))
-        return "app-only token obtained; $batch answered"
-
-    check("database", database)
-    check("directory", directory)
-    check("graph", graph)
-    if store is not None:
-        store.dispose()
-    for name, ok, detail in results:
-        print(f"{'ok  ' if ok else 'FAIL'} {name:10} {detail}")
-    return OK if all(ok for _, ok, _ in results) else UNAVAILABLE
+    results = run_checks(settings)
+    print("ok   settings   valid")
+    for check in results:
+        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:10} {check.detail}")
+    if any(check.misconfigured for check in results):
+        return MISCONFIGURED
+    return OK if all(check.ok for check in results) else UNAVAILABLE
 
 
 def cmd_worker(args, settings: Settings) -> int:
-    from app.wiring import build_mail_sender, build_worker
+    from app.wiring import build_mail_sender, build_retention, build_worker
     from app.worker import run_worker
 
     svc = _services(settings)
     sweeper, lease = build_worker(svc)
     try:
         run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once,
-                   confirm_interval=settings.confirm_interval_seconds, mail=build_mail_sender(svc))
+                   confirm_interval=settings.confirm_interval_seconds, mail=build_mail_sender(svc),
+                   retention=build_retention(svc))
     except KeyboardInterrupt:
         pass
     finally:
@@ -201,9 +167,17 @@ def cmd_worker(args, settings: Settings) -> int:
 
 def cmd_serve(args, settings: Settings) -> int:
     """Run the portal under gunicorn (threaded workers, app preloaded so the Graph models are shared)."""
-    argv = [sys.executable, "-m", "gunicorn", "--preload", "--worker-class", "gthread",
+    from app.metrics import MULTIPROC_ENV  # this process only execs gunicorn: its own metrics do not matter
+
+    if not os.environ.get(MULTIPROC_ENV):
+        # Every gunicorn worker writes its metrics to files here and a scrape adds them up; set it to a
+        # directory `proofup worker` shares (deploy/systemd does) so that its metrics show up too.
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="proofup-metrics-")
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_hooks", "--preload",
+            "--worker-class", "gthread",
             "--workers", str(args.workers), "--threads", str(args.threads),
-            "--bind", f"{args.host}:{args.port}", "--access-logfile", "-", "app:create_wsgi_app()"]
+            "--bind", f"{args.host}:{args.port}", "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT,
+            "app:create_wsgi_app()"]
     os.execv(sys.executable, argv)
     return OK  # not reached
 
@@ -218,6 +192,16 @@ def cmd_simulator(argv: Sequence[str]) -> int:
     from app.simulator.cli import main as simulator_main
 
     return simulator_main(list(argv)) or OK
+
+
+def _grant_minutes(text: str) -> int:
+    """Read --minutes with the grant-length rule; argparse shows the rule's message and exits 2."""
+    from app.domain.grants import GrantError, minutes_from_text
+
+    try:
+        return minutes_from_text(text)
+    except GrantError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     grant = sub.add_parser("grant", help="unlock a student as cli:<your user name> (the same policy as "
                            "self-service applies; the audit trail records you and the reason)")
     grant.add_argument("upn", type=_upn)
-    grant.add_argument("--minutes", type=int, required=True)
+    grant.add_argument("--minutes", type=_grant_minutes, required=True, metavar="N",
+                       help="how long the unlock lasts (the same bounds as PROOFUP_GRANT_MINUTES)")
     grant.add_argument("--reason", required=True, help="why, e.g. a ticket number (required)")
     grant.add_argument("--override-cap", action="store_true",
                        help="unlock even if the student used every unlock of the last 7 days (audited)")
@@ -260,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("upn", type=_upn)
     release.add_argument("--reason", required=True, help="why, e.g. a ticket number (required)")
 
-    sub.add_parser("doctor", help="check settings, LDAP bind and write access, Graph token, database")
+    sub.add_parser("doctor", help="check the settings against the database, sign-in authority, Graph, AD and Redis; "
+                   "changes nothing")
     return parser
 
 
@@ -271,8 +257,11 @@ COMMANDS = {"diagnose": cmd_diagnose, "grant": cmd_grant, "release": cmd_release
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one `proofup` command; return its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=os.environ.get("PROOFUP_LOG_LEVEL", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        log_format = logs.log_format()
+    except ValueError as exc:
+        return _fail(f"configuration: {exc}", MISCONFIGURED)
+    logs.configure(os.environ.get("PROOFUP_LOG_LEVEL", "WARNING"), log_format)
     if argv[:1] == ["simulator"]:
         return cmd_simulator(argv[1:])
     args = build_parser().parse_args(argv)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -11,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
 
+from app.domain.grants import GrantError, check_minutes
 from app.domain.mail import valid_address
 
 ADFS_SUFFIX = "/adfs"
@@ -78,6 +80,14 @@ class Settings:
     smtp_reply_to: str = ""  # where replies go, e.g. the desk's mailbox
     smtp_timeout_seconds: float = 30.0  # for connecting and for every answer of the server
     mail_language: str = "en"  # language of a mail when neither the directory nor the student's visit names one
+    # /metrics answers only a scraper that shows this bearer token or comes from PROOFUP_METRICS_ALLOW's
+    # networks (addresses or CIDRs, comma or space separated); with neither set it answers 404.
+    metrics_token: str = field(default="", repr=False)
+    metrics_allow: str = ""
+    # Retention (docs/privacy.md): the worker deletes audit events and ended grants older than this.
+    retain_audit_days: int = 365
+    retain_grant_days: int = 365
+    retain_mail_days: int = 90  # sent, bounced and failed mails in the outbox
 
     @property
     def authority_is_adfs(self) -> bool:
@@ -98,11 +108,20 @@ class Settings:
         return out
 
 
+# The worker's and checks' durations: (smallest, largest, unit). Zero, negative and endless values would
+# stop the worker or spin it; the grant length has its own rule (app.domain.grants.check_minutes) and the
+# session limits theirs (below).
+DURATION_BOUNDS = {
+    "replication_wait_seconds": (0, 300, "seconds"),
+    "check_interval_seconds": (0.5, 3600, "seconds"),
+    "worker_interval_seconds": (0.5, 3600, "seconds"),
+    "confirm_interval_seconds": (0.5, 3600, "seconds"),
+}
 RATE_LIMIT_FIELDS = ("rate_limit_sign_in", "rate_limit_unlock", "rate_limit_status", "rate_limit_diagnosis")
 MAX_SESSION_MINUTES = 24 * 60  # a portal session never outlives a working day
 REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
 SECRET_FIELDS = frozenset({"secret_key", "client_secret", "graph_client_secret", "ldap_password", "redis_url",
-                           "smtp_password"})
+                           "smtp_password", "metrics_token"})
 SMTP_SECURITY_MODES = ("starttls", "tls", "none")
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 DEFAULT_LANGUAGE = "en"
@@ -128,6 +147,11 @@ def has_catalogue(language: str) -> bool:
 def env_name(field_name: str) -> str:
     """Return the environment variable that sets a field."""
     return _PREFIX + field_name.upper()
+
+
+def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse a list of addresses or networks separated by commas or spaces; ValueError if one is malformed."""
+    return tuple(ipaddress.ip_network(part, strict=False) for part in value.replace(",", " ").split())
 
 
 def _convert(name: str, raw: str, default: object) -> object:
@@ -186,8 +210,10 @@ def validate(settings: Settings) -> None:
     for url in settings.ldap_urls:
         if urlparse(url).scheme not in ("ldap", "ldaps"):
             raise SettingsError(f"{env_name('ldap_url')} entries must be ldap:// or ldaps:// URLs, not {url!r}")
-    if not 5 <= settings.grant_minutes <= 240:
-        raise SettingsError(f"{env_name('grant_minutes')} must be between 5 and 240 minutes")
+    try:
+        check_minutes(settings.grant_minutes)
+    except GrantError as exc:
+        raise SettingsError(f"{env_name('grant_minutes')}: {exc}") from None
     if not 1 <= settings.session_minutes <= MAX_SESSION_MINUTES:
         raise SettingsError(f"{env_name('session_minutes')} must be between 1 and {MAX_SESSION_MINUTES} minutes")
     if not settings.session_minutes <= settings.session_max_minutes <= MAX_SESSION_MINUTES:
@@ -195,9 +221,10 @@ def validate(settings: Settings) -> None:
                             f"({settings.session_minutes}) and {MAX_SESSION_MINUTES} minutes")
     if not 1 <= settings.max_unlocks <= 100:
         raise SettingsError(f"{env_name('max_unlocks')} must be between 1 and 100")
-    for name in ("worker_interval_seconds", "confirm_interval_seconds"):
-        if not getattr(settings, name) > 0:
-            raise SettingsError(f"{env_name(name)} must be a positive number of seconds")
+    for name, (low, high, unit) in DURATION_BOUNDS.items():
+        value = getattr(settings, name)
+        if not (math.isfinite(value) and low <= value <= high):
+            raise SettingsError(f"{env_name(name)} must be between {low:g} and {high:g} {unit}, not {value:g}")
     if not 0 <= settings.proxy_hops <= 5:
         raise SettingsError(f"{env_name('proxy_hops')} must be between 0 and 5")
     try:
@@ -214,6 +241,16 @@ def validate(settings: Settings) -> None:
                                 f"not {value!r}") from None
     if settings.redis_url and urlparse(settings.redis_url).scheme not in REDIS_SCHEMES:
         raise SettingsError(f"{env_name('redis_url')} must be a redis:// or rediss:// URL")
+    for name in ("retain_audit_days", "retain_grant_days", "retain_mail_days"):
+        if not 1 <= getattr(settings, name) <= 3650:
+            raise SettingsError(f"{env_name(name)} must be between 1 and 3650 days")
+    if settings.metrics_token and len(settings.metrics_token) < 16:
+        raise SettingsError(f"{env_name('metrics_token')} must be at least 16 characters")
+    try:
+        parse_networks(settings.metrics_allow)
+    except ValueError:
+        raise SettingsError(f"{env_name('metrics_allow')} must list addresses or networks like 10.0.0.0/8, "
+                            f"not {settings.metrics_allow!r}") from None
     if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
         raise SettingsError(f"{env_name('ca_bundle')} names no readable file: {settings.ca_bundle!r}")
     if settings.ldap_urls:

@@ -12,8 +12,10 @@ DEMO_SEED = Path(__file__).parent / "data" / "demo-seed.yaml"
 USER_STATES = frozenset(
     {"unregistered", "half_registered", "registered", "not_required", "privileged", "disabled"}
 )
+# Kinds a seeded user may have; futureMethod is a type Graph does not list (the portal must not unlock on it).
 METHOD_KINDS = frozenset(
-    {"microsoftAuthenticator", "phone", "fido2", "softwareOath", "windowsHelloForBusiness", "email"}
+    {"microsoftAuthenticator", "phone", "fido2", "softwareOath", "windowsHelloForBusiness", "email",
+     "hardwareOath", "platformCredential", "externalAuthentication", "qrCodePin", "futureMethod"}
 )
 
 

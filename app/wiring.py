@@ -156,6 +156,17 @@ def build_worker(services: Services):
     return sweeper, Lease(services.store, ttl_seconds=lease_ttl_for(settings.worker_interval_seconds))
 
 
+def build_retention(services: Services):
+    """Return what purges old records after each of the worker's full cycles."""
+    from app.adapters.store import SessionStore
+    from app.services.retention import Retention, RetentionPolicy
+
+    settings = services.settings
+    policy = RetentionPolicy(audit_days=settings.retain_audit_days, grant_days=settings.retain_grant_days,
+                             mail_days=settings.retain_mail_days)
+    return Retention(services.store, policy, sessions=SessionStore(services.store), outbox=services.outbox)
+
+
 def build_services(settings: Settings, *, directory=None, graph=None, identity=None, store=None, grants=None,
                    budget=None, clock=None) -> Services:
     """Assemble the services; every part given is used as is, every other part is built from settings."""

@@ -7,6 +7,7 @@ import threading
 import time
 
 from app.adapters.lease import Lease
+from app.services.retention import Retention
 from app.services.sweeper import CycleReport, Sweeper
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ def lease_ttl_for(interval: float) -> float:
 
 def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTERVAL_SECONDS, once: bool = False,
                stop_event: threading.Event | None = None, confirm_interval: float | None = None,
-               mail=None) -> list[CycleReport]:
+               mail=None, retention: Retention | None = None) -> list[CycleReport]:
     """Run sweeper cycles while holding the lease; one cycle with once=True. Return the reports of cycles run.
 
     Every interval a full cycle runs; with a shorter confirm_interval, confirmation passes (bulk method
@@ -28,6 +29,7 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
     A worker that does not hold the lease waits and tries again each tick (a standby). With once=True
     and the lease held elsewhere, nothing runs and the list is empty. Only full cycles are reported.
     With `mail` (an OutboxSender), every tick also sends the outbox's due mail, after the grants' work.
+    After each full cycle, retention (if given) deletes one bounded chunk of old records.
     """
     if interval <= 0 or (confirm_interval is not None and confirm_interval <= 0):
         raise ValueError("the worker intervals must be positive")
@@ -45,6 +47,7 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
                         if full_due:
                             next_full = started + interval
                             reports.append(sweeper.run_cycle())
+                            _purge(retention)
                         else:
                             sweeper.run_confirm_pass()
                     finally:
@@ -78,6 +81,16 @@ def _send_mail(mail, once: bool) -> None:
         if once:
             raise
         log.exception("worker: mail pass failed; the mail stays in the outbox")
+
+
+def _purge(retention: Retention | None) -> None:
+    """Delete one chunk of old records; a failure is retried next cycle and never holds up the grants."""
+    if retention is None:
+        return
+    try:
+        retention.purge()
+    except Exception:
+        log.exception("worker: retention purge failed; trying again next cycle")
 
 
 def start_worker_thread(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTERVAL_SECONDS,

@@ -20,6 +20,16 @@ def missing_real_part(what: str, how: str = "run scripts/test, which installs it
     pytest.skip(message)
 
 
+def real_tool(command: str, package: str) -> str:
+    """Return the path of a command the tests run for real, or fail/skip naming its Debian package."""
+    import shutil
+
+    found = shutil.which(command)
+    if found is None:
+        missing_real_part(f"{command} (Debian package {package})")
+    return found
+
+
 def run_in_forked_child(work, timeout: float = 30.0):
     """Run work() in a child made by os.fork() and return its JSON-able result; fail if it raises or hangs."""
     import json

@@ -384,22 +384,41 @@ class LdapDirectory:
             time.sleep(min(POLL_INTERVAL, remaining))
 
     def check_write_access(self, group_dn: str) -> bool:
-        """Tell, without changing anything, whether the service account may write the group's member.
+        """Tell, without changing anything, whether the service account may write the group's member."""
+        return "member" in self.writable_attributes(group_dn)
+
+    def writable_attributes(self, group_dn: str) -> frozenset[str]:
+        """Return the group's attributes the service account may write (lower case), changing nothing.
 
         Reads allowedAttributesEffective, which AD (and Samba) compute from the group's ACL for the
         account that asks.
         """
         _require_dn(group_dn, "the group")
 
-        def probe(conn: ldap3.Connection) -> bool:
+        def probe(conn: ldap3.Connection) -> frozenset[str]:
             conn.search(group_dn, "(objectClass=group)", ldap3.BASE, attributes=["allowedAttributesEffective"])
             entries = [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
             if not entries:
                 raise DirectoryError(f"{self._urls[0]}: {group_dn} is not a group")
-            allowed = entries[0]["attributes"].get("allowedAttributesEffective", [])
-            return any(str(name).lower() == "member" for name in allowed)
+            return frozenset(str(name).lower() for name in entries[0]["attributes"].get("allowedAttributesEffective", []))
 
         return self._primary(f"read the rights on {group_dn}", probe)
+
+    def ttl_supported(self) -> bool:
+        """Tell whether the forest has the Privileged Access Management feature (memberships with a TTL)."""
+
+        def probe(conn: ldap3.Connection) -> bool:
+            conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["configurationNamingContext"])
+            entries = [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
+            config = _first(entries[0]["attributes"], "configurationNamingContext") if entries else None
+            if not config:
+                raise DirectoryError(f"{self._urls[0]}: the root DSE names no configuration partition")
+            conn.search(f"CN=Partitions,{config}", "(objectClass=*)", ldap3.BASE, attributes=["msDS-EnabledFeature"])
+            entries = [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
+            features = entries[0]["attributes"].get("msDS-EnabledFeature", []) if entries else []
+            return any(str(f).lower().startswith("cn=privileged access management feature,") for f in features)
+
+        return self._primary("read the forest's optional features", probe)
 
     def servers(self) -> tuple[str, ...]:
         """Name the DCs this directory talks to, first one first (it takes the writes)."""

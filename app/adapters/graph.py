@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import threading
+import time
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping, Sequence
@@ -43,6 +44,7 @@ from app.adapters.http import forget_connections_after_fork, make_session, make_
 from app.domain.evidence import (
     AUTHENTICATOR_APP_ID,
     METHOD_KINDS,
+    UNKNOWN_METHOD,
     AuthMethod,
     Device,
     EntraUser,
@@ -59,8 +61,11 @@ log = logging.getLogger(__name__)
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BATCH_LIMIT = 20  # Graph's documented maximum of requests in one $batch
-MAX_RETRY_WAIT = 2.0  # the retry middleware never sleeps longer than this for a person who is waiting
-BUDGET_WAIT = 2.0  # how long an interactive call waits for the shared directory budget
+# A page a person waits for (diagnosis, unlock) honours Graph's Retry-After up to this long; beyond it the
+# page says Microsoft is busy and tries again by itself (app/web/errors.py).
+PAGE_WAIT = 5.0
+BUDGET_WAIT = 2.0  # how long other calls (status checks, the worker) wait for the budget or a throttled part
+PART_RETRY_ROUNDS = 2  # resends of the $batch parts Graph answered 429, each after their longest Retry-After
 FALLBACK_BACKOFF = 2.0  # Retry-After missing on a 429: back off exponentially from this
 MAX_BACKOFF = 60.0
 TAP_MINUTES = (10, 43200)  # Graph: 10 minutes to 30 days
@@ -172,12 +177,19 @@ def map_user(body: Any) -> EntraUser:
 def map_methods(body: Any) -> tuple[AuthMethod, ...]:
     """Map an authentication/methods part to AuthMethods (kind from @odata.type)."""
     page = _parse(body, _models()[1])
-    return tuple(
-        AuthMethod(id=m.id or "", kind=METHOD_KINDS.get(m.odata_type or "", "unknown"),
-                   display_name=getattr(m, "display_name", None) or "",
-                   created=getattr(m, "created_date_time", None))
-        for m in page.value or ()
-    )
+    return tuple(_method(m) for m in page.value or ())
+
+
+def _method(model: Any) -> AuthMethod:
+    """Map one typed method; a type this portal does not know is kept as "unknown" (it counts as a method)."""
+    kind = METHOD_KINDS.get(model.odata_type or "", UNKNOWN_METHOD)
+    name = getattr(model, "display_name", None) or ""
+    if kind == UNKNOWN_METHOD:
+        # The SDK keeps an unknown type's fields aside; its name (or the type's) tells the desk what it is.
+        name = str((model.additional_data or {}).get("displayName") or (model.odata_type or "").rsplit(".", 1)[-1])
+    name = name[:80]
+    return AuthMethod(id=model.id or "", kind=kind, display_name=name,
+                      created=getattr(model, "created_date_time", None))
 
 
 def map_devices(body: Any) -> tuple[Device, ...]:
@@ -249,14 +261,18 @@ class _CountingTransport(httpx.AsyncHTTPTransport):
 
 
 class BoundedRetryHandler(RetryHandler):
-    """Kiota's retry middleware, but it gives up instead of sleeping longer than max_wait.
+    """Kiota's retry middleware, but it reads fractional Retry-After and gives up instead of sleeping past max_wait.
 
-    The stock handler honours any Retry-After up to 180 s; the caller (and the shared budget) decide instead.
+    The stock handler reads only whole seconds (Graph sends "2.128": it then retried after about 0.5 s, too
+    early) and honours any Retry-After up to 180 s; the caller (and the shared budget) decide instead.
     """
 
-    def __init__(self, options: RetryHandlerOption, max_wait: float = MAX_RETRY_WAIT):
+    def __init__(self, options: RetryHandlerOption, max_wait: float = PAGE_WAIT):
         super().__init__(options)
         self.max_wait = max_wait
+
+    def _parse_retry_after(self, retry_after: str) -> float | None:
+        return parse_retry_after(retry_after)
 
     def get_delay_time(self, retry_count, response=None, delay=RetryHandlerOption.DEFAULT_DELAY) -> float:
         wanted = super().get_delay_time(retry_count, response, delay)
@@ -320,7 +336,8 @@ class GraphClient:
 
     def __init__(self, authority: str, client_id: str, client_secret: str, graph_url: str, *,
                  ca_file: str | None = None, budget: RequestBudget | None = None, interactive_retries: int = 1,
-                 timeout: float = 20.0, scope: str = GRAPH_SCOPE, budget_wait: float = BUDGET_WAIT):
+                 timeout: float = 20.0, scope: str = GRAPH_SCOPE, budget_wait: float = BUDGET_WAIT,
+                 page_wait: float = PAGE_WAIT):
         if urlparse(graph_url).scheme != "https":
             raise ValueError(f"graph_url must be an https URL, not {graph_url!r}")
         if not (authority and client_id and client_secret):
@@ -335,6 +352,7 @@ class GraphClient:
         self.timeout = timeout
         self.scope = scope
         self.budget_wait = budget_wait
+        self.page_wait = page_wait
         self.counter = RequestCounter()
         self._session = make_session(ca_file, timeout=timeout)
         self._msal: msal.ConfidentialClientApplication | None = None
@@ -360,13 +378,14 @@ class GraphClient:
     def gather_evidence(self, upn: str) -> Evidence:
         """Fetch user, methods, devices and Authenticator sign-ins in ONE $batch; failed parts go to errors."""
         parts = evidence_requests(upn)
-        if not self.budget.take(DIRECTORY, 3, wait_seconds=self.budget_wait):
-            raise GraphThrottled("Graph budget exhausted: evidence not gathered", 429, "budget")
+        if not self.budget.take(DIRECTORY, 3, wait_seconds=self.page_wait):
+            raise GraphThrottled("Graph budget exhausted: evidence not gathered", 429, "budget",
+                                 self._blocked_for(DIRECTORY))
         errors: dict[str, GraphError] = {}
         if not self.budget.take(REPORTS, 1, wait_seconds=0.0):
             parts = [p for p in parts if p["id"] != "sign_ins"]
             errors["sign_ins"] = GraphThrottled(SIGN_INS_SKIPPED, 429, "budget")
-        answers, trips = self._run(self._batch(parts, retries=self.interactive_retries), DIRECTORY)
+        answers, trips = self._send_parts(parts, self.interactive_retries, self.page_wait)
         results: dict[str, Any] = {}
         for part in parts:
             outcome = read_part(answers.get(part["id"]), EVIDENCE_MAPPERS[part["id"]], part["id"])
@@ -403,7 +422,7 @@ class GraphClient:
         stop: GraphError | None = None
         for chunk in chunks(pending):
             if stop is None and not self.budget.take(DIRECTORY, len(chunk), wait_seconds=self.budget_wait):
-                stop = GraphThrottled("methods not checked: budget", 429, "budget")
+                stop = GraphThrottled("methods not checked: budget", 429, "budget", self._blocked_for(DIRECTORY))
             if stop is not None:
                 results.update({u: stop for u in chunk})
                 continue
@@ -432,6 +451,14 @@ class GraphClient:
             lifetime_minutes=created.lifetime_in_minutes or int(lifetime_minutes),
             one_time=bool(created.is_usable_once), start=created.start_date_time)
 
+    def granted_roles(self) -> frozenset[str]:
+        """Return the application permissions the tenant granted this app: the roles of a fresh app-only token."""
+        import jwt
+
+        # Only read: the token came from the authority over verified TLS, and Graph checks its signature.
+        claims = jwt.decode(self._access_token(), options={"verify_signature": False})
+        return frozenset(claims.get("roles") or ())
+
     def warm_up(self) -> None:
         """Import the typed models and their discriminator targets now (before gunicorn forks its workers)."""
         map_user({"id": "0", "userPrincipalName": "warm@up.test", "accountEnabled": True})
@@ -452,7 +479,7 @@ class GraphClient:
             _CALL_TRIPS.set(trips)
             return await coroutine, trips[0]
 
-        bound = self.timeout * (self.interactive_retries + 1) + MAX_RETRY_WAIT * self.interactive_retries + 1.0
+        bound = self.timeout * (self.interactive_retries + 1) + self.page_wait * self.interactive_retries + 1.0
         try:
             return _LOOP.run(counted(), bound)
         except APIError as error:
@@ -485,11 +512,49 @@ class GraphClient:
         return {str(a.get("id")): (int(a.get("status", 0)), a.get("headers") or {}, a.get("body"))
                 for a in answers if isinstance(a, dict)}
 
+    def _send_parts(self, parts: list[dict[str, str]], retries: int,
+                    max_wait: float) -> tuple[dict[str, tuple[int, dict, Any]], int]:
+        """POST parts as one $batch; resend the parts Graph answered 429 after their own Retry-After.
+
+        Graph throttles the parts of a batch one by one and answers the batch 200: its throttling page says
+        to retry the failed parts in a new batch after the longest Retry-After. That happens here while the
+        waits add up to at most max_wait; parts still throttled are returned as Graph answered them.
+        """
+        answers, trips = self._run(self._batch(parts, retries=retries), DIRECTORY)
+        waited = 0.0
+        for _ in range(PART_RETRY_ROUNDS):
+            throttled = [p for p in parts if answers.get(p["id"], (0,))[0] == 429]
+            wait = max((_part_retry_after(answers[p["id"]]) for p in throttled), default=0.0)
+            if not throttled or waited + wait > max_wait:
+                break
+            by_category: dict[str, list[dict[str, str]]] = {}
+            for part in throttled:
+                by_category.setdefault(part_category(part["url"]), []).append(part)
+            for category in by_category:
+                self.budget.back_off(category, wait)  # every instance waits it out, not only this call
+            time.sleep(wait)
+            waited += wait
+            resend = [p for category, group in by_category.items()
+                      if self.budget.take(category, len(group), wait_seconds=max(0.0, max_wait - waited))
+                      for p in group]
+            if not resend:
+                break
+            again, more = self._run(self._batch(resend, retries=0), DIRECTORY)
+            answers.update(again)
+            trips += more
+        return answers, trips
+
+    def _blocked_for(self, category: str) -> float | None:
+        """Return how long the shared budget blocks a category (None when the budget cannot say)."""
+        blocked_for = getattr(self.budget, "blocked_for", None)
+        seconds = blocked_for(category) if blocked_for is not None else 0.0
+        return seconds or None
+
     def _methods_chunk(self, chunk: list[str]) -> dict[str, tuple[AuthMethod, ...] | GraphError]:
         parts = [{"id": str(i), "method": "GET", "url": f"{user_path(u)}/authentication/methods"}
                  for i, u in enumerate(chunk)]
         try:
-            answers, _ = self._run(self._batch(parts, retries=0), DIRECTORY)
+            answers, _ = self._send_parts(parts, 0, self.budget_wait)
         except GraphError as error:
             return {u: error for u in chunk}
         results: dict[str, tuple[AuthMethod, ...] | GraphError] = {}
@@ -570,6 +635,18 @@ class GraphClient:
             raise GraphError(f"the Graph token was refused: {result.get('error', 'unknown error')}", 401,
                              str(result.get("error", "")))
         return result["access_token"]
+
+
+def part_category(url: str) -> str:
+    """Return the budget category of a $batch part's relative URL (reports or directory)."""
+    return REPORTS if url.lstrip("/").lower().startswith(("auditlogs/", "reports/")) else DIRECTORY
+
+
+def _part_retry_after(answer: tuple[int, Mapping[str, str], Any]) -> float:
+    """Return a throttled part's own Retry-After, or the fallback back-off when it sent none."""
+    lowered = {k.lower(): v for k, v in (answer[1] or {}).items()}
+    seconds = parse_retry_after(lowered.get("retry-after"))
+    return FALLBACK_BACKOFF if seconds is None else seconds
 
 
 def _odata_body(error: APIError) -> dict[str, Any]:

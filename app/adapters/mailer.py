@@ -114,6 +114,15 @@ class SmtpMailer:
             _close_quietly(smtp)
             raise MailUnavailable(f"cannot reach the mail server {where}: {_describe(exc)}") from None
 
+    def probe(self) -> str:
+        """Connect, secure and log in as for a message, send nothing, say QUIT; return what was checked."""
+        session = SmtpSession(self)
+        session._open()  # noqa: SLF001 - the session's own connection, closed below
+        session.close()
+        checked = {"starttls": "STARTTLS, certificate verified", "tls": "TLS, certificate verified",
+                   "none": "plain SMTP on this machine"}[self.security]
+        return f"{self.host}:{self.port} answered: {checked}" + ("; login accepted" if self.username else "")
+
     def _login(self, smtp: smtplib.SMTP) -> None:
         """Log in with one mechanism (PLAIN, else LOGIN): a refused password is not tried again another way."""
         offered = smtp.esmtp_features.get("auth", "").upper().split()

@@ -5,22 +5,30 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping
 
-# Graph @odata.type -> short kind. Source: Graph v1.0 authenticationMethod resource types.
+# Graph @odata.type -> short kind: every authenticationMethod subtype of Graph v1.0 (msgraph-sdk 1.65's
+# v1.0 models and learn.microsoft.com/graph/api/resources/authenticationmethods-overview), plus hardware OATH
+# tokens (hardwareOathAuthenticationMethod, in beta today). fido2 covers passkeys (device-bound and synced).
 METHOD_KINDS = {
     "#microsoft.graph.passwordAuthenticationMethod": "password",
     "#microsoft.graph.microsoftAuthenticatorAuthenticationMethod": "microsoftAuthenticator",
     "#microsoft.graph.phoneAuthenticationMethod": "phone",
     "#microsoft.graph.fido2AuthenticationMethod": "fido2",
     "#microsoft.graph.softwareOathAuthenticationMethod": "softwareOath",
+    "#microsoft.graph.hardwareOathAuthenticationMethod": "hardwareOath",
     "#microsoft.graph.windowsHelloForBusinessAuthenticationMethod": "windowsHelloForBusiness",
     "#microsoft.graph.temporaryAccessPassAuthenticationMethod": "temporaryAccessPass",
     "#microsoft.graph.emailAuthenticationMethod": "email",
     "#microsoft.graph.platformCredentialAuthenticationMethod": "platformCredential",
+    "#microsoft.graph.qrCodePinAuthenticationMethod": "qrCodePin",
+    "#microsoft.graph.externalAuthenticationMethod": "externalAuthentication",
+    "#microsoft.graph.resourceAccountKeyAuthenticationMethod": "resourceAccountKey",
 }
-# Methods that satisfy Azure MFA; password, TAP and email (SSPR only) do not.
-STRONG_METHOD_KINDS = frozenset(
-    {"microsoftAuthenticator", "phone", "fido2", "softwareOath", "windowsHelloForBusiness", "platformCredential"}
-)
+UNKNOWN_METHOD = "unknown"  # an @odata.type not listed above (or none at all)
+# The only kinds that leave a person without a way through MFA, so that the portal may unlock them: the
+# password (always there), a Temporary Access Pass (issued by the desk to register), email (password reset
+# only) and QR code + PIN (single-factor, for frontline workers). Every other kind, unknown ones included,
+# counts as a method: the portal never unlocks on a shape it does not understand.
+NOT_MFA_KINDS = frozenset({"password", "temporaryAccessPass", "email", "qrCodePin"})
 AUTHENTICATOR_APP_ID = "4813382a-8fa7-425e-ab75-3b753aab3abb"
 
 
@@ -49,13 +57,14 @@ class GraphUnavailable(GraphError):
 @dataclass(frozen=True)
 class AuthMethod:
     id: str
-    kind: str  # one of METHOD_KINDS' values, or "unknown"
+    kind: str  # one of METHOD_KINDS' values, or UNKNOWN_METHOD
     display_name: str = ""
     created: datetime | None = None
 
     @property
     def strong(self) -> bool:
-        return self.kind in STRONG_METHOD_KINDS
+        """Tell whether this method gets its owner through MFA (an unknown kind does, to be safe)."""
+        return self.kind not in NOT_MFA_KINDS
 
 
 @dataclass(frozen=True)

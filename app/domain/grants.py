@@ -82,12 +82,21 @@ def end_state_for(outcome: str) -> GrantState:
 
 
 def check_minutes(minutes: int) -> int:
-    """Return the grant length if it is a whole number of minutes within policy bounds."""
+    """Return the grant length if it is a whole number of minutes within policy bounds (the one rule)."""
     if isinstance(minutes, bool) or not isinstance(minutes, int):
-        raise GrantError(f"grant length must be a whole number of minutes, not {minutes!r}")
+        raise GrantError(f"a grant lasts a whole number of minutes, not {minutes!r}")
     if not MIN_GRANT_MINUTES <= minutes <= MAX_GRANT_MINUTES:
-        raise GrantError(f"grant length must be between {MIN_GRANT_MINUTES} and {MAX_GRANT_MINUTES} minutes")
+        raise GrantError(f"a grant lasts {MIN_GRANT_MINUTES} to {MAX_GRANT_MINUTES} minutes, not {minutes}")
     return minutes
+
+
+def minutes_from_text(text: str) -> int:
+    """Read a grant length typed by a person (CLI, settings, forms) and check it with check_minutes."""
+    try:
+        minutes = int(str(text).strip())
+    except ValueError:
+        raise GrantError(f"a grant lasts a whole number of minutes, not {text!r}") from None
+    return check_minutes(minutes)
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,24 @@ def make_blueprint(get_sim) -> Blueprint:
             return jsonify({"error": str(exc)}), 409
         return jsonify({"changed": changed, "member": member})
 
+    @bp.post("/methods")
+    def add_method():
+        """Register a method for a user (as an admin would in the Entra admin centre); it shows after `delay` s."""
+        from app.simulator.graph import BY_KIND
+
+        data, world = body(), get_sim().world
+        user = world.find_user(str(data.get("upn", "")))
+        if user is None:
+            return _bad("no such user in Entra")
+        kind = str(data.get("kind", ""))
+        if kind not in BY_KIND or kind in ("password", "temporaryAccessPass"):
+            return _bad("kind must be a method kind the simulator serves (not password or temporaryAccessPass)")
+        delay = _number(data, "delay", 0.0)
+        if delay < 0:
+            return _bad("delay must be >= 0")
+        method = world.add_method(user.id, kind, delay=delay)
+        return jsonify({"id": method.id, "kind": kind}), 201
+
     @bp.get("/users")
     def users():
         """List the seeded Entra users and their state (never passwords)."""

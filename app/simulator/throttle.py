@@ -60,7 +60,8 @@ class Throttle:
             if bucket.tokens >= cost:
                 bucket.tokens -= cost
                 return None
-            return max(1.0, math.ceil((cost - bucket.tokens) / rate))
+            # Graph's Retry-After is the time until the bucket has room, in seconds with fractions ("2.128").
+            return max(0.001, math.ceil((cost - bucket.tokens) / rate * 1000) / 1000)
 
     def reset(self) -> None:
         with self._lock:

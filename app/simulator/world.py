@@ -168,7 +168,8 @@ class World:
 
     def has_usable_strong_method(self, user_id: str) -> bool:
         """Tell whether the Azure MFA adapter could challenge this user (a strong method is visible)."""
-        return any(m.kind not in ("password", "temporaryAccessPass", "email") for m in self.methods_of(user_id))
+        return any(m.kind not in ("password", "temporaryAccessPass", "email", "qrCodePin")
+                   for m in self.methods_of(user_id))
 
     def devices_of(self, user_id: str) -> list[Device]:
         with self.lock:
@@ -210,6 +211,11 @@ class World:
             "softwareOath": {"secretKey": None},
             "windowsHelloForBusiness": {"displayName": "LAB-PC-01", "keyStrength": "normal"},
             "email": {"emailAddress": "personal.address@example.org"},
+            "hardwareOath": {"serialNumber": "TOTP-0042", "manufacturer": "Token2", "model": "C202"},
+            "platformCredential": {"displayName": "MacBook Air", "keyStrength": "normal", "platform": "macOS"},
+            "externalAuthentication": {"displayName": "Partner MFA",
+                                       "configurationId": "b9a5ab1b-0a1b-4a4b-9d5e-3f1e2d3c4b5a"},
+            "futureMethod": {"displayName": "Something new"},
         }.get(kind, {})
 
     def delete_method(self, method: Method) -> None:

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import logging
+import math
 
-from flask import Flask, render_template
+from flask import Flask, make_response, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from app.domain.directory import DirectoryError, DirectoryUnavailable
-from app.domain.evidence import GraphError
+from app.domain.evidence import GraphError, GraphThrottled
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,18 @@ UNAVAILABLE = {
               _l("We could not reach Microsoft Entra ID, so nothing was changed. Please try again in a few "
                  "minutes.")),
 }
+
+BUSY = (_l("Microsoft is busy right now"),
+        _l("Microsoft Entra ID asked us to wait before we check your account, so nothing was changed. This page "
+           "tries again by itself in %(seconds)s seconds; you do not need to do anything."))
+# The busy page retries after Graph's Retry-After, but never sooner than 5 s nor later than a minute.
+BUSY_RETRY_SECONDS = (5, 60)
+
+
+def busy_retry_seconds(retry_after: float | None) -> int:
+    """Return when the busy page retries: Graph's Retry-After (10 s without one), within BUSY_RETRY_SECONDS."""
+    low, high = BUSY_RETRY_SECONDS
+    return max(low, min(high, math.ceil(10.0 if retry_after is None else retry_after)))
 
 
 def error_page(status: int, title, message):
@@ -63,6 +76,21 @@ def install(app: Flask) -> None:
             return error_page(500, *PAGES[500])
         log.warning("directory unavailable: %s", error)
         return error_page(503, *UNAVAILABLE["directory"])
+
+    @app.errorhandler(GraphThrottled)
+    def graph_busy(error):
+        seconds = busy_retry_seconds(error.retry_after)
+        log.warning("graph busy: %s (retry after %s s)", error, error.retry_after)
+        # The page retries by itself through the Refresh header: no script and no meta tag, so the strict CSP
+        # allows it. A POST (an unlock) comes back as the diagnosis page, which shows where the student stands.
+        if request.method == "GET" and request.endpoint:
+            target = url_for(request.endpoint, **(request.view_args or {}))
+        else:
+            target = url_for("student.diagnosis")
+        response = make_response(error_page(503, BUSY[0], str(BUSY[1]) % {"seconds": seconds}))
+        response.headers["Retry-After"] = str(seconds)
+        response.headers["Refresh"] = f"{seconds}; url={target}"
+        return response
 
     @app.errorhandler(GraphError)
     def graph_down(error):

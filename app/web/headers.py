@@ -1,8 +1,10 @@
-"""Security headers on every response: strict CSP, no framing, no caching of personal pages, HSTS."""
+"""Headers on every response: strict CSP, no framing, no caching of personal pages, HSTS, the request id."""
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
+
+from app.logs import REQUEST_ID_HEADER, request_id_from
 
 
 class SchemeAwareSessionInterface(SecureCookieSessionInterface):
@@ -32,8 +34,14 @@ def install(app: Flask, *, form_targets: tuple[str, ...]) -> None:
     csp = content_security_policy(form_targets)
     app.session_interface = SchemeAwareSessionInterface()
 
+    @app.before_request
+    def name_the_request():
+        # Every log line of this request and its error page carry this id, so a student can quote it.
+        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+
     @app.after_request
     def add_headers(response):
+        response.headers[REQUEST_ID_HEADER] = g.get("request_id") or request_id_from(None)
         response.headers["Content-Security-Policy"] = csp
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"

@@ -13,6 +13,11 @@ METHOD_LABELS = {
     "temporaryAccessPass": _l("Temporary Access Pass"),
     "email": _l("Email (password reset only)"),
     "platformCredential": _l("Platform credential (macOS)"),
+    "hardwareOath": _l("Hardware token code (OATH)"),
+    "qrCodePin": _l("QR code and PIN (sign-in only)"),
+    "externalAuthentication": _l("External verification method"),
+    "resourceAccountKey": _l("Resource account key"),
+    "unknown": _l("Unknown method"),
 }
 
 # (headline, explanation, what to do next) per reason; the reason decides, the state groups them.

@@ -144,23 +144,66 @@ def test_directory_budget_exhausted_sends_nothing(simulator):
     assert graph_requests(simulator, since) == []
 
 
-def test_a_throttled_part_is_reported_and_the_budget_told(simulator):
+def batch_times(simulator, since: int) -> list[float]:
+    return [e["time"] for e in round_trips(graph_requests(simulator, since))]
+
+
+def test_a_fractional_retry_after_on_the_batch_is_waited_out(simulator, graph):
+    """Graph sends Retry-After like 2.7: the retry middleware used to read only whole numbers and retry at once."""
+    graph.gather_evidence("barbara.liskov@uni.test")
+    simulator.add_fault("/v1.0/$batch", "429", seconds=2.7, count=1)
+    since = simulator.last_seq()
+    evidence = graph.gather_evidence("ada.lovelace@uni.test")
+    assert evidence.complete, evidence.errors
+    first, retry = batch_times(simulator, since)
+    assert retry - first >= 2.7
+
+
+def test_a_throttled_part_is_sent_again_after_its_own_retry_after(simulator):
+    """The batch answers 200 with one part 429: that part goes again, alone, after its Retry-After."""
     budget = RecordingBudget()
     graph = make_client(simulator, budget=budget)
-    simulator.add_fault("/v1.0/auditLogs/signIns", "429", seconds=2.5, count=1)
+    graph.gather_evidence("barbara.liskov@uni.test")
+    budget.back_offs.clear()
+    simulator.add_fault("/v1.0/auditLogs/signIns", "429", seconds=1.6, count=1)
+    since = simulator.last_seq()
     evidence = graph.gather_evidence("ada.lovelace@uni.test")
+    assert evidence.complete, evidence.errors
+    assert evidence.authenticator_sign_ins and evidence.round_trips == 2
+    first, again = batch_times(simulator, since)
+    assert again - first >= 1.6
+    parts = [e["path"] for e in graph_requests(simulator, since) if e["batch_part"] and e["time"] > first]
+    assert parts == ["/v1.0/auditLogs/signIns"]
+    assert budget.back_offs == [(REPORTS, 1.6)]  # told first, so that every instance waits too
+    assert budget.taken[-1] == (REPORTS, 1)  # the resent part is paid for again
+
+
+def test_a_part_throttled_for_longer_than_a_page_may_wait_is_reported(simulator):
+    budget = RecordingBudget()
+    graph = make_client(simulator, budget=budget)
+    simulator.add_fault("/v1.0/auditLogs/signIns", "429", seconds=30, count=1)
+    since, started = simulator.last_seq(), time.monotonic()
+    evidence = graph.gather_evidence("ada.lovelace@uni.test")
+    assert time.monotonic() - started < 3
     throttled = evidence.errors["sign_ins"]
-    assert isinstance(throttled, GraphThrottled) and throttled.retry_after == 2.5
-    assert budget.back_offs == [(REPORTS, 2.5)]
+    assert isinstance(throttled, GraphThrottled) and throttled.retry_after == 30
+    assert budget.back_offs == [(REPORTS, 30)]
     assert evidence.user is not None and set(evidence.errors) == {"sign_ins"}
+    assert len(round_trips(graph_requests(simulator, since))) == 1
 
 
-def test_reports_limit_of_the_simulator_is_met_with_a_clean_error(simulator, graph):
-    """Six diagnoses in a burst: Graph's 5-per-10-s report limit answers 429 on the sign-in part only."""
-    results = [graph.gather_evidence("ada.lovelace@uni.test") for _ in range(6)]
-    assert all(r.user is not None for r in results)
-    throttled = [r.errors["sign_ins"] for r in results if "sign_ins" in r.errors]
-    assert throttled and all(isinstance(t, GraphThrottled) and t.retry_after for t in throttled)
+def test_reports_limit_of_the_simulator_is_waited_out_part_by_part(simulator, graph):
+    """Six diagnoses in a burst: Graph's 5-per-10-s report limit throttles the sixth's sign-in part, with a
+    fractional Retry-After (about 2 s); that part alone is sent again once it has passed."""
+    for _ in range(5):
+        graph.gather_evidence("ada.lovelace@uni.test")
+    answer = simulator.graph_get("/auditLogs/signIns?$top=1")
+    assert answer.status_code == 429
+    retry_after = float(answer.headers["Retry-After"])
+    assert 0 < retry_after <= 10 and not retry_after.is_integer(), answer.headers["Retry-After"]
+    evidence = graph.gather_evidence("ada.lovelace@uni.test")
+    assert evidence.complete, evidence.errors
+    assert evidence.round_trips >= 2
 
 
 def test_methods_for_45_users_takes_3_batches(simulator, graph):
@@ -176,17 +219,30 @@ def test_methods_for_45_users_takes_3_batches(simulator, graph):
     assert all(isinstance(results[g], GraphError) and results[g].status == 404 for g in ghosts)
 
 
+def test_methods_for_sends_a_briefly_throttled_part_again(simulator):
+    graph = make_client(simulator, budget=RecordingBudget())
+    users = [u.upn for u in simulator.seed.users]
+    simulator.add_fault("/v1.0/users/alan.turing@uni.test/authentication/methods", "429", seconds=1.5, count=1)
+    since = simulator.last_seq()
+    results = graph.methods_for(users)
+    assert all(isinstance(results[u], tuple) for u in users if u != "radia.perlman@uni.test")
+    first, again = batch_times(simulator, since)
+    assert again - first >= 1.5
+    assert [e["path"] for e in graph_requests(simulator, since) if e["batch_part"] and e["time"] > first] == [
+        "/v1.0/users/alan.turing@uni.test/authentication/methods"]
+
+
 def test_methods_for_stops_at_a_throttled_part(simulator):
     budget = RecordingBudget()
     graph = make_client(simulator, budget=budget)
     seeded = [u.upn for u in simulator.seed.users]
     users = seeded + [str(uuid.uuid4()) for _ in range(15)]  # 25: two batches
-    simulator.add_fault("/v1.0/users/alan.turing@uni.test/authentication/methods", "429", seconds=1.5, count=1)
+    simulator.add_fault("/v1.0/users/alan.turing@uni.test/authentication/methods", "429", seconds=30, count=1)
     since = simulator.last_seq()
     results = graph.methods_for(users)
     assert isinstance(results["alan.turing@uni.test"], GraphThrottled)
-    assert results["alan.turing@uni.test"].retry_after == 1.5
-    assert (DIRECTORY, 1.5) in budget.back_offs
+    assert results["alan.turing@uni.test"].retry_after == 30
+    assert (DIRECTORY, 30) in budget.back_offs
     assert isinstance(results["barbara.liskov@uni.test"], tuple)  # the rest of that batch still counts
     assert all(isinstance(results[u], GraphThrottled) for u in users[20:])  # the next batch was not sent
     assert len(round_trips(graph_requests(simulator, since))) == 1
@@ -257,6 +313,24 @@ def private_graph(simulator_factory):
     """A Graph client on a simulator of its own: a TAP changes a student's methods for good."""
     private = simulator_factory()
     return private, make_client(private)
+
+
+KNOWN_KINDS = {"microsoftAuthenticator": True, "phone": True, "fido2": True, "softwareOath": True,
+               "hardwareOath": True, "windowsHelloForBusiness": True, "email": False, "platformCredential": True,
+               "externalAuthentication": True, "qrCodePin": False}
+
+
+def test_every_method_type_and_an_unknown_one(private_graph):
+    """Every type Graph v1.0 lists maps to its kind; a type the portal does not know counts as a method."""
+    simulator, graph = private_graph
+    upn = "grace.hopper@uni.test"  # unregistered: only the password so far
+    for kind in [*KNOWN_KINDS, "futureMethod"]:
+        simulator.add_method(upn, kind)
+    methods = {m.kind: m for m in graph.gather_evidence(upn).methods}
+    assert set(methods) == {"password", *KNOWN_KINDS, "unknown"}
+    assert {kind: methods[kind].strong for kind in KNOWN_KINDS} == KNOWN_KINDS
+    unknown = methods["unknown"]
+    assert unknown.strong and unknown.display_name == "Something new"
 
 
 def test_temporary_access_pass(private_graph):

@@ -129,3 +129,12 @@ def test_a_server_that_is_down_is_transient(closed_port):
 def test_plain_smtp_is_refused_for_a_remote_host():
     with pytest.raises(ValueError, match="only to a server on this machine"):
         SmtpMailer(host="mail.uni.test", security="none", sender=SENDER)
+
+
+def test_the_doctors_probe_logs_in_and_sends_nothing(smtp_server):
+    server = smtp_server("tls", login=LOGIN)
+    said = mailer_for(server, username=LOGIN[0], password=LOGIN[1]).probe()
+    assert said == f"localhost:{server.port} answered: TLS, certificate verified; login accepted"
+    assert server.mailbox.logins == ["portal"] and server.messages == []
+    with pytest.raises(MailConfigError, match="refused the login"):
+        mailer_for(server, username=LOGIN[0], password="wrong").probe()

@@ -102,11 +102,12 @@ def test_token_bucket_refills_at_the_documented_rate():
     throttle = Throttle(directory_limit=3500)
     for i in range(5):
         assert throttle.take("reports", "app", "tenant", now=100.0) is None
-    assert throttle.take("reports", "app", "tenant", now=100.0) == 2  # 5 per 10 s: one token every 2 s
+    assert throttle.take("reports", "app", "tenant", now=100.0) == 2.0  # 5 per 10 s: one token every 2 s
     assert throttle.take("reports", "other-app", "tenant", now=100.0) is None  # per app per tenant
     assert throttle.take("reports", "app", "tenant", now=102.0) is None
     assert throttle.take("directory", "app", "tenant", now=100.0, cost=3500) is None
-    assert throttle.take("directory", "app", "tenant", now=100.0) == 1
+    assert throttle.take("directory", "app", "tenant", now=100.0) == 0.003  # in ms, as Graph: 1/350 s rounded up
+    assert throttle.take("reports", "app", "tenant", now=103.0) == 1.0  # half refilled: fractions, not a whole 2
 
 
 def test_limits_and_categories_follow_microsofts_tables():

@@ -185,24 +185,30 @@ def test_reports_bucket_answers_429_with_retry_after_and_the_sdk_waits(simulator
 
     async def scenario():
         client = graph_client(sim, token)
-        for _ in range(5):  # 5 requests per 10 s per app per tenant
-            await client.audit_logs.sign_ins.get()
-        with pytest.raises(ODataError) as throttled:
-            await client.audit_logs.sign_ins.get(request_configuration=RequestConfiguration(options=NO_RETRY))
+        answered = 0  # 5 requests per 10 s per app per tenant; a slow machine may see a token refill meanwhile
+        while True:
+            try:
+                await client.audit_logs.sign_ins.get(request_configuration=RequestConfiguration(options=NO_RETRY))
+            except ODataError as error:
+                throttled = error
+                break
+            answered += 1
+            assert answered <= 10, "the reports bucket never throttled"
         users_still_fine = await client.users.by_user_id(BARBARA).get(
             request_configuration=RequestConfiguration(options=NO_RETRY))
         started = time.monotonic()
         after_wait = await client.audit_logs.sign_ins.get()  # default middleware honours Retry-After
-        return throttled.value, users_still_fine, after_wait, time.monotonic() - started
+        return answered, throttled, users_still_fine, after_wait, time.monotonic() - started
 
-    throttled, users_still_fine, after_wait, waited = run(scenario())
+    answered, throttled, users_still_fine, after_wait, waited = run(scenario())
+    assert answered >= 5
     assert throttled.response_status_code == 429 and throttled.error.code == "TooManyRequests"
     retry_after = {k.lower(): v for k, v in throttled.response_headers.items()}["retry-after"]
-    assert 1 <= float(retry_after) <= 10
+    assert 0 < float(retry_after) <= 10  # seconds with fractions, as Graph sends them
     assert users_still_fine.user_principal_name == BARBARA  # a different bucket
     assert after_wait.value is not None and waited >= 1
     statuses = [e["status"] for e in sim.requests_log() if e["path"] == "/v1.0/auditLogs/signIns"]
-    assert statuses[:6] == [200] * 5 + [429] and statuses[-1] == 200
+    assert statuses[:answered + 1] == [200] * answered + [429] and statuses[-1] == 200
 
 
 def post_batch(sim, requests_, client_id=None):

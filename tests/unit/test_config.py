@@ -66,6 +66,12 @@ def test_a_missing_required_setting_is_named(name):
         ("PROOFUP_SESSION_MAX_MINUTES", "an hour"),
         ("PROOFUP_MAX_UNLOCKS", "0"),
         ("PROOFUP_MAX_UNLOCKS", "three"),
+        ("PROOFUP_GRANT_MINUTES", "0"),
+        ("PROOFUP_GRANT_MINUTES", "241"),
+        ("PROOFUP_WORKER_INTERVAL_SECONDS", "inf"),
+        ("PROOFUP_CHECK_INTERVAL_SECONDS", "nan"),
+        ("PROOFUP_CHECK_INTERVAL_SECONDS", "0"),
+        ("PROOFUP_REPLICATION_WAIT_SECONDS", "-1"),
     ],
 )
 def test_a_malformed_setting_is_named(name, value):

@@ -12,6 +12,7 @@ from app.domain.grants import (
     GrantView,
     InvalidTransition,
     check_minutes,
+    minutes_from_text,
     check_transition,
     end_state_for,
     release_for,
@@ -69,6 +70,13 @@ def test_grant_length_outside_policy_is_refused(bad):
 
 def test_grant_length_bounds_are_inclusive():
     assert check_minutes(5) == 5 and check_minutes(240) == 240
+
+
+@pytest.mark.parametrize("text", ["0", "-5", "4", "241", "1.5", "thirty", "", "0x10"])
+def test_a_typed_grant_length_is_read_with_the_same_rule(text):
+    with pytest.raises(GrantError, match="a grant lasts"):
+        minutes_from_text(text)
+    assert minutes_from_text(" 45 ") == 45
 
 
 @pytest.mark.parametrize("bad", ["", "ada", "@uni.test", "ada@", "ada lovelace@uni.test", "ada@uni.test\nx",

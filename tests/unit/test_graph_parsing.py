@@ -100,14 +100,21 @@ METHODS_BODY = {
         {"@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethod", "id": "tap-1",
          "lifetimeInMinutes": 60, "isUsableOnce": True},
         {"@odata.type": "#microsoft.graph.someFutureMethod", "id": "future-1"},
+        {"@odata.type": "#microsoft.graph.qrCodePinAuthenticationMethod", "id": "qr-1"},
+        {"@odata.type": "#microsoft.graph.externalAuthenticationMethod", "id": "ext-1", "displayName": "Partner"},
+        {"id": "no-type-1", "displayName": "A method without a type"},
     ],
 }
 
 
 def test_methods_map_to_kinds_and_strength():
+    """An unknown type, or none at all, counts as a method: the portal never unlocks on a shape it cannot read."""
     methods = map_methods(METHODS_BODY)
-    assert [m.kind for m in methods] == ["password", "microsoftAuthenticator", "temporaryAccessPass", "unknown"]
-    assert [m.strong for m in methods] == [False, True, False, False]
+    assert [m.kind for m in methods] == ["password", "microsoftAuthenticator", "temporaryAccessPass", "unknown",
+                                         "qrCodePin", "externalAuthentication", "unknown"]
+    assert [m.strong for m in methods] == [False, True, False, True, False, True, True]
+    assert (methods[3].display_name, methods[5].display_name) == ("someFutureMethod", "Partner")
+    assert methods[6].display_name == "A method without a type"
     assert methods[1].display_name == "Pixel 8"
     assert methods[1].created == datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
     assert map_methods({"value": []}) == ()

@@ -55,6 +55,7 @@ class FakeGraph:
             for u in self.users.values()
         }
         self.down = False
+        self.throttled: GraphError | None = None  # raised by every call while set (Graph's 429)
         self.requests = 0
 
     def register(self, upn: str, kind: str = "microsoftAuthenticator") -> None:
@@ -67,6 +68,8 @@ class FakeGraph:
             self.requests += 1
         if self.down:
             raise GraphError("Graph did not answer", 0)
+        if self.throttled is not None:
+            raise self.throttled
 
     def gather_evidence(self, upn: str) -> Evidence:
         try:

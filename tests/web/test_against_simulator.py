@@ -6,6 +6,7 @@ import time
 import pytest
 
 from app.demo import DemoStack, adfs_form_post
+from app.domain.ports import DIRECTORY
 from tests.web.conftest import csrf_of
 
 HALF = "ada.lovelace@uni.test"
@@ -86,3 +87,44 @@ def test_unlock_register_confirm_release(stack, client):
         status = client.post("/status/check", headers={"X-CSRFToken": csrf_of(page)}).get_json()
     assert status["phase"] == "done" and status["method"] == "phone"
     assert not stack.directory.is_member(stack.seed.bypass_group_dn, user.dn)
+
+
+def test_a_short_retry_after_is_waited_out_on_the_page(stack, client):
+    sign_in(stack, client, "alan.turing@uni.test")
+    stack.control("POST", "/faults", {"path": "/v1.0/$batch", "kind": "429", "seconds": 1.5, "count": 1})
+    started = time.monotonic()
+    page = client.get("/diagnosis")
+    assert page.status_code == 200 and 'data-reason="half_registered"' in page.get_data(as_text=True)
+    assert time.monotonic() - started >= 1.5
+
+
+def test_a_long_retry_after_gives_a_busy_page_that_retries_by_itself(stack, client):
+    """Longer than a person should stare at a loading page: say Microsoft is busy, and come back by itself."""
+    sign_in(stack, client, "alan.turing@uni.test")
+    stack.control("POST", "/faults", {"path": "/v1.0/$batch", "kind": "429", "seconds": 20.25})
+    try:
+        started = time.monotonic()
+        page = client.get("/diagnosis")
+    finally:
+        stack.control("DELETE", "/faults")
+        with stack.services.store.locked_budget(DIRECTORY) as budget:
+            budget.blocked_until = 0.0  # the 429 blocked the shared budget for every later test of this module
+    assert time.monotonic() - started < 10
+    html = page.get_data(as_text=True)
+    assert page.status_code == 503 and "Microsoft is busy right now" in html
+    assert "tries again by itself in 21 seconds" in html
+    assert page.headers["Retry-After"] == "21" and page.headers["Refresh"] == "21; url=/diagnosis"
+    assert stack.services.store.grants_for("alan.turing@uni.test") == []
+
+
+def test_an_unknown_method_type_counts_as_a_method(stack, client):
+    """A method type Graph adds after this portal was written: shown as an unknown method, never unlocked."""
+    upn = "edsger.dijkstra@uni.test"  # half-registered
+    stack.register_method(upn, "futureMethod")
+    page = sign_in(stack, client, upn)
+    html = page.get_data(as_text=True)
+    assert 'data-reason="has_strong_method"' in html and "Unknown method: Something new" in html
+    refused = client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    assert refused.status_code == 302 and refused.headers["Location"].endswith("/diagnosis")
+    assert stack.services.store.grants_for(upn) == []
+    assert not stack.directory.is_member(stack.seed.bypass_group_dn, stack.directory.find_user(upn).dn)

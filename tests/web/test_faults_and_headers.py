@@ -6,8 +6,11 @@ import pytest
 from app import create_app
 from app.adapters.budget import UnlimitedBudget
 from app.adapters.directory import LdapDirectory
+from app.adapters.budget import UnlimitedBudget
 from app.adapters.store import Store
 from app.domain.directory import MembershipCheck
+from app.domain.evidence import GraphThrottled
+from app.web.errors import busy_retry_seconds
 from app.wiring import build_grants, build_services
 from tests.web.conftest import SEED, csrf_of, sign_in
 from tests.web.fakes import FakeIdentity
@@ -120,3 +123,19 @@ def test_behind_a_proxy_the_sign_in_redirect_uri_uses_the_public_address(tmp_pat
     ignoring = portal(demo_settings(tmp_path / "b", proxy_hops=0), directory, graph, clock)
     ignoring.get("/sign-in", headers=forwarded)
     assert ignoring.application.extensions["proofup"].identity.last_redirect_uri.startswith("http://localhost/")
+
+
+def test_an_unlock_while_microsoft_is_busy_comes_back_as_the_diagnosis(client, graph, clock, directory):
+    """The busy page of a POST retries the diagnosis (a GET), never the unlock itself."""
+    page = sign_in(client, HALF)
+    clock.advance(60)  # the diagnosis' evidence is no longer fresh enough for the unlock to reuse
+    graph.throttled = GraphThrottled("Graph answered 429 for the request", 429, "TooManyRequests", 42.5)
+    busy = client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    assert busy.status_code == 503 and "Microsoft is busy right now" in busy.get_data(as_text=True)
+    assert busy.headers["Retry-After"] == "43" and busy.headers["Refresh"] == "43; url=/diagnosis"
+    assert directory.list_members(SEED.bypass_group_dn) == []
+
+
+@pytest.mark.parametrize(("retry_after", "seconds"), [(None, 10), (0.2, 5), (7.01, 8), (3600, 60)])
+def test_the_busy_page_retries_within_bounds(retry_after, seconds):
+    assert busy_retry_seconds(retry_after) == seconds

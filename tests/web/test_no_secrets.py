@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import MetaData, inspect, select
 
 from app.demo import DemoStack, adfs_form_post
+from app.logs import JsonFormatter
 from tests.web.conftest import csrf_of
 
 STUDENT = "ada.lovelace@uni.test"
@@ -48,10 +49,14 @@ def stack(tmp_path, every_log):
 
 
 def logged_text(caplog) -> str:
-    """Return every captured record: formatted, raw message, arguments and exception text."""
+    """Return every captured record: formatted plain and as JSON (PROOFUP_LOG_FORMAT=json), raw message,
+    arguments and exception text."""
     parts = [caplog.text]
+    as_json = JsonFormatter()
     for record in caplog.records:
-        parts += [str(record.msg), repr(record.args), record.exc_text or ""]
+        line = as_json.format(record)  # searched as written and decoded: JSON escapes quotes and backslashes
+        parts += [str(record.msg), repr(record.args), record.exc_text or "", line,
+                  " ".join(map(str, json.loads(line).values()))]
     return "\n".join(parts)
 
 

@@ -1,72 +1,97 @@
 """`proofup serve`: the portal under real gunicorn (preloaded, threaded), against Samba and the simulator."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
+import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from app.adapters.http import make_session
-from app.demo import DemoStack, adfs_form_post
+from app.demo import DemoStack
+from tests.web.serving import portal_env, start_serve
 
 pytestmark = [pytest.mark.samba, pytest.mark.slow]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def served(tmp_path, samba_dc):
-    """Run `proofup serve` with PROOFUP_* from the environment: the simulator's cloud, Samba's directory."""
+def stack(tmp_path):
     stack = DemoStack(tmp_path / "sim", worker=False).start()
-    both = tmp_path / "ca.pem"
-    both.write_bytes(open(samba_dc.ca_file, "rb").read() + open(stack.settings.ca_bundle, "rb").read())
-    s = stack.settings
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PROOFUP_")},
-        **samba_dc.env(),
-        "PROOFUP_SECRET_KEY": s.secret_key, "PROOFUP_AUTHORITY": s.authority, "PROOFUP_CLIENT_ID": s.client_id,
-        "PROOFUP_CLIENT_SECRET": s.client_secret, "PROOFUP_TENANT_ID": s.tenant_id,
-        "PROOFUP_GRAPH_AUTHORITY": s.graph_authority, "PROOFUP_GRAPH_CLIENT_ID": s.graph_client_id,
-        "PROOFUP_GRAPH_CLIENT_SECRET": s.graph_client_secret, "PROOFUP_GRAPH_URL": s.graph_url,
-        "PROOFUP_CA_BUNDLE": str(both), "PROOFUP_DATABASE_URL": f"sqlite:///{tmp_path}/portal.sqlite3",
-        "PROOFUP_MYSIGNINS_URL": s.mysignins_url, "PROOFUP_REPLICATION_WAIT_SECONDS": "2",
-    }
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    session = make_session(None)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if session.get(url + "/healthz", timeout=1).ok:
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("gunicorn did not start: " + process.stdout.read().decode(errors="replace")[-2000:])
-    yield stack, url
-    process.terminate()
-    process.wait(timeout=20)
+    yield stack
     stack.stop()
 
 
+@pytest.fixture
+def served(tmp_path, samba_dc, stack):
+    """Run `proofup serve` with PROOFUP_* from the environment: the simulator's cloud, Samba's directory."""
+    env = portal_env(stack, samba_dc, tmp_path, f"sqlite:///{tmp_path}/portal.sqlite3")
+    served = start_serve(env, tmp_path / "serve.log", stack)
+    yield served
+    served.stop()
+
+
 def test_serve_signs_in_and_diagnoses_under_gunicorn(served):
-    stack, url = served
     portal = make_session(None)
-    assert portal.get(url + "/readyz").json()["status"] == "ready"
+    assert portal.get(served.url + "/readyz").json()["status"] == "ready"
     for upn, state in (("ada.lovelace@uni.test", "stuck"), ("barbara.liskov@uni.test", "registered")):
-        portal.cookies.clear()
-        auth_uri = portal.get(url + "/sign-in", allow_redirects=False).headers["Location"]
-        posted = adfs_form_post(auth_uri, upn, stack.seed.user(upn).password, stack.settings.ca_bundle)
-        page = portal.post(posted.action, data=posted.fields)
+        _, page = served.sign_in(upn)
         assert page.status_code == 200 and f'data-state="{state}"' in page.text
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_workers_share_no_database_connection_opened_before_the_fork(database, request, tmp_path, samba_dc, stack):
+    # The schema upgrade runs in gunicorn's master before it forks: a pooled connection left open there would be
+    # inherited by both workers, which then talk over one socket at once (PostgreSQL: "EMPTY_QUERY", 500s).
+    url = (f"sqlite:///{tmp_path}/portal.sqlite3" if database == "sqlite"
+           else request.getfixturevalue("postgres_server").create_database())
+    env = portal_env(stack, samba_dc, tmp_path, url, PROOFUP_RATE_LIMIT_SIGN_IN="10000 per minute")
+    for start in range(2):  # the first requests after a start are the ones that meet an inherited connection
+        served = start_serve(env, tmp_path / f"serve-{start}.log", stack)
+        try:
+            def hit(i: int) -> int:
+                session = make_session(None)
+                path = "/readyz" if i % 2 else "/sign-in"  # a read and a write (the pending sign-in flow)
+                return session.get(served.url + path, allow_redirects=False, timeout=30).status_code
+
+            with ThreadPoolExecutor(max_workers=16) as pool:
+                statuses = list(pool.map(hit, range(160)))
+        finally:
+            served.stop()
+        log = served.log()
+        assert statuses.count(200) == 80 and statuses.count(302) == 80, (statuses, log[-3000:])
+        assert "Traceback" not in log and "InterfaceError" not in log and "OperationalError" not in log, log[-3000:]
+
+
+def test_metrics_under_gunicorn_add_up_every_worker_and_start_afresh(tmp_path, samba_dc, stack):
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    stale = metrics_dir / "counter_999999999.db"  # left by a process of an earlier start (no such pid)
+    stale.write_bytes(b"\0" * 16)
+    env = portal_env(stack, samba_dc, tmp_path, f"sqlite:///{tmp_path}/portal.sqlite3",
+                     PROOFUP_METRICS_TOKEN="metrics-token-0123456789", PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    served = start_serve(env, tmp_path / "serve.log", stack)
+    try:
+        scraper = make_session(None)
+        assert scraper.get(served.url + "/metrics").status_code == 403
+        page = scraper.get(served.url + "/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
+        assert page.status_code == 200 and 'proofup_open_grants{state="active"} 0.0' in page.text
+        assert not stale.exists()
+    finally:
+        served.stop()
+
+
+def test_json_logs_under_gunicorn_are_one_object_per_line_with_the_request_id(tmp_path, samba_dc, stack):
+    env = portal_env(stack, samba_dc, tmp_path, f"sqlite:///{tmp_path}/portal.sqlite3", PROOFUP_LOG_FORMAT="json")
+    served = start_serve(env, tmp_path / "serve.log", stack)
+    try:
+        client = make_session(None)
+        assert client.get(served.url + "/healthz", headers={"X-Request-ID": "probe-0123456789"}).ok
+        missing = client.get(served.url + "/no-such-page\r\nforged")
+        assert missing.status_code == 404 and missing.headers["X-Request-ID"] in missing.text
+    finally:
+        served.stop()
+    records = [json.loads(line) for line in served.log().splitlines() if line.strip()]  # each line is JSON
+    access = [r for r in records if r["logger"] == "gunicorn.access"]
+    probe = next(r for r in access if r.get("request_id") == "probe-0123456789")
+    assert {"path": "/healthz", "status": "200", "method": "GET"}.items() <= probe.items()
+    assert any(r.get("status") == "404" and r.get("request_id") == missing.headers["X-Request-ID"] for r in access)
+    assert any(r["logger"] == "gunicorn.error" and "Booting worker" in r["message"] for r in records)

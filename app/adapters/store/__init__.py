@@ -18,7 +18,7 @@ through app/migrations on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 from app.adapters.store.audit import REDACTED, AuditEvent, AuditLog, AuditStore, redact
-from app.adapters.store.base import MIGRATIONS_DIR, Base, Database, UTCDateTime
+from app.adapters.store.base import MIGRATIONS_DIR, Base, Database, UTCDateTime, schema_is_known, schema_state
 from app.adapters.store.budget import BudgetState, BudgetStore
 from app.adapters.store.grants import Grants, GrantStore
 from app.adapters.store.leases import LeaseStore
@@ -33,4 +33,5 @@ class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, Un
 
 
 __all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "Base", "BudgetState", "Database", "Grants",
-           "OutboxStore", "SessionStore", "Store", "UTCDateTime", "UnitOfWork", "redact"]
+           "OutboxStore", "SessionStore", "Store", "UTCDateTime", "UnitOfWork", "redact",
+           "schema_is_known", "schema_state"]

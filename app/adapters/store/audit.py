@@ -107,3 +107,7 @@ class AuditStore(Database):
         """Return audit events, newest first, optionally for one person, grant or action."""
         with self._tx() as s:
             return AuditLog(s, self.clock).events(upn, limit, grant_id=grant_id, action=action)
+
+    def purge_audit_events(self, before: datetime, limit: int) -> int:
+        """Delete at most limit audit events older than before, oldest first; return how many went."""
+        return self.delete_oldest(AuditRow.id, AuditRow.at < before, order_by=AuditRow.id, limit=limit)

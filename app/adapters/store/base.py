@@ -7,10 +7,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from sqlalchemy import DateTime, TypeDecorator, create_engine, event, text
+from sqlalchemy import DateTime, TypeDecorator, create_engine, delete, event, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from app.adapters.http import forget_connections_after_fork
 from app.domain.grants import utc_now
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -57,6 +58,43 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
+def schema_state(url: str) -> tuple[str | None, str, bool]:
+    """Return (the database's schema revision, the newest this code has, whether the database exists).
+
+    Changes nothing: a missing SQLite file is not created, and it is opened read-only.
+    """
+    import sqlite3
+
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() or ""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ""
+        if not path or path == ":memory:" or not Path(path).exists():
+            return None, head, False
+        engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+    else:
+        engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision(), head, True
+    finally:
+        engine.dispose()
+
+
+def schema_is_known(revision: str) -> bool:
+    """Tell whether a schema revision is one of this code's migrations (else a newer version wrote it)."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
 class Database:
     """Engine, sessions and schema upgrades; the store modules add their verbs to it."""
 
@@ -82,6 +120,7 @@ class Database:
             self._write_engine = self.engine
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._write_session = sessionmaker(self._write_engine, expire_on_commit=False)
+        forget_connections_after_fork(self)
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (safe when several processes start at once)."""
@@ -96,6 +135,8 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_xact_lock(74207001)"))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+        # Start-up upgrades run in gunicorn's master before it forks: hold no connection across that fork.
+        self.engine.dispose()
 
     @contextmanager
     def _sqlite_upgrade_lock(self) -> Iterator[None]:
@@ -116,6 +157,17 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+    def _after_fork(self) -> None:
+        # A forked child must never talk over its parent's sockets or SQLite handles: drop them unclosed
+        # (closing would end the parent's sessions) and open its own on first use.
+        self.engine.dispose(close=False)
+
+    def delete_oldest(self, key: Any, *where: Any, order_by: Any, limit: int) -> int:
+        """Delete at most limit rows matching where, first by order_by, in one short transaction; return how many."""
+        chosen = select(key).where(*where).order_by(order_by).limit(limit).scalar_subquery()
+        with self._tx(write=True) as s:
+            return s.execute(delete(key.class_).where(key.in_(chosen))).rowcount
 
     def ping(self) -> None:
         """Run a trivial query: raises if the database does not answer."""

@@ -194,6 +194,25 @@ class GrantStore(Database):
         with self._tx() as s:
             return Grants(s).all_open()
 
+    def grant_counts(self, now: datetime) -> dict[str, int]:
+        """Count open grants by state, and those among them whose end has passed ("past_end")."""
+        with self._tx() as s:
+            rows = s.execute(
+                select(GrantRow.state, GrantRow.expires_at < now, func.count())
+                .where(GrantRow.state.in_(_OPEN)).group_by(GrantRow.state, GrantRow.expires_at < now)
+            ).all()
+        counts: dict[str, int] = {"past_end": 0}
+        for state, past_end, n in rows:
+            counts[state] = counts.get(state, 0) + n
+            if past_end:
+                counts["past_end"] += n
+        return counts
+
+    def purge_closed_grants(self, before: datetime, limit: int) -> int:
+        """Delete at most limit grants that ended before before (never an open one); return how many went."""
+        return self.delete_oldest(GrantRow.id, GrantRow.state.not_in(_OPEN), GrantRow.ended_at.is_not(None),
+                                  GrantRow.ended_at < before, order_by=GrantRow.id, limit=limit)
+
     def dns_with_grants(self, dns: list[str]) -> dict[str, bool]:
         """For each DN, tell whether any grant (open or not) was ever recorded: the portal added it."""
         with self._tx() as s:

@@ -150,6 +150,13 @@ class OutboxStore:
             raise ValueError(f"a mail ends as bounced or failed, not {state.value}")
         return self._settle(mail, state=state.value, last_code=code, last_error=error[:MAX_ERROR_CHARS])
 
+    def purge_done(self, before: datetime, limit: int) -> int:
+        """Delete at most limit mails that were sent, bounced or given up on before before; return how many."""
+        done = [state.value for state in MailState if state.done]
+        return self.store.delete_oldest(OutboxRow.id, OutboxRow.state.in_(done),
+                                        func.coalesce(OutboxRow.sent_at, OutboxRow.queued_at) < before,
+                                        order_by=OutboxRow.id, limit=limit)
+
     def get(self, mail_id: int) -> MailRecord | None:
         """Return one mail, or None."""
         with self.store._tx() as s:  # noqa: SLF001

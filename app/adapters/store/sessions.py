@@ -52,6 +52,11 @@ class SessionStore:
                 revoke_reason="", mfa=record.mfa, client_address=record.client_address[:64],
             ))
 
+    def purge_expired(self, now: datetime, limit: int) -> int:
+        """Delete at most limit sessions past their absolute end (nothing can revive them); return how many."""
+        return self.store.delete_oldest(SessionRow.token_hash, SessionRow.expires_at < now,
+                                        order_by=SessionRow.expires_at, limit=limit)
+
     def get_session(self, token_hash: str) -> SessionRecord | None:
         """Return the session stored under a token hash, or None."""
         with self.store._tx() as s:

@@ -41,3 +41,8 @@ class SignInFlowStore(Database):
             # Only the caller whose DELETE removed the row may use it: two racing callbacks get one flow.
             taken = s.execute(delete(SignInFlowRow).where(SignInFlowRow.state == state)).rowcount == 1
         return blob if taken and expires_at > self.clock() else None
+
+    def purge_sign_in_flows(self, now: datetime, limit: int) -> int:
+        """Delete at most limit sign-in flows that expired unused; return how many went."""
+        return self.delete_oldest(SignInFlowRow.state, SignInFlowRow.expires_at < now,
+                                  order_by=SignInFlowRow.expires_at, limit=limit)
