@@ -168,13 +168,26 @@ def cmd_serve(args, settings: Settings) -> int:
     return OK  # not reached
 
 
+def _simulator_missing() -> str:
+    """Say how to install the simulator's extra when it is missing (the portal alone does not need it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("trustme") is None:
+        return "the simulator is not installed: pip install 'proofup-portal[demo]'"
+    return ""
+
+
 def cmd_demo(args) -> int:
     from app.demo import run_demo
 
+    if missing := _simulator_missing():
+        return _fail(missing, MISCONFIGURED)
     return run_demo(port=args.port, simulator_port=args.simulator_port, state_dir=args.state_dir, host=args.host)
 
 
 def cmd_simulator(argv: Sequence[str]) -> int:
+    if missing := _simulator_missing():
+        return _fail(missing, MISCONFIGURED)
     from app.simulator.cli import main as simulator_main
 
     return simulator_main(list(argv)) or OK
