@@ -12,9 +12,16 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent
 LANGUAGES = ("en", "de")  # each non-default locale has a catalogue in app/translations/<locale>
 csrf = CSRFProtect()
+
+
+def site_folder(name: str) -> Path:
+    """Return templates/ or static/: inside the installed package (a wheel), else at the top of the source tree."""
+    installed = PACKAGE / name  # setup.py maps the top-level folders here when it builds a wheel
+    return installed if installed.is_dir() else ROOT / name
 
 
 def _select_locale() -> str:
@@ -24,7 +31,7 @@ def _select_locale() -> str:
 def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     """Build the portal: settings (validated), services, CSRF, translations, headers, blueprints, errors."""
     settings = settings or load_settings()
-    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app = Flask(__name__, template_folder=site_folder("templates"), static_folder=site_folder("static"))
     app.config.update(
         SECRET_KEY=settings.secret_key,
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes),
@@ -35,7 +42,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
         WTF_CSRF_SSL_STRICT=False,  # the callback from the authority carries no same-origin Referer
         BABEL_DEFAULT_LOCALE="en",
         BABEL_DEFAULT_TIMEZONE=settings.timezone,
-        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
+        BABEL_TRANSLATION_DIRECTORIES=str(PACKAGE / "translations"),
         SEND_FILE_MAX_AGE_DEFAULT=3600,
         PROOFUP_SETTINGS=settings,
     )

@@ -57,6 +57,18 @@ def adfs_form_post(auth_uri: str, upn: str, password: str, ca_file: str) -> Form
     return FormFields(browser.post(urljoin(login.url, form.action), data=form.fields).text)
 
 
+def sign_in(portal_url: str, upn: str, password: str, ca_file: str):
+    """Return (a requests session signed in to a demo portal through the simulated AD FS, the page it landed on)."""
+    from app.adapters.http import make_session
+
+    portal = make_session(None)
+    auth_uri = portal.get(portal_url + "/sign-in", allow_redirects=False).headers["Location"]
+    posted = adfs_form_post(auth_uri, upn, password, ca_file)
+    landed = portal.post(posted.action, data=posted.fields)
+    landed.raise_for_status()
+    return portal, landed.text
+
+
 class DemoStack:
     """Start and stop the whole demo; the Playwright journeys and `proofup demo` both use it."""
 
@@ -116,14 +128,7 @@ class DemoStack:
 
     def signed_in_session(self, upn: str):
         """Return (a requests session signed in to the portal as a seeded user, the page it landed on)."""
-        from app.adapters.http import make_session
-
-        portal = make_session(None)
-        auth_uri = portal.get(self.portal_url + "/sign-in", allow_redirects=False).headers["Location"]
-        posted = adfs_form_post(auth_uri, upn, self.seed.user(upn).password, self.settings.ca_bundle)
-        landed = portal.post(posted.action, data=posted.fields)
-        landed.raise_for_status()
-        return portal, landed.text
+        return sign_in(self.portal_url, upn, self.seed.user(upn).password, self.settings.ca_bundle)
 
     def register_method(self, upn: str, kind: str = "microsoftAuthenticator") -> None:
         """Register a method in the simulated Entra as My Sign-Ins does (Graph shows it after the method delay)."""
