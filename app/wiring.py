@@ -68,7 +68,11 @@ def _require(settings: Settings, *names: str, what: str) -> None:
 
 
 def build_directory(settings: Settings):
-    """Connect to the DCs in PROOFUP_LDAP_URL."""
+    """Connect to the DCs in PROOFUP_LDAP_URL, or open the running demo's directory (PROOFUP_DEMO_DIRECTORY)."""
+    if settings.demo_directory and not settings.ldap_url:
+        from app.adapters.directory_embedded import EmbeddedDirectory
+
+        return EmbeddedDirectory.open(settings.demo_directory)
     _require(settings, "ldap_url", what="the directory")
     from app.adapters.directory import LdapDirectory
 

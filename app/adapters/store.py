@@ -6,7 +6,6 @@ callers get frozen snapshots (GrantView, AuditEvent, BudgetState).
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import re
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from app.adapters.directory_base import dn_key
 from app.adapters.http import forget_connections_after_fork
+from app.adapters.file_lock import exclusive_lock
 from app.domain.grants import OPEN_STATES, GrantState, GrantView, normalize_upn, sources, utc_now
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -289,12 +289,8 @@ class Store:
             return
         # Instances opening a fresh file together race to create it and switch it to WAL, and SQLite can answer
         # "database is locked" without waiting in that race; a lock beside the file lets one go first.
-        with open(f"{database}.upgrade-lock", "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+        with exclusive_lock(f"{database}.upgrade-lock"):
+            yield
 
     def dispose(self) -> None:
         """Close every pooled connection."""

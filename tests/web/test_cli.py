@@ -107,3 +107,8 @@ def test_the_simulator_commands_say_how_to_install_the_demo_extra(command, monke
                         lambda name, *rest: None if name == "trustme" else real_find_spec(name, *rest))
     assert cli.main([command]) == cli.MISCONFIGURED
     assert "pip install 'proofup-portal[demo]'" in capsys.readouterr().err
+
+
+def test_the_demo_flag_without_a_demo_there_says_how_to_start_one(tmp_path, capsys):
+    assert cli.main(["diagnose", "--demo", str(tmp_path), HALF]) == cli.MISCONFIGURED
+    assert f"proofup demo --state-dir {tmp_path}" in capsys.readouterr().err
