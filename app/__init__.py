@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlparse
 
 from flask import Flask, request
@@ -10,18 +9,11 @@ from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.config import Settings, load_settings
+from app.config import TRANSLATIONS_DIR, Settings, load_settings
+from app.resources import site_folder
 
-PACKAGE = Path(__file__).resolve().parent
-ROOT = PACKAGE.parent
 LANGUAGES = ("en", "de")  # each non-default locale has a catalogue in app/translations/<locale>
 csrf = CSRFProtect()
-
-
-def site_folder(name: str) -> Path:
-    """Return templates/ or static/: inside the installed package (a wheel), else at the top of the source tree."""
-    installed = PACKAGE / name  # setup.py maps the top-level folders here when it builds a wheel
-    return installed if installed.is_dir() else ROOT / name
 
 
 def _select_locale() -> str:
@@ -42,7 +34,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
         WTF_CSRF_SSL_STRICT=False,  # the callback from the authority carries no same-origin Referer
         BABEL_DEFAULT_LOCALE="en",
         BABEL_DEFAULT_TIMEZONE=settings.timezone,
-        BABEL_TRANSLATION_DIRECTORIES=str(PACKAGE / "translations"),
+        BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS_DIR),
         SEND_FILE_MAX_AGE_DEFAULT=3600,
         PROOFUP_SETTINGS=settings,
     )

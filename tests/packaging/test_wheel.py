@@ -1,6 +1,7 @@
 """A wheel built from the repository, installed into a fresh virtual environment, serves every page and the demo."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -61,11 +62,13 @@ def bare_env():
 
 def test_the_wheel_carries_the_pages_and_the_portal_comes_only_from_it(installed, bare_env, tmp_path):
     venv, site_packages = installed
-    probe = ("import app, json; from app import site_folder; "
-             "print(json.dumps([app.__file__, str(site_folder('templates')), str(site_folder('static'))]))")
+    probe = ("import app, json; from app.resources import site_folder; "
+             "from app.adapters.mail_templates import TEMPLATES_DIR as mail; "
+             "print(json.dumps([app.__file__, str(site_folder('templates')), str(site_folder('static')), str(mail)]))")
     found = run(venv / "bin" / "python", "-c", probe, cwd=tmp_path, env=bare_env)
     package = site_packages / "app"
-    assert found.strip() == f'["{package / "__init__.py"}", "{package / "templates"}", "{package / "static"}"]'
+    assert json.loads(found) == [str(package / "__init__.py"), str(package / "templates"), str(package / "static"),
+                                 str(package / "templates")]
     shipped = {p.relative_to(package).as_posix() for p in package.rglob("*") if p.is_file()}
     in_source = {f"{top}/{p.relative_to(ROOT / top).as_posix()}" for top in ("templates", "static")
                  for p in (ROOT / top).rglob("*") if p.is_file()}
