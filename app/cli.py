@@ -195,10 +195,10 @@ def cmd_serve(args, settings: Settings) -> int:
 
 
 def _simulator_missing() -> str:
-    """Say how to install the simulator's extra when it is missing (the portal alone does not need it)."""
+    """Say how to install the demo's extra when it is missing (the portal alone does not need it)."""
     import importlib.util
 
-    if importlib.util.find_spec("trustme") is None:
+    if any(importlib.util.find_spec(name) is None for name in ("trustme", "aiosmtpd")):
         return "the simulator is not installed: pip install 'proofup-portal[demo]'"
     return ""
 
