@@ -69,9 +69,8 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
 def create_wsgi_app() -> Flask:
     """Build the portal for a pre-forking server: warm the Graph models once, before the workers fork."""
     app = create_app()
-    # msgraph's typed models are about 1,200 modules (1 s, 40 MB): imported here, under gunicorn --preload,
-    # every worker shares them instead of paying for them on its first diagnosis.
-    warm_up = getattr(app.extensions["proofup"].graph, "warm_up", None)
-    if warm_up is not None:
-        warm_up()
+    from app.wiring import warm_up_graph
+
+    # Under gunicorn --preload every worker shares the Graph models instead of importing them on its first diagnosis.
+    warm_up_graph(app.extensions["proofup"])
     return app

@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 from app import create_app
 from app.config import DEMO_ENV_FILE, Settings, env_file_text, load_settings
 from app.seed import Seed, load_seed
-from app.wiring import Services, build_mail_sender, build_services, build_worker
+from app.wiring import Services, build_mail_sender, build_services, build_worker, warm_up_graph
 
 log = logging.getLogger(__name__)
 DEMO_METHOD_DELAY_SECONDS = 3.0  # a registered method shows in (simulated) Graph after this
@@ -193,6 +193,7 @@ class DemoStack:
         self.settings = load_settings({}, **values)
         self._write_env_file()
         self.services = build_services(self.settings, directory=self.directory)
+        warm_up_graph(self.services)  # the first student's diagnosis then answers as fast as the next one
         app = create_app(self.settings, services=self.services)
         # Werkzeug's threaded server speaks HTTP/1.1 with keep-alive: enough for one demo; production uses gunicorn.
         self._portal = make_server(self.host, self.port, app, threaded=True)
