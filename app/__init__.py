@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlparse
 
 from flask import Flask, request
@@ -10,9 +9,9 @@ from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.config import Settings, load_settings
+from app.config import TRANSLATIONS_DIR, Settings, load_settings
+from app.resources import site_folder
 
-ROOT = Path(__file__).resolve().parent.parent
 LANGUAGES = ("en", "de")  # each non-default locale has a catalogue in app/translations/<locale>
 csrf = CSRFProtect()
 
@@ -24,7 +23,7 @@ def _select_locale() -> str:
 def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     """Build the portal: settings (validated), services, CSRF, translations, headers, blueprints, errors."""
     settings = settings or load_settings()
-    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    app = Flask(__name__, template_folder=site_folder("templates"), static_folder=site_folder("static"))
     app.config.update(
         SECRET_KEY=settings.secret_key,
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=settings.session_minutes),
@@ -35,7 +34,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
         WTF_CSRF_SSL_STRICT=False,  # the callback from the authority carries no same-origin Referer
         BABEL_DEFAULT_LOCALE="en",
         BABEL_DEFAULT_TIMEZONE=settings.timezone,
-        BABEL_TRANSLATION_DIRECTORIES=str(Path(__file__).parent / "translations"),
+        BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS_DIR),
         SEND_FILE_MAX_AGE_DEFAULT=3600,
         PROOFUP_SETTINGS=settings,
     )
@@ -70,9 +69,8 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
 def create_wsgi_app() -> Flask:
     """Build the portal for a pre-forking server: warm the Graph models once, before the workers fork."""
     app = create_app()
-    # msgraph's typed models are about 1,200 modules (1 s, 40 MB): imported here, under gunicorn --preload,
-    # every worker shares them instead of paying for them on its first diagnosis.
-    warm_up = getattr(app.extensions["proofup"].graph, "warm_up", None)
-    if warm_up is not None:
-        warm_up()
+    from app.wiring import warm_up_graph
+
+    # Under gunicorn --preload every worker shares the Graph models instead of importing them on its first diagnosis.
+    warm_up_graph(app.extensions["proofup"])
     return app

@@ -7,10 +7,11 @@ import json
 import os
 import sys
 import tempfile
+import time
 from typing import Sequence
 
 from app import logs
-from app.config import Settings, SettingsError, load_settings
+from app.config import DEMO_ENV_FILE, ENV_FILE_VARIABLE, Settings, SettingsError, load_settings
 
 # Exit codes an admin's script can rely on.
 OK = 0
@@ -20,6 +21,7 @@ UNAVAILABLE = 3  # LDAP, Graph or the database did not answer
 MISCONFIGURED = 4  # a setting is missing or malformed
 # gunicorn's default access line plus the request id, so an id a student quotes leads to the request.
 ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms id=%({x-request-id}o)s'
+ONCE_WAIT_SECONDS = 10.0  # how long `proofup worker --once` waits for another worker's cycle to end
 
 
 def _actor(reason: str):
@@ -41,6 +43,17 @@ def _upn(text: str):
         return Upn(text)
     except InvalidUpn as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _settings_for(args) -> Settings:
+    """Load the settings from the environment, or with --demo from the running demo's state directory alone."""
+    if getattr(args, "demo", None):  # PROOFUP_* variables of the admin's shell must not mix into the demo's
+        env_file = os.path.join(args.demo, DEMO_ENV_FILE)
+        if not os.path.isfile(env_file):
+            raise SettingsError(f"no demo keeps its state in {args.demo} (no {DEMO_ENV_FILE} there): start "
+                                f"`proofup demo --state-dir {args.demo}` first, or give the directory its banner names")
+        return load_settings({ENV_FILE_VARIABLE: env_file})
+    return load_settings()
 
 
 def _services(settings: Settings):
@@ -154,14 +167,27 @@ def cmd_worker(args, settings: Settings) -> int:
 
     svc = _services(settings)
     sweeper, lease = build_worker(svc)
+    mail, retention = build_mail_sender(svc), build_retention(svc)
+    # With --once, wait a little for a worker that gives the lease back between cycles (the demo's) to finish.
+    deadline = time.monotonic() + ONCE_WAIT_SECONDS
     try:
-        run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once,
-                   confirm_interval=settings.confirm_interval_seconds, mail=build_mail_sender(svc),
-                   retention=build_retention(svc))
+        while True:
+            reports = run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once,
+                                 confirm_interval=settings.confirm_interval_seconds, mail=mail, retention=retention)
+            if not args.once or reports or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        return OK
     finally:
         svc.close()
+    if not args.once:
+        return OK
+    if not reports:
+        return _fail(f"another worker holds the lease; nothing done (waited {ONCE_WAIT_SECONDS:.0f} s)", REFUSED)
+    print(f"worker: one cycle run: {reports[0].summary()}")
+    for member in reports[0].foreign_members:
+        print(f"  in the bypass group without a grant (left alone; remove by hand if wrong): {member}")
     return OK
 
 
@@ -182,13 +208,26 @@ def cmd_serve(args, settings: Settings) -> int:
     return OK  # not reached
 
 
+def _simulator_missing() -> str:
+    """Say how to install the demo's extra when it is missing (the portal alone does not need it)."""
+    import importlib.util
+
+    if any(importlib.util.find_spec(name) is None for name in ("trustme", "aiosmtpd")):
+        return "the simulator is not installed: pip install 'proofup-portal[demo]'"
+    return ""
+
+
 def cmd_demo(args) -> int:
     from app.demo import run_demo
 
+    if missing := _simulator_missing():
+        return _fail(missing, MISCONFIGURED)
     return run_demo(port=args.port, simulator_port=args.simulator_port, state_dir=args.state_dir, host=args.host)
 
 
 def cmd_simulator(argv: Sequence[str]) -> int:
+    if missing := _simulator_missing():
+        return _fail(missing, MISCONFIGURED)
     from app.simulator.cli import main as simulator_main
 
     return simulator_main(list(argv)) or OK
@@ -216,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the simulated Microsoft services' https port (default 8443)")
     demo.add_argument("--state-dir", default="var/demo", help="where the demo keeps its database and certificates")
 
+    # Admin commands reach the running demo with one flag: its state directory holds its settings and directory.
+    against = argparse.ArgumentParser(add_help=False)
+    against.add_argument("--demo", metavar="STATE_DIR",
+                         help=f"act on the running `proofup demo` that keeps its state here (reads STATE_DIR/"
+                              f"{DEMO_ENV_FILE}; the same as {ENV_FILE_VARIABLE}=STATE_DIR/{DEMO_ENV_FILE})")
+
     serve = sub.add_parser("serve", help="run the portal under gunicorn (settings from PROOFUP_*)")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=int, default=8000)
@@ -225,15 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("simulator", help="run the Microsoft simulator alone (see `proofup simulator --help`)",
                    add_help=False)
 
-    worker = sub.add_parser("worker", help="expire, confirm and reconcile grants, and send queued mail, in the background")
+    worker = sub.add_parser("worker", parents=[against],
+                            help="expire, confirm and reconcile grants, and send queued mail, in the background")
     worker.add_argument("--once", action="store_true", help="run one cycle and exit")
 
-    diagnose = sub.add_parser("diagnose", help="show a student's state and evidence")
+    diagnose = sub.add_parser("diagnose", parents=[against], help="show a student's state and evidence")
     diagnose.add_argument("upn", type=_upn)
     diagnose.add_argument("--json", action="store_true", help="print JSON")
 
-    grant = sub.add_parser("grant", help="unlock a student as cli:<your user name> (the same policy as "
-                           "self-service applies; the audit trail records you and the reason)")
+    grant = sub.add_parser("grant", parents=[against],
+                           help="unlock a student as cli:<your user name> (the same policy as self-service "
+                                "applies; the audit trail records you and the reason)")
     grant.add_argument("upn", type=_upn)
     grant.add_argument("--minutes", type=_grant_minutes, required=True, metavar="N",
                        help="how long the unlock lasts (the same bounds as PROOFUP_GRANT_MINUTES)")
@@ -241,12 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     grant.add_argument("--override-cap", action="store_true",
                        help="unlock even if the student used every unlock of the last 7 days (audited)")
 
-    release = sub.add_parser("release", help="end a student's open grant now (recorded as cancelled by you)")
+    release = sub.add_parser("release", parents=[against],
+                             help="end a student's open grant now (recorded as cancelled by you)")
     release.add_argument("upn", type=_upn)
     release.add_argument("--reason", required=True, help="why, e.g. a ticket number (required)")
 
-    sub.add_parser("doctor", help="check the settings against the database, sign-in authority, Graph, AD and Redis; "
-                   "changes nothing")
+    sub.add_parser("doctor", parents=[against], help="check the settings against the database, sign-in authority, "
+                   "Graph, AD and Redis; changes nothing")
     return parser
 
 
@@ -273,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        return COMMANDS[args.command](args, load_settings())
+        return COMMANDS[args.command](args, _settings_for(args))
     except SettingsError as exc:
         return _fail(f"configuration: {exc}", MISCONFIGURED)
     except (DirectoryError, GraphError, SQLAlchemyError) as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import shlex
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
@@ -16,6 +17,8 @@ from app.domain.grants import GrantError, check_minutes
 from app.domain.mail import valid_address
 
 ADFS_SUFFIX = "/adfs"
+ENV_FILE_VARIABLE = "PROOFUP_ENV_FILE"  # a file of PROOFUP_* lines, read under the process environment
+DEMO_ENV_FILE = "demo.env"  # what `proofup demo` writes into its state directory for the admin commands
 
 
 class SettingsError(ValueError):
@@ -56,6 +59,8 @@ class Settings:
     worker_interval_seconds: float = 30.0
     confirm_interval_seconds: float = 5.0  # the worker's bulk method checks between full cycles
     helpdesk_group_dn: str = ""
+    # The demo's embedded directory, kept in this file so admin commands in another process share it (demo only).
+    demo_directory: str = ""
     redis_url: str = field(default="", repr=False)  # may carry the Redis password
     timezone: str = "UTC"  # IANA name; the pages show times (an unlock's end, sign-ins) in it
     proxy_hops: int = 0  # reverse proxies in front of the portal whose X-Forwarded-* headers are trusted
@@ -176,9 +181,48 @@ def _convert(name: str, raw: str, default: object) -> object:
     return raw.strip()
 
 
+def read_env_file(path: str) -> dict[str, str]:
+    """Read NAME=value lines (shell quoting allowed; blank lines and # comments skipped) into a mapping."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.read().splitlines()
+    except OSError as exc:
+        raise SettingsError(f"{ENV_FILE_VARIABLE} names no readable file: {path!r} ({exc.strerror})") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, equals, raw = line.partition("=")
+        try:
+            words = shlex.split(raw)
+        except ValueError:
+            words = None
+        if not equals or not name.strip().isidentifier() or words is None or len(words) > 1:
+            raise SettingsError(f"{path}, line {number}: expected NAME=value")
+        values[name.strip()] = words[0] if words else ""
+    return values
+
+
+def env_file_text(settings: Settings) -> str:
+    """Return the settings that differ from the defaults as NAME=value lines, for read_env_file."""
+    lines = []
+    for f in fields(Settings):
+        value = getattr(settings, f.name)
+        if f.default is not MISSING and value == f.default:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, tuple):
+            value = ";".join(value)
+        lines.append(f"{env_name(f.name)}={shlex.quote(str(value))}")
+    return "\n".join(lines) + "\n"
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Build Settings from the environment plus explicit overrides, and validate them."""
+    """Build Settings from the environment (over PROOFUP_ENV_FILE's lines, if it names a file) plus overrides."""
     environ = os.environ if environ is None else environ
+    if environ.get(ENV_FILE_VARIABLE):
+        environ = {**read_env_file(environ[ENV_FILE_VARIABLE]), **environ}
     values: dict[str, object] = {}
     for f in fields(Settings):
         raw = environ.get(env_name(f.name))
@@ -253,6 +297,11 @@ def validate(settings: Settings) -> None:
                             f"not {settings.metrics_allow!r}") from None
     if settings.ca_bundle and not os.path.isfile(settings.ca_bundle):
         raise SettingsError(f"{env_name('ca_bundle')} names no readable file: {settings.ca_bundle!r}")
+    if settings.demo_directory and settings.ldap_urls:
+        raise SettingsError(f"set {env_name('ldap_url')} or {env_name('demo_directory')}, not both")
+    if settings.demo_directory and not os.path.isfile(settings.demo_directory):
+        raise SettingsError(f"{env_name('demo_directory')} names no file: {settings.demo_directory!r} "
+                            "(is the demo running?)")
     if settings.ldap_urls:
         for name in ("ldap_bind_dn", "ldap_password", "ldap_base_dn", "required_group_dn", "bypass_group_dn"):
             if not getattr(settings, name):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import signal
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
@@ -11,9 +12,9 @@ from urllib.parse import urljoin
 from werkzeug.serving import make_server
 
 from app import create_app
-from app.config import Settings, load_settings
+from app.config import DEMO_ENV_FILE, Settings, env_file_text, load_settings
 from app.seed import Seed, load_seed
-from app.wiring import Services, build_mail_sender, build_services, build_worker
+from app.wiring import Services, build_mail_sender, build_services, build_worker, warm_up_graph
 
 log = logging.getLogger(__name__)
 DEMO_METHOD_DELAY_SECONDS = 3.0  # a registered method shows in (simulated) Graph after this
@@ -57,6 +58,18 @@ def adfs_form_post(auth_uri: str, upn: str, password: str, ca_file: str) -> Form
     return FormFields(browser.post(urljoin(login.url, form.action), data=form.fields).text)
 
 
+def sign_in(portal_url: str, upn: str, password: str, ca_file: str):
+    """Return (a requests session signed in to a demo portal through the simulated AD FS, the page it landed on)."""
+    from app.adapters.http import make_session
+
+    portal = make_session(None)
+    auth_uri = portal.get(portal_url + "/sign-in", allow_redirects=False).headers["Location"]
+    posted = adfs_form_post(auth_uri, upn, password, ca_file)
+    landed = portal.post(posted.action, data=posted.fields)
+    landed.raise_for_status()
+    return portal, landed.text
+
+
 class DemoStack:
     """Start and stop the whole demo; the Playwright journeys and `proofup demo` both use it."""
 
@@ -73,10 +86,13 @@ class DemoStack:
         self.run_worker = worker
         self.entra_sign_in = entra_sign_in  # sign in through the simulated Entra instead of AD FS
         self.setting_overrides = setting_overrides
+        self.directory_file: Path | None = None
         if directory is None:
             from app.adapters.directory_embedded import EmbeddedDirectory
 
-            directory = EmbeddedDirectory(self.seed)
+            # Kept in the state directory, so admin commands in another terminal change the same directory.
+            self.directory_file = (self.state_dir / "directory.json").resolve()
+            directory = EmbeddedDirectory(self.seed, state_file=self.directory_file)
         self.directory = directory
         self.simulator = None
         self.mailbox = None
@@ -116,14 +132,7 @@ class DemoStack:
 
     def signed_in_session(self, upn: str):
         """Return (a requests session signed in to the portal as a seeded user, the page it landed on)."""
-        from app.adapters.http import make_session
-
-        portal = make_session(None)
-        auth_uri = portal.get(self.portal_url + "/sign-in", allow_redirects=False).headers["Location"]
-        posted = adfs_form_post(auth_uri, upn, self.seed.user(upn).password, self.settings.ca_bundle)
-        landed = portal.post(posted.action, data=posted.fields)
-        landed.raise_for_status()
-        return portal, landed.text
+        return sign_in(self.portal_url, upn, self.seed.user(upn).password, self.settings.ca_bundle)
 
     def register_method(self, upn: str, kind: str = "microsoftAuthenticator") -> None:
         """Register a method in the simulated Entra as My Sign-Ins does (Graph shows it after the method delay)."""
@@ -165,7 +174,7 @@ class DemoStack:
             graph_client_id=GRAPH_CLIENT_ID,
             graph_client_secret=client_secrets[GRAPH_CLIENT_ID],
             graph_url=f"{sim}/v1.0",
-            ca_bundle=str(tls.ca),
+            ca_bundle=str(tls.ca.resolve()),
             ldap_base_dn=self.seed.base_dn,
             required_group_dn=self.seed.required_group_dn,
             bypass_group_dn=self.seed.bypass_group_dn,
@@ -178,9 +187,13 @@ class DemoStack:
         )
         if self.mailbox is not None:  # the students' security notices land in the demo's own mailbox
             values.update(self.mailbox.start().settings(sender=f"proofup@{self.seed.tenant_domain}"))
+        if self.directory_file is not None:
+            values["demo_directory"] = str(self.directory_file)
         values.update(self.setting_overrides)
         self.settings = load_settings({}, **values)
+        self._write_env_file()
         self.services = build_services(self.settings, directory=self.directory)
+        warm_up_graph(self.services)  # the first student's diagnosis then answers as fast as the next one
         app = create_app(self.settings, services=self.services)
         # Werkzeug's threaded server speaks HTTP/1.1 with keep-alive: enough for one demo; production uses gunicorn.
         self._portal = make_server(self.host, self.port, app, threaded=True)
@@ -192,9 +205,20 @@ class DemoStack:
             thread, self._stop_worker = start_worker_thread(sweeper, lease,
                                                             interval=self.settings.worker_interval_seconds,
                                                             confirm_interval=self.settings.confirm_interval_seconds,
-                                                            mail=build_mail_sender(self.services))
+                                                            mail=build_mail_sender(self.services),
+                                                            keep_lease=False)
             self._threads.append(thread)
         return self
+
+    @property
+    def env_file(self) -> Path:
+        return self.state_dir / DEMO_ENV_FILE
+
+    def _write_env_file(self) -> None:
+        """Write the demo's settings where `proofup ... --demo STATE_DIR` reads them (demo secrets only)."""
+        self.env_file.touch(mode=0o600)
+        self.env_file.write_text("# Written by `proofup demo`: the settings of the running demo (demo data only).\n"
+                                 + env_file_text(self.settings), encoding="utf-8")
 
     def _spawn(self, name: str, target) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -242,7 +266,21 @@ class DemoStack:
                 " (not in Entra)" if not user.in_entra else " (not in AD)")
             lines.append(f"  {user.upn.ljust(width)}  {user.state}{where}")
         lines += ["", "Try ada.lovelace@uni.test (stuck: half-registered). Stop with Ctrl+C.", ""]
+        if self.directory_file is not None:
+            demo = f"--demo {self.state_dir.resolve()}"
+            lines += [
+                "Admin commands against this demo, in a second terminal (the same virtual environment):",
+                f"  proofup diagnose {demo} ada.lovelace@uni.test",
+                f"  proofup grant {demo} ada.lovelace@uni.test --minutes 30 --reason 'ticket 1'",
+                f"  proofup release {demo} ada.lovelace@uni.test --reason 'done'",
+                f"  proofup worker {demo} --once",
+                "",
+            ]
         return "\n".join(lines)
+
+
+def _stop_on_sigterm(_signum, _frame) -> None:
+    raise KeyboardInterrupt  # `kill` or a service manager stops the demo as cleanly as Ctrl+C
 
 
 def run_demo(*, port: int = 8000, simulator_port: int = 8443, state_dir: str = "var/demo",
@@ -259,6 +297,7 @@ def run_demo(*, port: int = 8000, simulator_port: int = 8443, state_dir: str = "
         stack.stop()
         return 3
     print(stack.banner(), flush=True)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

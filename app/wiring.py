@@ -70,7 +70,11 @@ def _require(settings: Settings, *names: str, what: str) -> None:
 
 
 def build_directory(settings: Settings):
-    """Connect to the DCs in PROOFUP_LDAP_URL."""
+    """Connect to the DCs in PROOFUP_LDAP_URL, or open the running demo's directory (PROOFUP_DEMO_DIRECTORY)."""
+    if settings.demo_directory and not settings.ldap_url:
+        from app.adapters.directory_embedded import EmbeddedDirectory
+
+        return EmbeddedDirectory.open(settings.demo_directory)
     _require(settings, "ldap_url", what="the directory")
     from app.adapters.directory import LdapDirectory
 
@@ -165,6 +169,13 @@ def build_retention(services: Services):
     policy = RetentionPolicy(audit_days=settings.retain_audit_days, grant_days=settings.retain_grant_days,
                              mail_days=settings.retain_mail_days)
     return Retention(services.store, policy, sessions=SessionStore(services.store), outbox=services.outbox)
+
+
+def warm_up_graph(services: Services) -> None:
+    """Import msgraph's typed models now (about 1,200 modules: 1 s, 40 MB), not on the first diagnosis."""
+    warm_up = getattr(services.graph, "warm_up", None)
+    if warm_up is not None:
+        warm_up()
 
 
 def build_services(settings: Settings, *, directory=None, graph=None, identity=None, store=None, grants=None,

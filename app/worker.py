@@ -21,7 +21,7 @@ def lease_ttl_for(interval: float) -> float:
 
 def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTERVAL_SECONDS, once: bool = False,
                stop_event: threading.Event | None = None, confirm_interval: float | None = None,
-               mail=None, retention: Retention | None = None) -> list[CycleReport]:
+               mail=None, retention: Retention | None = None, keep_lease: bool = True) -> list[CycleReport]:
     """Run sweeper cycles while holding the lease; one cycle with once=True. Return the reports of cycles run.
 
     Every interval a full cycle runs; with a shorter confirm_interval, confirmation passes (bulk method
@@ -30,6 +30,7 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
     and the lease held elsewhere, nothing runs and the list is empty. Only full cycles are reported.
     With `mail` (an OutboxSender), every tick also sends the outbox's due mail, after the grants' work.
     After each full cycle, retention (if given) deletes one bounded chunk of old records.
+    With keep_lease=False (the demo's worker) the lease is given back after every cycle or pass.
     """
     if interval <= 0 or (confirm_interval is not None and confirm_interval <= 0):
         raise ValueError("the worker intervals must be positive")
@@ -52,7 +53,10 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
                             sweeper.run_confirm_pass()
                     finally:
                         _send_mail(mail, once)  # a failed grant cycle does not hold the mail back
-                    lease.renew()  # a long cycle must not let the lease lapse before the next one
+                    if keep_lease:
+                        lease.renew()  # a long cycle must not let the lease lapse before the next one
+                    else:
+                        lease.release()  # between passes, `proofup worker --once` in another terminal may run
                 else:
                     log.info("worker: lease %r is held by another worker; standing by", lease.name)
             except Exception:
@@ -94,11 +98,12 @@ def _purge(retention: Retention | None) -> None:
 
 
 def start_worker_thread(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTERVAL_SECONDS,
-                        confirm_interval: float | None = None, mail=None) -> tuple[threading.Thread, threading.Event]:
+                        confirm_interval: float | None = None, mail=None,
+                        keep_lease: bool = True) -> tuple[threading.Thread, threading.Event]:
     """Run the worker in a daemon thread (demo mode); set the returned event to stop it."""
     stop_event = threading.Event()
     thread = threading.Thread(target=run_worker, args=(sweeper, lease), name="proofup-worker", daemon=True,
                               kwargs={"interval": interval, "stop_event": stop_event,
-                                      "confirm_interval": confirm_interval, "mail": mail})
+                                      "confirm_interval": confirm_interval, "mail": mail, "keep_lease": keep_lease})
     thread.start()
     return thread, stop_event

@@ -1,13 +1,22 @@
-"""An in-process directory for `proofup demo` and tests: same interface and semantics as LDAP on AD."""
+"""An embedded directory for `proofup demo` and tests: same interface and semantics as LDAP on AD.
+
+In memory by default; with a state file, every process that opens the file shares one directory (the demo,
+and admin commands run against it in another terminal): writes hold a lock beside the file and replace it
+whole, reads pick up whatever another process wrote.
+"""
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import threading
-from dataclasses import dataclass, field, replace
-from typing import Iterable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Iterator
 
+from app.adapters.file_lock import exclusive_lock
 from app.domain.directory import DirectoryPermissionError, DirectoryUser, MembershipCheck, dn_key
 from app.domain.upn import Upn
 from app.seed import Seed
@@ -27,16 +36,92 @@ def _hash(password: str, salt: bytes) -> bytes:
 
 
 class EmbeddedDirectory:
-    """A thread-safe, in-memory stand-in for Active Directory, loaded from a seed."""
+    """A thread-safe stand-in for Active Directory, loaded from a seed, in memory or shared through a state file."""
 
-    def __init__(self, seed: Seed, writable_group_dns: Iterable[str] | None = None):
-        """Load the seed; with writable_group_dns, act like a delegated service account limited to them."""
+    def __init__(self, seed: Seed | None, writable_group_dns: Iterable[str] | None = None, *,
+                 state_file: str | Path | None = None):
+        """Load the seed (and start the state file afresh from it), or, without a seed, open the state file.
+
+        With writable_group_dns, act like a delegated service account limited to them.
+        """
         self._writable = None if writable_group_dns is None else frozenset(dn_key(g) for g in writable_group_dns)
         self._lock = threading.RLock()
         self._users: dict[str, _Entry] = {}  # upn lower -> entry
         self._groups: dict[str, set[str]] = {}  # group dn_key -> direct member dn_keys
         self._names: dict[str, str] = {}  # dn_key -> DN as written
+        self._path = Path(state_file) if state_file is not None else None
+        self._loaded = b""  # the state file's bytes as last read or written
+        if seed is None:
+            if self._path is None:
+                raise ValueError("an embedded directory needs a seed or a state file")
+            self._refresh()
+            return
         self._load(seed)
+        if self._path is not None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock, self._file_lock():
+                self._save()
+
+    @classmethod
+    def open(cls, state_file: str | Path) -> "EmbeddedDirectory":
+        """Open the directory another process keeps in state_file (the running demo's)."""
+        return cls(None, state_file=state_file)
+
+    # --- the state file ------------------------------------------------------------------------
+
+    @contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Hold the lock beside the state file, so read-change-write steps of two processes never interleave."""
+        if self._path is None:
+            yield
+            return
+        with exclusive_lock(f"{self._path}.lock"):
+            yield
+
+    def _refresh(self) -> None:
+        """Take over what another process wrote to the state file since we last read or wrote it."""
+        if self._path is None:
+            return
+        data = self._path.read_bytes()  # whole and consistent: writers replace the file, never edit it
+        if data == self._loaded:
+            return
+        state = json.loads(data)
+        self._users = {Upn(u["upn"]): _Entry(DirectoryUser(**u["user"]), bytes.fromhex(u["salt"]),
+                                                bytes.fromhex(u["password_hash"])) for u in state["users"]}
+        self._groups = {group: set(members) for group, members in state["groups"].items()}
+        self._names = dict(state["names"])
+        self._loaded = data
+
+    def _save(self) -> None:
+        """Replace the state file with the directory as it is now (under the file lock)."""
+        if self._path is None:
+            return
+        state = {
+            # Demo data only: salted hashes of the seed's published demo passwords.
+            "users": [{"upn": e.user.upn, "user": {k: v for k, v in asdict(e.user).items() if k != "group_dns"},
+                       "salt": e.salt.hex(), "password_hash": e.password_hash.hex()} for e in self._users.values()],
+            "groups": {group: sorted(members) for group, members in self._groups.items()},
+            "names": self._names,
+        }
+        data = json.dumps(state, indent=1, sort_keys=True).encode()
+        partial = self._path.with_name(self._path.name + ".partial")
+        partial.write_bytes(data)
+        os.replace(partial, self._path)
+        self._loaded = data
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        with self._lock:
+            self._refresh()
+            yield
+
+    @contextmanager
+    def _changing(self, group_dn: str) -> Iterator[None]:
+        """Check write access, then hold both locks around reading, changing and writing the directory."""
+        self._require_writable(group_dn)
+        with self._lock, self._file_lock():
+            self._refresh()
+            yield
 
     def _load(self, seed: Seed) -> None:
         for group_dn in (seed.required_group_dn, seed.nested_required_group_dn, seed.bypass_group_dn,
@@ -73,14 +158,14 @@ class EmbeddedDirectory:
         return frozenset(found)
 
     def find_user(self, upn: str) -> DirectoryUser | None:
-        with self._lock:
+        with self._reading():
             entry = self._users.get(Upn.parse(upn))
             if entry is None:
                 return None
             return replace(entry.user, group_dns=self._effective_groups(dn_key(entry.user.dn)))
 
     def verify_password(self, upn: str, password: str) -> bool:
-        with self._lock:
+        with self._reading():
             entry = self._users.get(Upn.parse(upn))
         if entry is None or not entry.user.enabled or not password:
             return False
@@ -91,29 +176,29 @@ class EmbeddedDirectory:
             raise DirectoryPermissionError(f"{SERVER_NAME}: the service account may not change the members of {group_dn}")
 
     def add_member(self, group_dn: str, member_dn: str, ttl_seconds: int | None = None) -> bool:
-        self._require_writable(group_dn)
-        with self._lock:
+        with self._changing(group_dn):
             members = self._groups.setdefault(dn_key(group_dn), set())
             if dn_key(member_dn) in members:
                 return False
             members.add(dn_key(member_dn))
+            self._save()
             return True
 
     def remove_member(self, group_dn: str, member_dn: str) -> bool:
-        self._require_writable(group_dn)
-        with self._lock:
+        with self._changing(group_dn):
             members = self._groups.setdefault(dn_key(group_dn), set())
             if dn_key(member_dn) not in members:
                 return False
             members.discard(dn_key(member_dn))
+            self._save()
             return True
 
     def list_members(self, group_dn: str) -> list[str]:
-        with self._lock:
+        with self._reading():
             return sorted(self._names.get(k, k) for k in self._groups.get(dn_key(group_dn), ()))
 
     def is_member(self, group_dn: str, member_dn: str) -> bool:
-        with self._lock:
+        with self._reading():
             return dn_key(member_dn) in self._groups.get(dn_key(group_dn), ())
 
     def confirm_membership(self, group_dn: str, member_dn: str, present: bool = True,
@@ -122,7 +207,7 @@ class EmbeddedDirectory:
         return MembershipCheck(agreeing=(SERVER_NAME,) if ok else (), lagging=() if ok else (SERVER_NAME,))
 
     def check_write_access(self, group_dn: str) -> bool:
-        with self._lock:
+        with self._reading():
             return dn_key(group_dn) in self._groups and (self._writable is None or dn_key(group_dn) in self._writable)
 
     def servers(self) -> tuple[str, ...]:

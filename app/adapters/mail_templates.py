@@ -18,8 +18,9 @@ from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from app.config import DEFAULT_LANGUAGE, TRANSLATIONS_DIR, has_catalogue
+from app.resources import site_folder
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent.parent / "templates"
+TEMPLATES_DIR = site_folder("templates")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 

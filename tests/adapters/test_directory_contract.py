@@ -13,11 +13,14 @@ ADA = "ada.lovelace@uni.test"
 GRACE = "grace.hopper@uni.test"
 
 
-@pytest.fixture(params=["embedded", pytest.param("samba", marks=pytest.mark.samba)])
-def directory(request):
+@pytest.fixture(params=["embedded", "embedded-file", pytest.param("samba", marks=pytest.mark.samba)])
+def directory(request, tmp_path):
     """Yield the directory under test, its bypass group empty, as the least-privileged service account."""
     if request.param == "embedded":
         directory = EmbeddedDirectory(SEED, writable_group_dns=[SEED.bypass_group_dn])
+    elif request.param == "embedded-file":  # the demo's: kept in a state file that other processes share
+        directory = EmbeddedDirectory(SEED, writable_group_dns=[SEED.bypass_group_dn],
+                                      state_file=tmp_path / "directory.json")
     else:
         handle = request.getfixturevalue("clean_bypass_group")
         directory = handle.directory()

@@ -164,3 +164,47 @@ def test_the_smtp_password_is_redacted():
     settings = load_settings({**BASE, **SMTP})
     assert SMTP["PROOFUP_SMTP_PASSWORD"] not in repr(settings.redacted())
     assert SMTP["PROOFUP_SMTP_PASSWORD"] not in repr(settings)
+
+
+def test_an_env_file_round_trips_every_kind_of_setting(tmp_path):
+    from app.config import env_file_text
+
+    directory = tmp_path / "directory.json"
+    directory.write_text("{}", encoding="utf-8")
+    settings = load_settings({**BASE, "PROOFUP_PRIVILEGED_GROUP_DNS": "CN=Domain Admins,CN=Users,DC=uni,DC=test;CN=x",
+                              "PROOFUP_LDAP_USE_TTL": "true", "PROOFUP_GRANT_MINUTES": "45",
+                              "PROOFUP_CHECK_INTERVAL_SECONDS": "2.5", "PROOFUP_DEMO_DIRECTORY": str(directory),
+                              "PROOFUP_RATE_LIMIT_UNLOCK": "5/hour;20/day", "PROOFUP_CLIENT_SECRET": "it's \"odd\" $x"})
+    env_file = tmp_path / "demo.env"
+    env_file.write_text("# a comment\n\n" + env_file_text(settings), encoding="utf-8")
+    assert load_settings({"PROOFUP_ENV_FILE": str(env_file)}) == settings
+    assert "PROOFUP_GRANT_MINUTES=45" in env_file.read_text() and "PROOFUP_TIMEZONE" not in env_file.read_text()
+
+
+def test_the_environment_wins_over_the_env_file(tmp_path):
+    env_file = tmp_path / "portal.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in BASE.items()) + "PROOFUP_GRANT_MINUTES=45\n")
+    settings = load_settings({"PROOFUP_ENV_FILE": str(env_file), "PROOFUP_GRANT_MINUTES": "20"})
+    assert (settings.grant_minutes, settings.client_id) == (20, "proofup-portal")
+
+
+@pytest.mark.parametrize("content, named", [
+    (None, "PROOFUP_ENV_FILE names no readable file"),
+    ("PROOFUP_GRANT_MINUTES 45\n", "line 1: expected NAME=value"),
+    ("# ok\nPROOFUP_CLIENT_ID='unclosed\n", "line 2: expected NAME=value"),
+    ("PROOFUP_CLIENT_ID=two words\n", "line 1: expected NAME=value"),
+])
+def test_a_broken_env_file_is_named(tmp_path, content, named):
+    env_file = tmp_path / "portal.env"
+    if content is not None:
+        env_file.write_text(content, encoding="utf-8")
+    with pytest.raises(SettingsError, match=named):
+        load_settings({**BASE, "PROOFUP_ENV_FILE": str(env_file)})
+
+
+def test_the_demo_directory_must_exist_and_excludes_ldap(tmp_path):
+    with pytest.raises(SettingsError, match="PROOFUP_DEMO_DIRECTORY names no file.*is the demo running"):
+        load_settings({**BASE, "PROOFUP_DEMO_DIRECTORY": str(tmp_path / "gone.json")})
+    (tmp_path / "directory.json").write_text("{}")
+    with pytest.raises(SettingsError, match="PROOFUP_LDAP_URL or PROOFUP_DEMO_DIRECTORY, not both"):
+        load_settings({**BASE, **LDAP, "PROOFUP_DEMO_DIRECTORY": str(tmp_path / "directory.json")})

@@ -114,3 +114,19 @@ def test_worker_once_releases_a_grant_whose_student_registered(run, services, di
     assert code == cli.OK, err
     assert services.store.grants_for(HALF)[0].state == "released"
     assert not directory.is_member(SEED.bypass_group_dn, directory.find_user(HALF).dn)
+
+
+@pytest.mark.parametrize("command", ["demo", "simulator"])
+def test_the_simulator_commands_say_how_to_install_the_demo_extra(command, monkeypatch, capsys):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "trustme" else real_find_spec(name, *rest))
+    assert cli.main([command]) == cli.MISCONFIGURED
+    assert "pip install 'proofup-portal[demo]'" in capsys.readouterr().err
+
+
+def test_the_demo_flag_without_a_demo_there_says_how_to_start_one(tmp_path, capsys):
+    assert cli.main(["diagnose", "--demo", str(tmp_path), HALF]) == cli.MISCONFIGURED
+    assert f"proofup demo --state-dir {tmp_path}" in capsys.readouterr().err

@@ -1,7 +1,6 @@
 """The database itself: engine and transactions on SQLite or PostgreSQL, the schema's base and its migrations."""
 from __future__ import annotations
 
-import fcntl
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +10,7 @@ from sqlalchemy import DateTime, TypeDecorator, create_engine, delete, event, se
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from app.adapters.file_lock import exclusive_lock
 from app.adapters.http import forget_connections_after_fork
 from app.domain.grants import utc_now
 
@@ -147,12 +147,8 @@ class Database:
             return
         # Instances opening a fresh file together race to create it and switch it to WAL, and SQLite can answer
         # "database is locked" without waiting in that race; a lock beside the file lets one go first.
-        with open(f"{database}.upgrade-lock", "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+        with exclusive_lock(f"{database}.upgrade-lock"):
+            yield
 
     def dispose(self) -> None:
         """Close every pooled connection."""
