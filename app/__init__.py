@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import urlparse
 
-from flask import Flask, request
+from flask import Flask
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -14,10 +14,6 @@ from app.resources import site_folder
 
 LANGUAGES = ("en", "de")  # each non-default locale has a catalogue in app/translations/<locale>
 csrf = CSRFProtect()
-
-
-def _select_locale() -> str:
-    return request.accept_languages.best_match(LANGUAGES) or LANGUAGES[0]
 
 
 def create_app(settings: Settings | None = None, *, services=None) -> Flask:
@@ -48,10 +44,10 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
         # Secure cookie must come from the proxy's X-Forwarded-* headers (only as many hops as configured).
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
-    csrf.init_app(app)
-    Babel(app, locale_selector=_select_locale)
+    from app.web import errors, headers, limits, site
 
-    from app.web import errors, headers, limits
+    csrf.init_app(app)
+    Babel(app, locale_selector=site.select_locale)
     from app.web.auth import bp as auth_bp
     from app.web.ops import bp as ops_bp
     from app.web.student import bp as student_bp
@@ -59,6 +55,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     authority = urlparse(settings.authority)
     headers.install(app, form_targets=(f"{authority.scheme}://{authority.netloc}",))
     errors.install(app)
+    site.install(app)
     app.register_blueprint(auth_bp)
     app.register_blueprint(student_bp)
     app.register_blueprint(ops_bp)

@@ -29,7 +29,7 @@ def journey(stack, page, screenshot, accessible) -> None:
     user = stack.directory.find_user(STUDENT)
 
     page.goto(stack.portal_url)
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Stuck in a loop")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("round in circles")
     accessible(page, "start page")
     screenshot("start")
 
@@ -79,7 +79,8 @@ def journey(stack, page, screenshot, accessible) -> None:
     # The guide polls the portal; the portal notices the method through Graph and releases the grant.
     expect(page.locator("#status")).to_have_attribute("data-phase", "done", timeout=30_000)
     expect(page.locator("#status-text")).to_contain_text("Done")
-    expect(page.locator("#actions")).to_be_hidden()  # no cancel button left for a finished unlock
+    expect(page.locator("#cancel")).to_be_hidden()  # no cancel button left for a finished unlock
+    expect(page.locator("#next-steps")).to_contain_text("Outlook")  # what to do now
     accessible(page, "guide done")
     screenshot("guide-done")
     assert not stack.directory.is_member(bypass, user.dn)

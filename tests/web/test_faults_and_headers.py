@@ -58,7 +58,7 @@ def test_an_unreachable_ldap_server_gives_the_directory_page(settings, graph, cl
     client = portal(settings, nowhere, graph, clock)
     page = sign_in(client, HALF)
     assert page.status_code == 503
-    assert "directory is not answering" in page.get_data(as_text=True)
+    assert "account system is not answering" in page.get_data(as_text=True)
     assert graph.requests == 0
 
 
@@ -66,7 +66,7 @@ def test_personal_pages_are_never_cached(client):
     page = sign_in(client, HALF)
     assert page.headers["Cache-Control"] == "no-store"
     assert client.get("/status").headers["Cache-Control"] == "no-store"
-    assert "no-store" not in client.get("/static/css/portal.css").headers.get("Cache-Control", "")
+    assert "no-store" not in client.get("/static/shared/portal.css").headers.get("Cache-Control", "")
 
 
 def test_https_gets_hsts_and_a_secure_session_cookie(client):
@@ -105,8 +105,8 @@ def test_times_are_shown_in_the_configured_time_zone(tmp_path, directory, graph,
     client.post("/unlock", data={"csrf_token": csrf_of(page)})
     expires_at = client.application.extensions["proofup"].store.open_grant_for(HALF).expires_at
     html = client.get("/guide").get_data(as_text=True)
-    assert format_time(expires_at, locale="en", tzinfo=ZoneInfo("Asia/Kolkata")) in html
-    assert format_time(expires_at, locale="en", tzinfo=ZoneInfo("UTC")) not in html
+    assert format_time(expires_at, "short", locale="en", tzinfo=ZoneInfo("Asia/Kolkata")) in html
+    assert format_time(expires_at, "short", locale="en", tzinfo=ZoneInfo("UTC")) not in html
 
 
 def test_behind_a_proxy_the_sign_in_redirect_uri_uses_the_public_address(tmp_path, directory, graph, clock):
