@@ -86,7 +86,10 @@ def cmd_diagnose(args, settings: Settings) -> int:
         found = svc.onboarding.diagnose(args.upn)
     finally:
         svc.close()
-    data = diagnosis_as_dict(found)
+    from app.domain.reference import reference_code
+
+    # The code the student's page shows under "Details for the service desk": the desk can match them.
+    data = {**diagnosis_as_dict(found), "reference": reference_code(found.upn, settings.secret_key)}
     if args.json:
         print(json.dumps(data, indent=2))
     else:
