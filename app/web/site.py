@@ -1,4 +1,4 @@
-"""What every page shares: the university's branding and desk, the language, and the signed-out-by-time-out hint."""
+"""What every page shares: the university's branding and desk, the language, and why a session ended."""
 from __future__ import annotations
 
 import math
@@ -6,16 +6,15 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, Flask, abort, g, request, send_file, session
 from flask_babel import format_time, get_locale
-from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from app import LANGUAGES
-from app.web import services, signed_in_upn
+from app.domain.sessions import Verdict
+from app.web import SESSION_COOKIE, STUDENT_KINDS, clear_session_cookie, services, signed_in_upn
 
 bp = Blueprint("site", __name__)
 
 LANGUAGE_COOKIE = "proofup_lang"  # the student's own choice of language, over the browser's
 LANGUAGE_NAMES = {"en": "English", "de": "Deutsch"}  # each in its own language: found by those who read it
-HINT_COOKIE = "proofup_seen"  # signed: when the student was last seen, and until when their set-up time runs
 UNTIL_KEY = "until"  # session key: the open grant's end (epoch seconds), as the last page showed it
 YEAR_SECONDS = 365 * 24 * 3600
 
@@ -53,11 +52,6 @@ def minutes_left(until: datetime) -> int:
     return max(0, math.ceil((until - services().onboarding.clock()).total_seconds() / 60))
 
 
-def wall_clock() -> datetime:
-    """Return the real time (the hint cookie's stamp is real time, whatever clock the services run on)."""
-    return datetime.now(timezone.utc)
-
-
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
@@ -69,48 +63,35 @@ def _future(epoch: object) -> datetime | None:
     return until if until > services().onboarding.clock() else None
 
 
-def _hints() -> URLSafeTimedSerializer:
-    from flask import current_app
+def signed_out_by_time() -> tuple[str, datetime | None]:
+    """Tell why a visitor's session token no longer opens a session, if a time limit ended it.
 
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="proofup signed-out hint")
-
-
-def timed_out_until() -> tuple[bool, datetime | None]:
-    """Tell whether a visitor without a session was signed out by the time-out, and until when their time runs.
-
-    The hint cookie is refreshed on every signed-in page; the session ends PROOFUP_SESSION_MINUTES after
-    the last one. A hint as old as that means a time-out; a younger one means the student signed out.
+    Return ("idle" or "expired", the end of the student's set-up time if it still runs), or ("", None)
+    when there is no such token or the student signed out. The token is dropped on the way out, so the
+    start page says it once.
     """
-    raw = request.cookies.get(HINT_COOKIE)
-    if not raw or signed_in_upn():
-        return False, None
-    g.forget_hint = True
-    lifetime = services().settings.session_minutes * 60
-    try:
-        data, seen = _hints().loads(raw, max_age=lifetime + YEAR_SECONDS, return_timestamp=True)
-    except BadSignature:
-        return False, None
-    idle = (wall_clock() - _aware(seen)).total_seconds()
-    if idle < lifetime - 5:
-        return False, None
-    return True, _future(data.get(UNTIL_KEY) if isinstance(data, dict) else None)
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or signed_in_upn():
+        return "", None
+    g.forget_session_cookie = True
+    verdict, record = services().sessions.check(token)
+    if verdict not in (Verdict.IDLE, Verdict.EXPIRED) or record is None or record.kind not in STUDENT_KINDS:
+        return "", None
+    grant = services().store.open_grant_for(record.upn)
+    expires_at = grant.expires_at if grant is not None else None
+    return verdict.value, _future(int(_aware(expires_at).timestamp())) if expires_at else None
 
 
-def _keep_hints(response):
-    """Save the language chosen by ?lang= and refresh (or drop) the time-out hint."""
+def _after_page(response):
+    """Save the language chosen by ?lang=, and drop a session token that only told of a time-out."""
     if request.endpoint == "static":
         return response
-    secure = request.is_secure
     chosen = request.args.get("lang")
     if chosen in LANGUAGES and chosen != request.cookies.get(LANGUAGE_COOKIE):
         response.set_cookie(LANGUAGE_COOKIE, chosen, max_age=YEAR_SECONDS, httponly=True, samesite="Lax",
-                            secure=secure)
-    if signed_in_upn():
-        hint = _hints().dumps({UNTIL_KEY: session.get(UNTIL_KEY, 0)})
-        max_age = services().settings.session_minutes * 60 + services().settings.grant_minutes * 60
-        response.set_cookie(HINT_COOKIE, hint, max_age=max_age, httponly=True, samesite="Lax", secure=secure)
-    elif g.get("forget_hint"):
-        response.delete_cookie(HINT_COOKIE, httponly=True, samesite="Lax", secure=secure)
+                            secure=request.is_secure)
+    if g.get("forget_session_cookie"):
+        clear_session_cookie(response)
     return response
 
 
@@ -145,4 +126,4 @@ def logo():
 def install(app: Flask) -> None:
     """Register the shared parts on the app."""
     app.register_blueprint(bp)
-    app.after_request(_keep_hints)
+    app.after_request(_after_page)

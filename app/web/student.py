@@ -103,10 +103,11 @@ def index():
     """Show the start page (saying so after a time-out), or the diagnosis to a signed-in student."""
     if signed_in_upn():
         return redirect(url_for("student.diagnosis"))
-    timed_out, until = site.timed_out_until()
-    return render_template("student/index.html", timed_out=timed_out, until=until,
+    ended_by, until = site.signed_out_by_time()
+    settings = services().settings
+    return render_template("student/index.html", ended_by=ended_by, until=until,
                            still_runs=still_runs_text(until, site.minutes_left(until)) if until else "",
-                           session_minutes=services().settings.session_minutes)
+                           session_minutes=settings.session_minutes, session_max_minutes=settings.session_max_minutes)
 
 
 @bp.get("/diagnosis")

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import timedelta
 
 import pytest
 
 from app import create_app
 from app.domain.reference import reference_code
-from app.web import site
 from tests.web.conftest import SEED, csrf_of, demo_settings, sign_in
 
 HALF = "ada.lovelace@uni.test"
@@ -28,15 +26,22 @@ def unlocked(client):
     return client.get("/guide")
 
 
-def test_after_a_time_out_the_start_page_says_so_and_until_when_the_set_up_time_runs(client, monkeypatch):
+def test_after_a_time_out_the_start_page_says_so_and_until_when_the_set_up_time_runs(client, clock):
     unlocked(client)
-    client.delete_cookie("proofup_session")  # the browser dropped it: the session ran out
-    later = site.wall_clock() + timedelta(minutes=21)
-    monkeypatch.setattr(site, "wall_clock", lambda: later)
-    page = text_of(client.get("/"))
+    clock.advance(21 * 60)  # nothing happened for longer than the 20-minute idle limit
+    page = text_of(client.get("/guide", follow_redirects=True))
     assert "You were signed out because nothing happened here for 20 minutes." in page
-    assert "Your set-up time still runs until" in page and "(in 30 minutes)" in page
-    assert "signed out because" not in text_of(client.get("/"))  # said once; the hint is gone
+    assert "Your set-up time still runs until" in page and "(in 9 minutes)" in page
+    assert "signed out because" not in text_of(client.get("/"))  # said once: the dead token is dropped
+
+
+def test_a_session_past_its_end_says_how_long_a_sign_in_lasts(client, clock):
+    sign_in(client, HALF)
+    for _ in range(4):  # active all along, but past the absolute end (60 minutes)
+        clock.advance(15 * 60)
+        client.get("/status")
+    page = text_of(client.get("/", follow_redirects=True))
+    assert "a sign-in here lasts at most 60 minutes" in page and "still runs" not in page
 
 
 def test_signing_out_is_not_taken_for_a_time_out(client):
@@ -69,7 +74,9 @@ def test_the_status_says_when_the_time_ends_and_warns_near_the_end(client, clock
     unlocked(client)
     status = client.get("/status").get_json()
     assert "(in 30 minutes)" in status["ends"] and status["warning"] == ""
-    clock.advance(26 * 60)
+    clock.advance(13 * 60)
+    client.get("/status")  # the page polls all along: the session stays open
+    clock.advance(13 * 60)
     status = client.get("/status").get_json()
     assert "(in 4 minutes)" in status["ends"] and status["warning"].startswith("Only 4 minutes left")
 
