@@ -208,9 +208,6 @@ class DemoStack:
         self.services = build_services(self.settings, directory=self.directory)
         warm_up_graph(self.services)  # the first student's diagnosis then answers as fast as the next one
         app = create_app(self.settings, services=self.services)
-        warm_up = getattr(self.services.graph, "warm_up", None)
-        if warm_up is not None:
-            warm_up()  # import Graph's models now (once per process), not during the first student's diagnosis
         # Werkzeug's threaded server speaks HTTP/1.1 with keep-alive: enough for one demo; production uses gunicorn.
         self._portal = make_server(self.host, self.port, app, threaded=True)
         self._spawn("proofup-portal", self._portal.serve_forever)
