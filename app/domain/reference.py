@@ -5,8 +5,8 @@ import base64
 import hashlib
 import hmac
 
-# Eight base32 characters (A-Z, 2-7: no 0/O or 1/I to confuse) are 40 bits: across a university's accounts
-# two students share a code about once in a trillion pairs, and nobody can guess an account from its code.
+# Eight base32 characters (A-Z and 2-7: no 0 or 1, so an O or I read out on the phone is never a digit) are
+# 40 bits: two accounts share a code about once in a trillion pairs, and nobody can guess an account from it.
 CODE_LENGTH = 8
 _LABEL = b"proofup reference code\0"
 

@@ -1,4 +1,5 @@
 // The student's pages, without inline script (the CSP forbids it):
+// - news at the top of a page (a notice) gets the focus;
 // - the diagnosis page's "set up" button shows progress and cannot be pressed twice;
 // - the guide page polls the PORTAL every 2 s (never Graph; the portal coalesces checks), shows the time
 //   left and a warning near the end as the server words them, gives feedback on "check now", and moves
@@ -8,6 +9,14 @@
   var POLL_MS = 2000;
 
   function byId(id) { return document.getElementById(id); }
+
+  // -- a page that opens with news (stopped, refused, signed out by the time-out): focus it, so a screen
+  //    reader reads it first and a keyboard user starts from there ------------------------------------
+  var news = document.querySelector("main .notice");
+  if (news) {
+    news.setAttribute("tabindex", "-1");
+    news.focus();
+  }
 
   // -- one submit only, with progress ------------------------------------------------------------
   var unlockForm = byId("unlock-form");

@@ -188,7 +188,7 @@ def test_every_page_in_every_width_and_language(stack, lang, open_context, acces
     page.locator("#unlock").click()
     page.locator("#cancel").click()
     expect(page.locator("[data-state]")).to_have_attribute("data-state", "stuck")
-    expect(page.locator(".notice")).to_be_visible()
+    expect(page.locator(".notice")).to_be_focused()  # the news is read first
     inspect(page, "diagnosis-stopped", signed_in=True)
     back_and_refresh(page)
     page.context.clear_cookies()
@@ -235,6 +235,7 @@ def test_every_page_in_every_width_and_language(stack, lang, open_context, acces
     finally:
         sessions.clock = utc_now
     expect(page.locator("#timed-out")).to_contain_text(re.compile(r"\b(29|30)\b"))
+    expect(page.locator("#timed-out")).to_be_focused()
     inspect(page, "timed-out", signed_in=False)
 
     # An address that does not exist.
