@@ -36,10 +36,13 @@ def language_links() -> list[tuple[str, str, str]]:
 
 def note_unlock_until(expires_at: datetime | None) -> None:
     """Remember in the session until when the student's set-up time runs (None: nothing runs)."""
-    if expires_at is None:
+    value = None if expires_at is None else int(_aware(expires_at).timestamp())
+    if session.get(UNTIL_KEY) == value:
+        return  # unchanged: no new cookie on every 2-second poll
+    if value is None:
         session.pop(UNTIL_KEY, None)
     else:
-        session[UNTIL_KEY] = int(_aware(expires_at).timestamp())
+        session[UNTIL_KEY] = value
 
 
 def unlock_until() -> datetime | None:

@@ -72,7 +72,9 @@ def test_the_guide_fits_the_device_and_the_student_can_switch(client):
 
 def test_the_status_says_when_the_time_ends_and_warns_near_the_end(client, clock):
     unlocked(client)
-    status = client.get("/status").get_json()
+    poll = client.get("/status")
+    assert "proofup_session=" not in " ".join(poll.headers.getlist("Set-Cookie"))  # a poll rewrites no cookie
+    status = poll.get_json()
     assert "(in 30 minutes)" in status["ends"] and status["warning"] == ""
     clock.advance(13 * 60)
     client.get("/status")  # the page polls all along: the session stays open
