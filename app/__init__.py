@@ -14,6 +14,12 @@ from app.resources import site_folder
 
 LANGUAGES = ("en", "de")  # each non-default locale has a catalogue in app/translations/<locale>
 csrf = CSRFProtect()
+# Request size limits (docs/operations.md, "Security"). The portal's own forms carry a CSRF token and the
+# authority's form_post a code and a state: a few KiB. A larger body is refused with 413 from its
+# Content-Length, before any of it is read or spooled to disk; deploy/nginx/proofup.conf refuses it first.
+MAX_BODY_BYTES = 64 * 1024
+MAX_FORM_FIELD_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 50
 
 
 def create_app(settings: Settings | None = None, *, services=None) -> Flask:
@@ -32,6 +38,9 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
         BABEL_DEFAULT_TIMEZONE=settings.timezone,
         BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS_DIR),
         SEND_FILE_MAX_AGE_DEFAULT=3600,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_FORM_FIELD_BYTES,
+        MAX_FORM_PARTS=MAX_FORM_FIELDS,
         PROOFUP_SETTINGS=settings,
     )
     if services is None:

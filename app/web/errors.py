@@ -20,6 +20,8 @@ PAGES = {
     403: (_l("Not allowed"), _l("You are not allowed to do this. Sign in with your own university account.")),
     404: (_l("Page not found"), _l("Check the address, or go back to the start page.")),
     405: (_l("That request could not be used"), _l("Go back to the start page and try again.")),
+    413: (_l("That was more data than this portal accepts"),
+          _l("Nothing was changed. Go back to the start page and try again.")),
     500: (_l("Something went wrong on our side"),
           _l("Nothing was changed. Please try again in a few minutes; if it keeps happening, the service desk "
              "can help.")),

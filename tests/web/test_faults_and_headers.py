@@ -137,3 +137,14 @@ def test_an_unlock_while_microsoft_is_busy_comes_back_as_the_diagnosis(client, g
 @pytest.mark.parametrize(("retry_after", "seconds"), [(None, 10), (0.2, 5), (7.01, 8), (3600, 60)])
 def test_the_busy_page_retries_within_bounds(retry_after, seconds):
     assert busy_retry_seconds(retry_after) == seconds
+
+
+@pytest.mark.parametrize(("form", "content_type"), [
+    ({"state": "x", "pad": "a" * (65 * 1024)}, "application/x-www-form-urlencoded"),  # the body over 64 KiB
+    ({"state": "x", "code": "a" * (17 * 1024)}, "multipart/form-data"),  # one field over 16 KiB
+    ({f"field{i}": "x" for i in range(60)}, "multipart/form-data"),  # more than 50 parts
+], ids=["body", "field", "fields"])
+def test_requests_over_the_limits_get_413_and_change_nothing(client, directory, form, content_type):
+    refused = client.post("/auth/callback", data=form, content_type=content_type)
+    assert refused.status_code == 413 and "more data than this portal accepts" in refused.get_data(as_text=True)
+    assert directory.list_members(SEED.bypass_group_dn) == []
