@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import urlparse
 
-from flask import Flask, request
+from flask import Flask
 from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -14,10 +14,12 @@ from app.resources import site_folder
 
 LANGUAGES = ("en", "de")  # each non-default locale has a catalogue in app/translations/<locale>
 csrf = CSRFProtect()
-
-
-def _select_locale() -> str:
-    return request.accept_languages.best_match(LANGUAGES) or LANGUAGES[0]
+# Request size limits (docs/operations.md, "Security"). The portal's own forms carry a CSRF token and the
+# authority's form_post a code and a state: a few KiB. A larger body is refused with 413 from its
+# Content-Length, before any of it is read or spooled to disk; deploy/nginx/proofup.conf refuses it first.
+MAX_BODY_BYTES = 64 * 1024
+MAX_FORM_FIELD_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 50
 
 
 def create_app(settings: Settings | None = None, *, services=None) -> Flask:
@@ -36,6 +38,9 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
         BABEL_DEFAULT_TIMEZONE=settings.timezone,
         BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS_DIR),
         SEND_FILE_MAX_AGE_DEFAULT=3600,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        MAX_FORM_MEMORY_SIZE=MAX_FORM_FIELD_BYTES,
+        MAX_FORM_PARTS=MAX_FORM_FIELDS,
         PROOFUP_SETTINGS=settings,
     )
     if services is None:
@@ -48,10 +53,10 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
         # Secure cookie must come from the proxy's X-Forwarded-* headers (only as many hops as configured).
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
-    csrf.init_app(app)
-    Babel(app, locale_selector=_select_locale)
+    from app.web import errors, headers, limits, site
 
-    from app.web import errors, headers, limits
+    csrf.init_app(app)
+    Babel(app, locale_selector=site.select_locale)
     from app.web.auth import bp as auth_bp
     from app.web.ops import bp as ops_bp
     from app.web.student import bp as student_bp
@@ -59,6 +64,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     authority = urlparse(settings.authority)
     headers.install(app, form_targets=(f"{authority.scheme}://{authority.netloc}",))
     errors.install(app)
+    site.install(app)
     app.register_blueprint(auth_bp)
     app.register_blueprint(student_bp)
     app.register_blueprint(ops_bp)

@@ -99,7 +99,10 @@ def cmd_diagnose(args, settings: Settings) -> int:
         found = svc.onboarding.diagnose(args.upn)
     finally:
         svc.close()
-    data = diagnosis_as_dict(found)
+    from app.domain.reference import reference_code
+
+    # The code the student's page shows under "Details for the service desk": the desk can match them.
+    data = {**diagnosis_as_dict(found), "reference": reference_code(found.upn, settings.secret_key)}
     if args.json:
         print(json.dumps(data, indent=2))
     else:
@@ -191,6 +194,13 @@ def cmd_worker(args, settings: Settings) -> int:
     return OK
 
 
+# gunicorn's header limits, the same as deploy/nginx/proofup.conf's: a request line and each header at most
+# 8 KiB, at most 50 headers. gthread workers give each request being read a thread: a client that sends
+# slowly holds it, so 8 slow clients stop 2 workers x 4 threads. A buffering proxy is therefore required
+# in front (docs/deploy.md); serve listens on loopback unless told otherwise.
+SERVE_LIMITS = ("--limit-request-line", "8190", "--limit-request-fields", "50", "--limit-request-field_size", "8190")
+
+
 def cmd_serve(args, settings: Settings) -> int:
     """Run the portal under gunicorn (threaded workers, app preloaded so the Graph models are shared)."""
     from app.metrics import MULTIPROC_ENV  # this process only execs gunicorn: its own metrics do not matter
@@ -201,7 +211,7 @@ def cmd_serve(args, settings: Settings) -> int:
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="proofup-metrics-")
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_hooks", "--preload",
             "--worker-class", "gthread",
-            "--workers", str(args.workers), "--threads", str(args.threads),
+            "--workers", str(args.workers), "--threads", str(args.threads), *SERVE_LIMITS,
             "--bind", f"{args.host}:{args.port}", "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT,
             "app:create_wsgi_app()"]
     os.execv(sys.executable, argv)
@@ -262,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
                               f"{DEMO_ENV_FILE}; the same as {ENV_FILE_VARIABLE}=STATE_DIR/{DEMO_ENV_FILE})")
 
     serve = sub.add_parser("serve", help="run the portal under gunicorn (settings from PROOFUP_*)")
-    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="where to listen (default loopback: the buffering reverse proxy in front connects here)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--threads", type=int, default=4)

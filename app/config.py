@@ -5,6 +5,7 @@ import ipaddress
 import math
 import os
 import shlex
+import re
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
@@ -93,6 +94,14 @@ class Settings:
     retain_audit_days: int = 365
     retain_grant_days: int = 365
     retain_mail_days: int = 90  # sent, bounced and failed mails in the outbox
+    # Branding and the service desk: a page without the university's name looks like phishing, and "contact
+    # the service desk" must say where and how. Shown in the header and footer and on every dead end.
+    university_name: str = ""
+    logo_file: str = ""  # an image file (svg, png, jpg, webp) shown beside the name in the header
+    desk_text: str = ""  # who and where, e.g. "IT Service Desk, Library, ground floor"
+    desk_phone: str = ""
+    desk_url: str = ""
+    desk_hours: str = ""  # free text, e.g. "Mon-Fri 8:00-18:00"
 
     @property
     def authority_is_adfs(self) -> bool:
@@ -122,6 +131,10 @@ DURATION_BOUNDS = {
     "worker_interval_seconds": (0.5, 3600, "seconds"),
     "confirm_interval_seconds": (0.5, 3600, "seconds"),
 }
+BRANDING_TEXT_FIELDS = ("university_name", "desk_text", "desk_hours")
+LOGO_SUFFIXES = (".svg", ".png", ".jpg", ".jpeg", ".webp")
+LOGO_MAX_BYTES = 512 * 1024
+PHONE_PATTERN = re.compile(r"^\+?[0-9][0-9 ()/.-]{3,28}[0-9]$")
 RATE_LIMIT_FIELDS = ("rate_limit_sign_in", "rate_limit_unlock", "rate_limit_status", "rate_limit_diagnosis")
 MAX_SESSION_MINUTES = 24 * 60  # a portal session never outlives a working day
 REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
@@ -242,7 +255,7 @@ def validate(settings: Settings) -> None:
     """Raise SettingsError naming the first setting that cannot work."""
     if len(settings.secret_key) < 16:
         raise SettingsError(f"{env_name('secret_key')} must be at least 16 characters")
-    for name in ("authority", "graph_authority", "graph_url", "mysignins_url"):
+    for name in ("authority", "graph_authority", "graph_url", "mysignins_url", "desk_url"):
         value = getattr(settings, name)
         if value and urlparse(value).scheme != "https":
             raise SettingsError(f"{env_name(name)} must be an https URL, not {value!r}")
@@ -302,6 +315,7 @@ def validate(settings: Settings) -> None:
     if settings.demo_directory and not os.path.isfile(settings.demo_directory):
         raise SettingsError(f"{env_name('demo_directory')} names no file: {settings.demo_directory!r} "
                             "(is the demo running?)")
+    validate_branding(settings)
     if settings.ldap_urls:
         for name in ("ldap_bind_dn", "ldap_password", "ldap_base_dn", "required_group_dn", "bypass_group_dn"):
             if not getattr(settings, name):
@@ -333,3 +347,23 @@ def _validate_mail(settings: Settings) -> None:
         raise SettingsError(f"{env_name('smtp_username')} and {env_name('smtp_password')} go together")
     if settings.smtp_username and settings.smtp_security == "none":
         raise SettingsError(f"{env_name('smtp_username')} needs TLS: a password is never sent in the clear")
+
+
+def validate_branding(settings: Settings) -> None:
+    """Check the university's name, logo and service-desk contact: short printable text, a real image, a phone."""
+    for name in BRANDING_TEXT_FIELDS:
+        value = getattr(settings, name)
+        if len(value) > 120 or not value.isprintable():
+            raise SettingsError(f"{env_name(name)} must be one line of at most 120 characters")
+    if settings.desk_phone and not PHONE_PATTERN.match(settings.desk_phone):
+        raise SettingsError(f"{env_name('desk_phone')} must be a phone number like +49 30 1234 5678, "
+                            f"not {settings.desk_phone!r}")
+    if settings.logo_file:
+        logo = settings.logo_file
+        if not logo.lower().endswith(LOGO_SUFFIXES):
+            raise SettingsError(f"{env_name('logo_file')} must be an image ending in "
+                                f"{', '.join(LOGO_SUFFIXES)}, not {logo!r}")
+        if not os.path.isfile(logo):
+            raise SettingsError(f"{env_name('logo_file')} names no readable file: {logo!r}")
+        if os.path.getsize(logo) > LOGO_MAX_BYTES:
+            raise SettingsError(f"{env_name('logo_file')} must be smaller than {LOGO_MAX_BYTES // 1024} KB")

@@ -20,6 +20,18 @@ log = logging.getLogger(__name__)
 DEMO_METHOD_DELAY_SECONDS = 3.0  # a registered method shows in (simulated) Graph after this
 DEMO_CHECK_INTERVAL_SECONDS = 3.0
 DEMO_WORKER_INTERVAL_SECONDS = 15.0
+DEMO_LOGO = Path(__file__).resolve().parent / "data" / "demo-logo.svg"
+# The demo university's face and service desk (PROOFUP_UNIVERSITY_NAME, PROOFUP_DESK_*): fictional values
+# (+44 20 7946 0xxx is a range Ofcom keeps for drama), so the pages look as a real deployment's would.
+DEMO_BRANDING = dict(
+    university_name="University of Test",
+    logo_file=str(DEMO_LOGO),
+    desk_text="IT Service Desk, Library, ground floor",
+    desk_phone="+44 20 7946 0123",
+    desk_url="https://servicedesk.uni.test",
+    desk_hours="Mon-Fri 8:00-18:00",
+    timezone="Europe/Berlin",
+)
 
 
 def _secret_key(state_dir: Path) -> str:
@@ -184,6 +196,7 @@ class DemoStack:
             replication_wait_seconds=2.0,
             check_interval_seconds=DEMO_CHECK_INTERVAL_SECONDS,
             worker_interval_seconds=DEMO_WORKER_INTERVAL_SECONDS,
+            **DEMO_BRANDING,
         )
         if self.mailbox is not None:  # the students' security notices land in the demo's own mailbox
             values.update(self.mailbox.start().settings(sender=f"proofup@{self.seed.tenant_domain}"))
@@ -198,6 +211,8 @@ class DemoStack:
         # Werkzeug's threaded server speaks HTTP/1.1 with keep-alive: enough for one demo; production uses gunicorn.
         self._portal = make_server(self.host, self.port, app, threaded=True)
         self._spawn("proofup-portal", self._portal.serve_forever)
+        # The simulated AD FS "register" notice links to the portal, as the web-theme change does (deploy-ad.md).
+        sim_app.extensions["simulator"].portal_url = self.portal_url
         if self.run_worker:
             from app.worker import start_worker_thread
 

@@ -291,8 +291,11 @@ class OnboardingService:
 
     # -- cancel -------------------------------------------------------------------------------
 
-    def cancel(self, upn: Upn, *, actor: Actor, client: str = "") -> None:
-        """Close the student's open grant as cancelled (removes the bypass membership), if this actor may."""
+    def cancel(self, upn: Upn, *, actor: Actor, reason: str = "", client: str = "") -> None:
+        """Close the student's open grant as cancelled (removes the bypass membership), if this actor may.
+
+        The reason is the actor's (staff and admins give one), else `reason` says how it came about.
+        """
         upn = Upn(upn)
         refusal = acting_refusal(actor, upn)
         if refusal:
@@ -305,7 +308,7 @@ class OnboardingService:
                                  client=client)
                 raise NoOpenGrant(upn)
             self.grants.close_grant(record.id, outcome="cancelled", actor=actor,
-                                    reason=actor.reason or SELF_CANCEL_REASON)
+                                    reason=actor.reason or reason or SELF_CANCEL_REASON)
 
     def _lock_for(self, upn: str) -> threading.Lock:
         return self._locks[zlib.crc32(Upn(upn).encode()) % LOCK_STRIPES]

@@ -41,7 +41,7 @@ class CollapseSlashes:
 def create_simulator(state_dir: str | Path, seed: Seed, directory: PasswordDirectory | None = None,
                      tunables: Tunables | None = None, directory_limit: int | None = None,
                      extra_redirect_uris: tuple[str, ...] = (), required_group_dn: str = "",
-                     bypass_group_dn: str = "") -> Flask:
+                     bypass_group_dn: str = "", portal_url: str = "") -> Flask:
     """Build the simulator app; `directory` defaults to an embedded one made from the same seed."""
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
@@ -55,7 +55,7 @@ def create_simulator(state_dir: str | Path, seed: Seed, directory: PasswordDirec
         state_dir=state, seed=seed, world=World(seed, tunables=tunables), directory=directory,
         keys=SigningKey(state), clients=ClientRegistry(state, extra_redirect_uris),
         control_token=ensure_control_token(state),
-        required_group_dn=required_group_dn, bypass_group_dn=bypass_group_dn,
+        required_group_dn=required_group_dn, bypass_group_dn=bypass_group_dn, portal_url=portal_url,
         throttle=Throttle(directory_limit=directory_limit or directory_limit_for(len(seed.users))),
     )
     for blueprint in (adfs.bp, entra.bp, graph.bp, mysignins.bp, control.make_blueprint(sim)):

@@ -325,4 +325,4 @@ def logout():
 
 @bp.get("/portal/script/onload.js")
 def onload_js():
-    return Response(render_template("onload.js"), mimetype="application/javascript")
+    return Response(render_template("onload.js", portal_url=sim().portal_url), mimetype="application/javascript")

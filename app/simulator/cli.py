@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds userRegistrationDetails lags behind method changes")
     parser.add_argument("--notice-seconds", type=int, default=Tunables.notice_seconds,
                         help="countdown of the AD FS 'register' notice (Microsoft's snippet uses 5)")
+    parser.add_argument("--portal-url", default="",
+                        help="the ProofUp Portal's address: the AD FS 'register' notice links to it, as the "
+                             "web-theme change in docs/deploy-ad.md does")
     parser.add_argument("--directory-limit", type=int, default=None,
                         help="Graph directory bucket in resource units per 10 s (default: by seeded tenant size)")
     parser.add_argument("--redirect-uri", action="append", default=[],
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                         notice_seconds=args.notice_seconds)
     app = create_simulator(args.state_dir, seed, directory=directory, tunables=tunables,
                            directory_limit=args.directory_limit, extra_redirect_uris=tuple(args.redirect_uri),
-                           required_group_dn=required_dn, bypass_group_dn=bypass_dn)
+                           required_group_dn=required_dn, bypass_group_dn=bypass_dn, portal_url=args.portal_url)
     host = "localhost" if args.host in ("0.0.0.0", "::") else args.host
     print(describe(f"https://{host}:{args.port}", args.state_dir, args.seed, seed), flush=True)
     run_gunicorn(app, args.host, args.port, tls, threads=args.threads)

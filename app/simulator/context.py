@@ -37,6 +37,7 @@ class Simulator:
     control_token: str = field(repr=False)
     required_group_dn: str = ""
     bypass_group_dn: str = ""
+    portal_url: str = ""  # the ProofUp Portal the AD FS "register" notice links to (the web-theme change)
     throttle: Throttle = field(default_factory=Throttle)
     faults: FaultBook = field(default_factory=FaultBook)
     log: RequestLog = field(default_factory=RequestLog)

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, jsonify, redirect, render_template, request
 
-from app.simulator import adfs, oidc
+from app.simulator import adfs, mysignins, oidc
 from app.simulator.clients import GRAPH_APP_ID, GRAPH_RESOURCE
 from app.simulator.context import sim
 from app.simulator.errors import entra_error
@@ -314,4 +314,6 @@ def logout(tenant: str):
                                          request.args.get("client_id", ""))
     response = redirect(target) if target else Response(render_template("signed_out.html", brand="entra"))
     oidc.end_session(response, adfs.COOKIE, adfs.COOKIE_PATH)
+    # My Sign-Ins keeps no session of its own once Microsoft's sign-in session ends: its cookie goes too.
+    response.delete_cookie(mysignins.COOKIE, path=mysignins.COOKIE_PATH, secure=True, httponly=True, samesite="Lax")
     return oidc.end_session(response, COOKIE, "/")

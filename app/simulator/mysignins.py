@@ -37,6 +37,9 @@ class PendingVisit:
     domain_hint: str
 
 
+MOBILE_AGENT = re.compile(r"Mobi|Android|iPhone|iPad|iPod", re.IGNORECASE)
+
+
 def current_visit() -> Visit | None:
     found = sim().sessions.get(request.cookies.get(COOKIE))
     return found if isinstance(found, Visit) else None
@@ -61,14 +64,17 @@ def security_info():
 
 
 def sign_in() -> Response:
-    """Send the browser to Entra as My Sign-Ins does; whr/domain_hint skips the username page."""
+    """Send the browser to Entra as My Sign-Ins does; whr/domain_hint or login_hint skip the username page."""
     simulator = sim()
     hint = request.args.get("whr") or request.args.get("domain_hint") or ""
+    login_hint = request.args.get("login_hint", "")
     state = simulator.pending.put(PendingVisit(hint), 1800)
     query = {"client_id": MY_SIGNINS_APP_ID, "redirect_uri": callback_url(), "response_type": "code",
              "response_mode": "query", "scope": "openid profile", "state": state}
     if hint:
         query["domain_hint"] = hint
+    if login_hint:
+        query["login_hint"] = login_hint
     tenant = request.args.get("tenant") or simulator.seed.tenant_id
     return redirect(f"{simulator.base_url}/{tenant}/oauth2/v2.0/authorize?{urlencode(query)}")
 
@@ -110,8 +116,10 @@ def add_authenticator():
         return redirect(COOKIE_PATH)
     if request.method == "GET":
         pairing = secrets.token_hex(4).upper()
-        return Response(render_template("mysignins_authenticator.html", csrf=visit.csrf, pairing=pairing),
-                        headers={"Cache-Control": "no-store"})
+        # On a phone My Sign-Ins offers a link that pairs the app on the same device instead of a QR code.
+        phone = bool(MOBILE_AGENT.search(request.headers.get("User-Agent", "")))
+        return Response(render_template("mysignins_authenticator.html", csrf=visit.csrf, pairing=pairing,
+                                        phone=phone), headers={"Cache-Control": "no-store"})
     world = sim().world
     world.add_method(visit.user_id, "microsoftAuthenticator")
     world.record_sign_in(visit.user_id, AUTHENTICATOR_APP_ID, "Microsoft Authenticator App")

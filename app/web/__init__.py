@@ -6,7 +6,7 @@ import threading
 import time
 from functools import wraps
 
-from flask import current_app, g, redirect, request, url_for
+from flask import current_app, g, jsonify, redirect, request, url_for
 
 from app.domain.actors import Actor
 from app.domain.sessions import SessionKind, SessionRecord
@@ -115,3 +115,15 @@ def audit_refusal(action: str, refusal: str, *, upn: str | None = None, severity
                                path=request.path[:200], **detail)
     except Exception:  # the database may be what failed; the log keeps the trace
         log.exception("could not audit a refusal: %s %s", action, refusal)
+
+
+def json_login_required(view):
+    """Answer 401 to a script that is no longer signed in (it reloads the page, which explains why)."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not signed_in_upn():
+            return jsonify({"error": "signed_out"}), 401
+        return view(*args, **kwargs)
+
+    return wrapper

@@ -20,20 +20,20 @@ PAGES = {
     403: (_l("Not allowed"), _l("You are not allowed to do this. Sign in with your own university account.")),
     404: (_l("Page not found"), _l("Check the address, or go back to the start page.")),
     405: (_l("That request could not be used"), _l("Go back to the start page and try again.")),
+    413: (_l("That was more data than this portal accepts"),
+          _l("Nothing was changed. Go back to the start page and try again.")),
     500: (_l("Something went wrong on our side"),
-          _l("Nothing was changed. Please try again in a few minutes; if it keeps happening, contact the IT "
-             "service desk.")),
+          _l("Nothing was changed. Please try again in a few minutes; if it keeps happening, the service desk "
+             "can help.")),
 }
 CSRF_PAGE = (_l("This page has expired"),
              _l("For your security, forms are only valid for a short time. Nothing was changed. Go back to the "
                 "start page, reload it and try again."))
 UNAVAILABLE = {
-    "directory": (_l("The university directory is not answering"),
-                  _l("We could not reach Active Directory, so nothing was changed. Please try again in a few "
-                     "minutes.")),
+    "directory": (_l("The university's account system is not answering"),
+                  _l("We could not reach it, so nothing was changed. Please try again in a few minutes.")),
     "graph": (_l("Microsoft's services are not answering"),
-              _l("We could not reach Microsoft Entra ID, so nothing was changed. Please try again in a few "
-                 "minutes.")),
+              _l("We could not reach Microsoft 365, so nothing was changed. Please try again in a few minutes.")),
 }
 
 BUSY = (_l("Microsoft is busy right now"),
@@ -51,7 +51,7 @@ def busy_retry_seconds(retry_after: float | None) -> int:
 
 def error_page(status: int, title, message):
     """Render the shared error page with a status code."""
-    return render_template("error.html", title=title, message=message, status=status), status
+    return render_template("errors/error.html", title=title, message=message, status=status), status
 
 
 def install(app: Flask) -> None:

@@ -6,6 +6,8 @@ from flask.sessions import SecureCookieSessionInterface
 
 from app.logs import REQUEST_ID_HEADER, request_id_from
 
+PUBLIC_ENDPOINTS = ("static", "site.logo")  # the same for everyone: may be cached
+
 
 class SchemeAwareSessionInterface(SecureCookieSessionInterface):
     """Mark the session cookie Secure whenever the request came over https (the demo may use http loopback)."""
@@ -47,7 +49,7 @@ def install(app: Flask, *, form_targets: tuple[str, ...]) -> None:
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
-        if request.endpoint != "static":
+        if request.endpoint not in PUBLIC_ENDPOINTS:
             # Every page may show one student's data; a shared kiosk or proxy must never keep it.
             response.headers["Cache-Control"] = "no-store"
             response.headers["Pragma"] = "no-cache"

@@ -30,7 +30,8 @@ def limit_rules(settings: Settings) -> list[tuple[str, Callable[[], str], tuple[
     return [
         (settings.rate_limit_sign_in, client_address, ("auth.sign_in", "auth.callback"), None),
         (settings.rate_limit_diagnosis, student_or_address, ("student.diagnosis",), None),
-        (settings.rate_limit_unlock, student_or_address, ("student.unlock", "student.cancel"), None),
+        (settings.rate_limit_unlock, student_or_address,
+         ("student.unlock", "student.cancel", "student.end_and_sign_out"), None),
         # One counter for the poll and "check now": both may end in a Graph check.
         (settings.rate_limit_status, student_or_address, STATUS_ENDPOINTS, "status"),
     ]

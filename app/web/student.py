@@ -1,36 +1,75 @@
-"""The student's pages: start, diagnosis, unlock, guide with live status, cancel."""
+"""The student's pages: start, diagnosis, unlock, guide with live status, cancel, and signing out while unlocked."""
 from __future__ import annotations
 
+import re
 from urllib.parse import urlencode
 
-from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
-from flask_babel import format_date, format_datetime, format_time, get_locale
+from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, session, url_for
+from flask_babel import format_date, format_datetime, get_locale
 from flask_babel import lazy_gettext as _l
 
+from app.domain.reference import reference_code
 from app.domain.state import State
-from app.services.onboarding import NoOpenGrant, UnlockRefused
-from app.web import client_address, current_session, login_required, services, signed_in_actor, signed_in_upn
-from app.web.text import EXPLANATIONS, METHOD_LABELS, PHASE_TEXTS, STATE_LABELS
+from app.services.onboarding import GrantStatus, NoOpenGrant, UnlockRefused
+from app.web import (client_address, current_session, json_login_required, login_required, services, signed_in_actor,
+                     signed_in_upn, site)
+from app.web.text import (CHECK_TEXTS, DEAD_ENDS, EXPLANATIONS, METHOD_LABELS, PHASE_TEXTS, STATE_LABELS,
+                          WARN_BEFORE_END_SECONDS, ending_soon_text, still_runs_text, time_left_text)
 
 bp = Blueprint("student", __name__)
 
 REFUSALS = {
-    "not_yourself": _l("You can only unlock your own account."),
-    "already_unlocked": _l("Your account is already unlocked."),
-    "unlock_cap": _l("You have used every unlock this week. Please see the IT service desk in person."),
+    "not_yourself": _l("You can only do this for your own account."),
+    "already_unlocked": _l("Your set-up time is already running."),
+    "unlock_cap": _l("You have used every set-up time this week. Please see the service desk in person."),
 }
-NOTHING_TO_CANCEL = _l("There was nothing to cancel: your unlock had already ended. Here is where you stand now.")
-CANCELLED = _l("Cancelled. Your account is fully protected again; you can unlock it again at any time.")
+NOTHING_TO_CANCEL = _l("There was nothing to stop: your set-up time had already ended. Here is where you stand now.")
+CANCELLED = _l("Stopped. Your account is fully protected again; you can start again at any time.")
+FINAL_PHASES = frozenset({"done", "expired", "cancelled", "failed", "none"})
+DEVICES = ("phone", "computer")
+# A phone or tablet: set the app up on the same device (My Sign-Ins offers a pairing link there, no QR code).
+MOBILE_AGENT = re.compile(r"Mobi|Android|iPhone|iPad|iPod", re.IGNORECASE)
 
 
-def mysignins_link() -> str:
-    """Return the My Sign-Ins security-info URL with the tenant and the page's language."""
+def mysignins_link(upn: str) -> str:
+    """Return the My Sign-Ins security-info URL with the tenant, the page's language and the account."""
     settings = services().settings
-    params = {"lng": str(get_locale() or "en")}
+    params = {"lng": str(get_locale() or "en"), "login_hint": upn}
     if settings.tenant_id:
         params = {"tenant": settings.tenant_id, **params}
     separator = "&" if "?" in settings.mysignins_url else "?"
     return settings.mysignins_url + separator + urlencode(params)
+
+
+def mysignins_sign_out_link() -> str:
+    """Return Microsoft's sign-out for the tenant (it ends My Sign-Ins too), or "" without a Graph authority."""
+    authority = services().settings.graph_authority.rstrip("/")
+    return authority + "/oauth2/v2.0/logout" if authority else ""
+
+
+def guide_device() -> str:
+    """Return which guide fits: the student's switch (?device=) first, else a guess from the browser."""
+    chosen = request.args.get("device")
+    if chosen in DEVICES:
+        session["device"] = chosen
+    if session.get("device") in DEVICES:
+        return session["device"]
+    return "phone" if MOBILE_AGENT.search(request.user_agent.string or "") else "computer"
+
+
+def status_view(status: GrantStatus) -> dict[str, object]:
+    """Return what the live status shows (page and JSON alike): phase, sentence, time left, a warning."""
+    final = status.phase in FINAL_PHASES
+    site.note_unlock_until(None if final else status.expires_at)
+    key = "checking" if status.note and status.phase == "waiting" else status.phase
+    view: dict[str, object] = {"phase": status.phase, "final": final, "text": str(PHASE_TEXTS[key]),
+                               "ends": "", "warning": ""}
+    if status.expires_at and not final:
+        minutes = site.minutes_left(status.expires_at)
+        view["ends"] = time_left_text(status.expires_at, minutes)
+        if minutes * 60 <= WARN_BEFORE_END_SECONDS:
+            view["warning"] = ending_soon_text(minutes)
+    return view
 
 
 def _portal_user():
@@ -43,36 +82,44 @@ def _portal_user():
 
 @bp.app_context_processor
 def page_globals() -> dict:
-    """Give every template the labels, formatters and the page language."""
+    """Give every template the signed-in person, the labels and formatters."""
     return {
-        "current_locale": str(get_locale() or "en"),
         "portal_user": _portal_user(),
         "explanations": EXPLANATIONS,
+        "dead_ends": DEAD_ENDS,
         "state_labels": STATE_LABELS,
         "method_labels": METHOD_LABELS,
-        "phase_texts": {k: str(v) for k, v in PHASE_TEXTS.items()},
+        "check_texts": {k: str(v) for k, v in CHECK_TEXTS.items()},
         "grant_minutes": services().settings.grant_minutes,
         "max_unlocks": services().settings.max_unlocks,
+        "mysignins_sign_out_url": mysignins_sign_out_link(),
         "format_date": format_date,
-        "format_time": format_time,
         "format_datetime": format_datetime,
     }
 
 
 @bp.get("/")
 def index():
-    """Show the start page, or the diagnosis to a signed-in student."""
+    """Show the start page (saying so after a time-out), or the diagnosis to a signed-in student."""
     if signed_in_upn():
         return redirect(url_for("student.diagnosis"))
-    return render_template("index.html")
+    ended_by, until = site.signed_out_by_time()
+    settings = services().settings
+    return render_template("student/index.html", ended_by=ended_by, until=until,
+                           still_runs=still_runs_text(until, site.minutes_left(until)) if until else "",
+                           session_minutes=settings.session_minutes, session_max_minutes=settings.session_max_minutes)
 
 
 @bp.get("/diagnosis")
 @login_required
 def diagnosis():
-    """Explain the student's state with the evidence behind it."""
+    """Explain the student's state, with the evidence folded away for the service desk."""
     found = services().onboarding.diagnose(signed_in_upn())
-    return render_template("diagnosis.html", d=found, State=State)
+    until = found.grant.expires_at if found.grant and found.grant.open else None
+    site.note_unlock_until(until)
+    return render_template("student/diagnosis.html", d=found, State=State,
+                           ends=time_left_text(until, site.minutes_left(until)) if until else "",
+                           reference=reference_code(found.upn, current_app.config["SECRET_KEY"]))
 
 
 @bp.post("/unlock")
@@ -81,36 +128,44 @@ def unlock():
     """Open a grant for the signed-in student (a second click lands on the same grant)."""
     upn = signed_in_upn()
     try:
-        services().onboarding.unlock(upn, actor=signed_in_actor(), client=client_address())
+        _, record = services().onboarding.unlock(upn, actor=signed_in_actor(), client=client_address())
     except UnlockRefused as refused:
-        flash(REFUSALS.get(refused.code, _l("Your account cannot be unlocked here: see below why.")), "error")
+        flash(REFUSALS.get(refused.code, _l("We cannot do this for your account: see below why.")), "error")
         return redirect(url_for("student.diagnosis"))
+    site.note_unlock_until(record.expires_at)
     return redirect(url_for("student.guide"))
 
 
 @bp.get("/guide")
 @login_required
 def guide():
-    """Walk the student through registration while their grant is open."""
+    """Walk the student through setting up the app (on this phone, or by QR code from a computer)."""
     upn = signed_in_upn()
     status = services().onboarding.status(upn, check_now=request.args.get("check") == "1")
     if status.phase in ("none", "cancelled", "failed"):
         return redirect(url_for("student.diagnosis"))  # a stale tab or bookmark: show where they stand
-    return render_template("guide.html", status=status, mysignins_url=mysignins_link())
+    return render_template("student/guide.html", status=status_view(status), device=guide_device(), upn=upn,
+                           mysignins_url=mysignins_link(upn))
 
 
 @bp.get("/status")
-@login_required
+@json_login_required
 def status():
     """Report the grant's phase as JSON for the guide page's poller (Graph is asked at most once per interval)."""
-    return jsonify(services().onboarding.status(signed_in_upn()).as_json())
+    return jsonify(status_view_json())
 
 
 @bp.post("/status/check")
-@login_required
+@json_login_required
 def check_now():
     """Check now because the student says they have finished (still at most once per interval)."""
-    return jsonify(services().onboarding.status(signed_in_upn(), check_now=True).as_json())
+    return jsonify(status_view_json(check_now=True))
+
+
+def status_view_json(check_now: bool = False) -> dict[str, object]:
+    """Return the grant's status as the poller reads it: the service's fields and the page's words."""
+    found = services().onboarding.status(signed_in_upn(), check_now=check_now)
+    return found.as_json() | status_view(found)
 
 
 @bp.post("/cancel")
@@ -124,4 +179,27 @@ def cancel():
         flash(NOTHING_TO_CANCEL, "info")
     else:
         flash(CANCELLED, "info")
+    site.note_unlock_until(None)
     return redirect(url_for("student.diagnosis"))
+
+
+@bp.get("/leave")
+@login_required
+def leave():
+    """Before signing out while the set-up time runs: say it keeps running, offer to end it too."""
+    return render_template("student/leave.html")
+
+
+@bp.post("/leave")
+@login_required
+def end_and_sign_out():
+    """End the set-up time (if it still runs), then sign out as the header's button does."""
+    from app.web.auth import sign_out
+
+    upn = signed_in_upn()
+    try:
+        services().onboarding.cancel(upn, actor=signed_in_actor(), reason="ended by the student at sign-out",
+                                     client=client_address())
+    except NoOpenGrant:
+        pass  # it ended meanwhile: signing out is all that is left
+    return sign_out()

@@ -1,6 +1,14 @@
-"""The words the pages use for states and methods, in one place so they are translated once."""
+"""The words the pages use for states, steps and methods, in one place so they are reviewed and translated once.
+
+Plain words for a first-year student: say what happens to their account, never the machinery behind it
+(no AD FS, Entra, MFA or groups; "set-up time" rather than "unlock"). The service desk's words stay in the
+folded details block of the diagnosis page.
+"""
 from __future__ import annotations
 
+from datetime import datetime
+
+from flask_babel import format_time, ngettext
 from flask_babel import lazy_gettext as _l
 
 METHOD_LABELS = {
@@ -21,93 +29,133 @@ METHOD_LABELS = {
 }
 
 # (headline, explanation, what to do next) per reason; the reason decides, the state groups them.
+# %(minutes)s is the length of the set-up time (PROOFUP_GRANT_MINUTES).
+SET_UP_NEXT = _l("We can switch off the extra sign-in check for your account for up to %(minutes)s minutes, so "
+                 "that you can set up the app.")
 EXPLANATIONS = {
     "half_registered": (
         _l("You are stuck in the sign-in loop"),
-        _l("You signed in to the Microsoft Authenticator app before MFA was switched on for you, but no "
-           "verification method is registered. That is why the AD FS page keeps sending you round in a loop."),
-        _l("Unlock your account for a short time, then register the Authenticator app on the My Sign-Ins page."),
+        _l("You signed in to the Microsoft Authenticator app before your account needed it, but the app was "
+           "never set up for your account. That is why the sign-in page keeps sending you round in circles."),
+        SET_UP_NEXT,
     ),
     "unregistered": (
-        _l("You still need to register a verification method"),
-        _l("MFA is switched on for you, but you have not registered any verification method yet."),
-        _l("Unlock your account for a short time, then register the Authenticator app on the My Sign-Ins page."),
+        _l("You have not set up the Authenticator app yet"),
+        _l("Your account needs an extra sign-in check, but no app or phone is set up for it yet, so the sign-in "
+           "page cannot let you in."),
+        SET_UP_NEXT,
     ),
     "has_strong_method": (
-        _l("You are registered"),
-        _l("You already have a verification method, so you do not need this portal. If you cannot sign in, "
-           "use the method listed below, or contact the IT service desk if you lost it."),
+        _l("You are all set"),
+        _l("Your account already has a way to confirm that it is you, so you do not need this page. If you "
+           "still cannot sign in, or you lost your phone, the service desk can help."),
         "",
     ),
     "grant_released": (
-        _l("All done: you are registered and fully protected"),
-        _l("Your verification method is registered and your temporary unlock has been removed."),
+        _l("All done: the app is set up"),
+        _l("Your account is fully protected again: from now on you confirm each sign-in in the app."),
         "",
     ),
     "grant_open": (
-        _l("Your account is unlocked for a short time"),
-        _l("You can register your verification method now."),
-        _l("Continue with the steps."),
+        _l("You have time to set up the app now"),
+        _l("The extra sign-in check is switched off for your account for a short time."),
+        _l("Carry on with the steps."),
     ),
     "grant_expired": (
-        _l("Your last unlock ran out before a method was registered"),
-        _l("Your account is protected again, but you still have no verification method."),
-        _l("Unlock it again and register the Authenticator app."),
+        _l("Your time to set up the app ran out"),
+        _l("The extra sign-in check is on again, but the app is still not set up."),
+        _l("Start again: you get another %(minutes)s minutes."),
     ),
     "not_in_required_group": (
-        _l("MFA is not required for you yet"),
-        _l("Your account is not in a group that requires multi-factor authentication, so the sign-in loop "
-           "cannot be the problem. Nothing needs to be done here."),
-        "",
+        _l("Your account does not need the app yet"),
+        _l("Your account does not ask for an extra sign-in check yet, so the sign-in loop cannot come from "
+           "here. There is nothing to do on this page."),
+        _l("If signing in still fails, the service desk can help."),
     ),
     "privileged": (
-        _l("This portal cannot unlock administrator accounts"),
-        _l("Your account has administrative rights. For your and the university's security it can only be "
-           "helped in person."),
-        _l("Contact the IT service desk."),
+        _l("We cannot help administrator accounts here"),
+        _l("Your account has administrator rights. To keep everyone safe, it can only be helped in person."),
+        _l("Please contact the service desk."),
     ),
     "disabled": (
-        _l("Your account is disabled"),
-        _l("A disabled account cannot sign in, with or without MFA."),
-        _l("Contact the IT service desk to have it enabled."),
+        _l("Your account is switched off"),
+        _l("A switched-off account cannot sign in at all."),
+        _l("Please contact the service desk to have it switched on again."),
     ),
     "out_of_scope": (
-        _l("This portal does not serve your account"),
-        _l("Your account lies outside the part of the directory this portal looks after."),
-        _l("Contact the IT service desk."),
+        _l("This page cannot help with your account"),
+        _l("Your account belongs to a part of the university that this page does not look after."),
+        _l("Please contact the service desk."),
     ),
     "missing_in_ad": (
-        _l("We could not find your account in the university directory"),
-        _l("Your sign-in worked, but no matching account exists in Active Directory."),
-        _l("Contact the IT service desk and tell them the account name shown above."),
+        _l("We could not find your account"),
+        _l("Your sign-in worked, but we cannot find a matching account in the university's records."),
+        _l("Please contact the service desk and give them your reference code."),
     ),
     "missing_in_entra": (
-        _l("Your account has not reached Microsoft Entra ID yet"),
-        _l("New accounts take a while to be copied to Microsoft's cloud. Until then there is nothing to "
-           "register."),
-        _l("Try again tomorrow; if it still fails, contact the IT service desk."),
+        _l("Your account is not ready at Microsoft yet"),
+        _l("New accounts take up to a day to reach Microsoft 365. Until then there is nothing to set up."),
+        _l("Try again tomorrow. If it still does not work, please contact the service desk."),
     ),
 }
 
+# Dead ends: nothing the student can do here, so the desk's contact stands on the page itself.
+DEAD_ENDS = frozenset({"privileged", "disabled", "out_of_scope", "missing_in_ad", "missing_in_entra",
+                       "not_in_required_group", "has_strong_method"})
+
 STATE_LABELS = {
-    "not_required": _l("MFA not required"),
-    "registered": _l("Registered"),
+    "not_required": _l("No app needed yet"),
+    "registered": _l("All set"),
     "stuck": _l("Stuck"),
-    "ineligible": _l("Cannot be unlocked here"),
-    "unlocked": _l("Unlocked for registration"),
+    "ineligible": _l("Needs the service desk"),
+    "unlocked": _l("Time to set up the app"),
     "completed": _l("Done"),
-    "expired": _l("Unlock ran out"),
+    "expired": _l("Time ran out"),
 }
 
 # What the guide page's live status says in each phase of the grant.
 PHASE_TEXTS = {
-    "propagating": _l("Unlocking your account on every university server. This can take a minute; you can start "
-                      "with step 1 meanwhile."),
-    "waiting": _l("Your account is unlocked. Waiting for your new verification method…"),
+    "propagating": _l("Getting your account ready on all university servers. This can take a minute; you can "
+                      "start with step 1 meanwhile."),
+    "waiting": _l("Ready: set up the app now. This page notices by itself when you are done."),
     "checking": _l("Still checking with Microsoft. This can take a moment."),
-    "done": _l("Done! Your verification method is registered and your account is fully protected again."),
-    "expired": _l("Your unlock ran out before a method was registered. Go back to your status to unlock again."),
-    "cancelled": _l("Cancelled. Your account is locked again."),
-    "failed": _l("The unlock did not work. Nothing is left changed; go back to your status and try again."),
-    "none": _l("Your account is not unlocked."),
+    "done": _l("Done! The app is set up and your account is fully protected again."),
+    "expired": _l("Your time ran out before the app was set up. Go to your status page to start again."),
+    "cancelled": _l("Stopped. The extra sign-in check is on again."),
+    "failed": _l("That did not work. Nothing was changed; go to your status page and try again."),
+    "none": _l("The extra sign-in check is on for your account."),
 }
+
+# What "check now" says while it asks and when the app is not there yet.
+CHECK_TEXTS = {
+    "busy": _l("Checking…"),
+    "not_yet": _l("Checked just now: not there yet. If you have finished in the app, wait a moment: Microsoft "
+                  "can take a minute to show it. This page keeps checking by itself."),
+    "offline": _l("We could not check just now. This page keeps trying by itself."),
+}
+
+WARN_BEFORE_END_SECONDS = 5 * 60  # the status warns this long before the set-up time runs out
+
+
+def time_left_text(expires_at: datetime, minutes: int) -> str:
+    """Say when the set-up time ends, in the university's time zone, and how many minutes are left."""
+    at = format_time(expires_at, "short")
+    if minutes < 1:
+        return str(_l("Your set-up time ends at %(time)s (in less than a minute).", time=at))
+    return ngettext("Your set-up time ends at %(time)s (in %(num)s minute).",
+                    "Your set-up time ends at %(time)s (in %(num)s minutes).", minutes, time=at)
+
+
+def still_runs_text(until: datetime, minutes: int) -> str:
+    """Tell a student who was signed out that their set-up time still runs, until when and for how long."""
+    return ngettext("Your set-up time still runs until %(time)s (in %(num)s minute).",
+                    "Your set-up time still runs until %(time)s (in %(num)s minutes).", max(minutes, 1),
+                    time=format_time(until, "short"))
+
+
+def ending_soon_text(minutes: int) -> str:
+    """Warn that the set-up time is nearly over (no way to extend it exists: say what happens instead)."""
+    return ngettext("Only %(num)s minute left. If the time runs out before the app is set up, start again "
+                    "from your status page.",
+                    "Only %(num)s minutes left. If the time runs out before the app is set up, start again "
+                    "from your status page.", max(minutes, 1))

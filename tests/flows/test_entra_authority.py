@@ -41,5 +41,7 @@ def test_a_stuck_student_cannot_sign_in_through_entra(entra_stack, page, screens
     entra_sign_in(entra_stack, page, "ada.lovelace@uni.test")
     # AD FS says "register" and redirects to proof-up, which hands the student back to AD FS: the loop.
     expect(page.locator("#errorMessage")).to_contain_text("set up your account for additional security")
+    # The web-theme change of docs/deploy-ad.md: the notice students loop on links to the portal.
+    expect(page.locator("#proofupLink")).to_have_attribute("href", entra_stack.portal_url)
     screenshot("adfs-loop-notice")
     assert not page.url.startswith(entra_stack.portal_url)

@@ -22,7 +22,7 @@ def test_cancel_in_one_tab_updates_the_other(demo_stack, page, screenshot, acces
     expect(other.locator("#cancel")).to_be_visible()
 
     page.locator("#cancel").click()
-    expect(page.get_by_role("status").first).to_contain_text("Cancelled")
+    expect(page.get_by_role("status").first).to_contain_text("Stopped")
     screenshot("cancelled")
     # The other tab learns it from its next poll: no cancel button left, a way back to the status.
     expect(other.locator("#status")).to_have_attribute("data-phase", "cancelled", timeout=10_000)

@@ -90,3 +90,26 @@ def test_phone_registration_validates_the_number(simulator_factory):
     assert bad.status == 400 and 'id="phoneError"' in bad.text
     good = browser.submit(form, {"phone": "+44 7700 900123"})
     assert 'data-kind="phone"' in good.text
+
+
+def test_the_register_notice_links_to_the_portal_and_my_sign_ins_takes_the_account(simulator_factory):
+    sim = simulator_factory("--portal-url", "https://proofup.uni.test/")
+    script = sim.session().get(sim.base_url + "/adfs/portal/script/onload.js", timeout=10).text
+    assert '"https://proofup.uni.test/"' in script and 'id=\\"proofupLink\\"' in script
+    # login_hint (the portal passes the signed-in account) skips the username page: straight to the password.
+    browser = Browserless(sim.session(), "http://never")
+    page = browser.go(sim.mysignins_url + "?login_hint=margaret.hamilton%40uni.test")
+    assert 'name="Password"' in page.text and 'name="login"' not in page.text, page.text[:300]
+
+
+def test_on_a_phone_my_sign_ins_offers_the_pairing_link_instead_of_the_qr_code(simulator_factory):
+    sim = simulator_factory()
+    http = sim.session()
+    http.headers["User-Agent"] = "Mozilla/5.0 (Linux; Android 14; Pixel 7) Mobile Safari/537.36"
+    browser = Browserless(http, "http://never")
+    open_security_info(sim, browser, "margaret.hamilton@uni.test")
+    phone = browser.go(sim.mysignins_url + "/add/authenticator").text
+    assert 'id="pairLink"' in phone and 'id="scannedButton"' not in phone
+    http.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0"
+    computer = browser.go(sim.mysignins_url + "/add/authenticator").text
+    assert 'id="scannedButton"' in computer and 'id="pairLink"' not in computer

@@ -72,6 +72,13 @@ def test_a_missing_required_setting_is_named(name):
         ("PROOFUP_CHECK_INTERVAL_SECONDS", "nan"),
         ("PROOFUP_CHECK_INTERVAL_SECONDS", "0"),
         ("PROOFUP_REPLICATION_WAIT_SECONDS", "-1"),
+        ("PROOFUP_DESK_URL", "http://servicedesk.uni.test"),
+        ("PROOFUP_DESK_PHONE", "call us"),
+        ("PROOFUP_DESK_PHONE", "+49 30 1234 5678; DROP"),
+        ("PROOFUP_UNIVERSITY_NAME", "x" * 121),
+        ("PROOFUP_DESK_HOURS", "Mon-Fri\n8-18"),
+        ("PROOFUP_LOGO_FILE", "/nonexistent/logo.svg"),
+        ("PROOFUP_LOGO_FILE", "/etc/hostname"),
     ],
 )
 def test_a_malformed_setting_is_named(name, value):
@@ -208,3 +215,18 @@ def test_the_demo_directory_must_exist_and_excludes_ldap(tmp_path):
     (tmp_path / "directory.json").write_text("{}")
     with pytest.raises(SettingsError, match="PROOFUP_LDAP_URL or PROOFUP_DEMO_DIRECTORY, not both"):
         load_settings({**BASE, **LDAP, "PROOFUP_DEMO_DIRECTORY": str(tmp_path / "directory.json")})
+def test_branding_and_desk_contact_are_read(tmp_path):
+    logo = tmp_path / "logo.svg"
+    logo.write_text("<svg xmlns='http://www.w3.org/2000/svg'/>", encoding="utf-8")
+    settings = load_settings({**BASE, "PROOFUP_UNIVERSITY_NAME": "University of Test", "PROOFUP_LOGO_FILE": str(logo),
+                              "PROOFUP_DESK_TEXT": "IT Service Desk, Library", "PROOFUP_DESK_PHONE": "+49 (30) 1234-5678",
+                              "PROOFUP_DESK_URL": "https://servicedesk.uni.test", "PROOFUP_DESK_HOURS": "Mon-Fri 8-18"})
+    assert (settings.university_name, settings.desk_phone) == ("University of Test", "+49 (30) 1234-5678")
+    assert settings.logo_file == str(logo)
+
+
+def test_a_logo_larger_than_the_limit_is_refused(tmp_path):
+    logo = tmp_path / "huge.png"
+    logo.write_bytes(b"\x89PNG" + b"\0" * 600_000)
+    with pytest.raises(SettingsError, match="PROOFUP_LOGO_FILE"):
+        load_settings({**BASE, "PROOFUP_LOGO_FILE": str(logo)})

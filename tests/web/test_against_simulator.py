@@ -67,7 +67,7 @@ def test_graph_down_gives_a_clear_page_and_no_grant(stack, client):
     stack.control("POST", "/faults", {"path": "/v1.0", "kind": "503"})
     page = sign_in(stack, client, "alan.turing@uni.test")
     assert page.status_code == 503
-    assert "could not reach Microsoft Entra ID" in page.get_data(as_text=True)
+    assert "could not reach Microsoft 365" in page.get_data(as_text=True)
     assert stack.services.store.grants_for("alan.turing@uni.test") == []
 
 

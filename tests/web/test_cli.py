@@ -10,6 +10,7 @@ from app import cli
 from app.domain.actors import Actor
 from app.domain.directory import DirectoryUnavailable
 from app.domain.grants import GrantError
+from app.domain.reference import reference_code
 from tests.web.conftest import SEED
 
 HALF = "ada.lovelace@uni.test"
@@ -39,6 +40,7 @@ def test_diagnose_json(run):
     assert code == cli.OK
     assert (data["state"], data["reason"], data["can_unlock"]) == ("stuck", "half_registered", True)
     assert data["devices"] == ["Pixel 7"] and data["methods"] == ["password"]
+    assert data["reference"] == reference_code(HALF, "test-secret-key-0123456789")  # as the student's page shows
 
 
 def test_grant_then_release_with_audit(run, services, directory):

@@ -60,7 +60,7 @@ def test_an_unreachable_ldap_server_gives_the_directory_page(settings, graph, cl
     client = portal(settings, nowhere, graph, clock)
     page = sign_in(client, HALF)
     assert page.status_code == 503
-    assert "directory is not answering" in page.get_data(as_text=True)
+    assert "account system is not answering" in page.get_data(as_text=True)
     assert graph.requests == 0
 
 
@@ -68,7 +68,7 @@ def test_personal_pages_are_never_cached(client):
     page = sign_in(client, HALF)
     assert page.headers["Cache-Control"] == "no-store"
     assert client.get("/status").headers["Cache-Control"] == "no-store"
-    assert "no-store" not in client.get("/static/css/portal.css").headers.get("Cache-Control", "")
+    assert "no-store" not in client.get("/static/shared/portal.css").headers.get("Cache-Control", "")
 
 
 def test_https_gets_hsts_and_a_secure_session_cookie(client):
@@ -107,8 +107,8 @@ def test_times_are_shown_in_the_configured_time_zone(tmp_path, directory, graph,
     client.post("/unlock", data={"csrf_token": csrf_of(page)})
     expires_at = client.application.extensions["proofup"].store.open_grant_for(HALF).expires_at
     html = client.get("/guide").get_data(as_text=True)
-    assert format_time(expires_at, locale="en", tzinfo=ZoneInfo("Asia/Kolkata")) in html
-    assert format_time(expires_at, locale="en", tzinfo=ZoneInfo("UTC")) not in html
+    assert format_time(expires_at, "short", locale="en", tzinfo=ZoneInfo("Asia/Kolkata")) in html
+    assert format_time(expires_at, "short", locale="en", tzinfo=ZoneInfo("UTC")) not in html
 
 
 def test_behind_a_proxy_the_sign_in_redirect_uri_uses_the_public_address(tmp_path, directory, graph, clock):
@@ -139,3 +139,14 @@ def test_an_unlock_while_microsoft_is_busy_comes_back_as_the_diagnosis(client, g
 @pytest.mark.parametrize(("retry_after", "seconds"), [(None, 10), (0.2, 5), (7.01, 8), (3600, 60)])
 def test_the_busy_page_retries_within_bounds(retry_after, seconds):
     assert busy_retry_seconds(retry_after) == seconds
+
+
+@pytest.mark.parametrize(("form", "content_type"), [
+    ({"state": "x", "pad": "a" * (65 * 1024)}, "application/x-www-form-urlencoded"),  # the body over 64 KiB
+    ({"state": "x", "code": "a" * (17 * 1024)}, "multipart/form-data"),  # one field over 16 KiB
+    ({f"field{i}": "x" for i in range(60)}, "multipart/form-data"),  # more than 50 parts
+], ids=["body", "field", "fields"])
+def test_requests_over_the_limits_get_413_and_change_nothing(client, directory, form, content_type):
+    refused = client.post("/auth/callback", data=form, content_type=content_type)
+    assert refused.status_code == 413 and "more data than this portal accepts" in refused.get_data(as_text=True)
+    assert directory.list_members(SEED.bypass_group_dn) == []

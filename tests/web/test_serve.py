@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -35,6 +37,25 @@ def test_serve_signs_in_and_diagnoses_under_gunicorn(served):
     for upn, state in (("ada.lovelace@uni.test", "stuck"), ("barbara.liskov@uni.test", "registered")):
         _, page = served.sign_in(upn)
         assert page.status_code == 200 and f'data-state="{state}"' in page.text
+
+
+def test_a_100_mb_upload_is_refused_before_its_body_is_read(served):
+    """No MAX_CONTENT_LENGTH used to mean: the form parser read (and spooled to disk) the whole body first."""
+    port = int(served.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.sendall(b"POST /auth/callback HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 104857600\r\n\r\n"
+                    + b"state=x&" * 128)
+        started = time.monotonic()
+        answer = b""
+        while b"</html>" not in answer and time.monotonic() - started < 10:
+            chunk = raw.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert time.monotonic() - started < 5  # answered while 99.99 % of the body was never sent
+    assert b"more data than this portal accepts" in answer
 
 
 @pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -83,9 +83,10 @@ def test_diagnosis_shows_the_evidence(client):
     html = text_of(sign_in(client, HALF))
     assert "Pixel 7" in html  # the registered device
     assert re.search(r'id="sign-ins"[^>]*>\s*<li>', html)  # Authenticator sign-ins listed with dates
-    assert "None registered" in html
+    assert "None yet (only the password)" in html
+    assert re.search(r'<details class="desk-details"', html)  # folded away: the evidence is for the desk
     html = text_of(sign_in(client, "edsger.dijkstra@uni.test"))
-    assert "through a group that is itself in the MFA group" in html
+    assert "Yes, through a course or cohort" in html
 
 
 def test_diagnosis_costs_one_graph_call(client, graph):
@@ -126,8 +127,10 @@ def test_guide_links_to_my_sign_ins_with_tenant_and_language(client):
     page = sign_in(client, HALF)
     client.post("/unlock", data={"csrf_token": csrf_of(page)})
     html = text_of(client.get("/guide", headers={"Accept-Language": "en"}))
-    assert f"https://mysignins.test/security-info?tenant={SEED.tenant_id}&amp;lng=en" in html
-    assert 'src="/static/js/status.js"' in html and "<script>" not in html
+    assert (f"https://mysignins.test/security-info?tenant={SEED.tenant_id}&amp;lng=en"
+            f"&amp;login_hint={HALF.replace('@', '%40')}") in html
+    assert "Microsoft may ask for your address again" in html
+    assert 'src="/static/student/pages.js"' in html and "<script>" not in html
 
 
 def test_status_checks_graph_once_per_interval_however_many_polls(client, graph, clock, services):
@@ -202,18 +205,20 @@ def test_cancel_locks_again_and_a_stale_tab_gets_a_clear_answer(client, services
     token = csrf_of(page)
     client.post("/unlock", data={"csrf_token": token})
     cancelled = client.post("/cancel", data={"csrf_token": token}, follow_redirects=True)
-    assert "Cancelled" in text_of(cancelled)
+    assert "Stopped" in text_of(cancelled)
     assert directory.list_members(SEED.bypass_group_dn) == []
     assert client.get("/status").get_json()["phase"] == "cancelled"
     stale = client.post("/cancel", data={"csrf_token": token}, follow_redirects=True)
-    assert "nothing to cancel" in text_of(stale)
+    assert "nothing to stop" in text_of(stale)
     assert client.get("/guide").headers["Location"].endswith("/diagnosis")
     assert 'id="unlock"' in text_of(client.get("/diagnosis"))  # may unlock again
 
 
 def test_pages_need_a_sign_in(client):
-    for path in ("/diagnosis", "/guide", "/status"):
+    for path in ("/diagnosis", "/guide", "/leave"):
         assert client.get(path).headers["Location"].endswith("/")
+    # The guide's poller gets a 401 and reloads the page, which then says why (not a redirect it would follow).
+    assert client.get("/status").status_code == 401
 
 
 def test_sign_out_clears_the_session_and_ends_the_authority_session(client):
@@ -238,7 +243,7 @@ def test_directory_down_gives_a_service_unavailable_page(client, directory, monk
     monkeypatch.setattr(directory, "find_user", down)
     page = sign_in(client, HALF)
     assert page.status_code == 503
-    assert "directory is not answering" in text_of(page)
+    assert "account system is not answering" in text_of(page)
 
 
 def test_health_and_readiness(client, directory, monkeypatch):
@@ -271,10 +276,10 @@ def test_pages_follow_the_browser_language(client):
     page = sign_in(client, HALF)
     client.post("/unlock", data={"csrf_token": csrf_of(page)})
     german = text_of(client.get("/guide", headers={"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}))
-    assert '<html lang="de">' in german and "Die Microsoft Authenticator-App registrieren" in german
+    assert '<html lang="de">' in german and "Die Microsoft Authenticator-App einrichten" in german
     assert "&amp;lng=de" in german  # My Sign-Ins opens in the same language
     english = text_of(client.get("/guide", headers={"Accept-Language": "fr"}))
-    assert '<html lang="en">' in english and "Register the Microsoft Authenticator app" in english
+    assert '<html lang="en">' in english and "Set up the Microsoft Authenticator app" in english
 
 
 def test_two_simultaneous_unlock_clicks_make_one_grant(app, client, services, directory):

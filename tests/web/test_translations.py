@@ -18,5 +18,5 @@ def test_german_catalogue_translates_every_extracted_string(tmp_path, monkeypatc
     wanted = {m.id for m in read_po(pot.open("rb")) if m.id}
     assert len(wanted) > 100  # the extraction found the templates and the views
     compiled = read_mo((CATALOGUES / "de" / "LC_MESSAGES" / "messages.mo").open("rb"))
-    missing = sorted(i for i in wanted if not (compiled.get(i) and compiled.get(i).string))
+    missing = sorted(str(i) for i in wanted if not (compiled.get(i) and compiled.get(i).string))
     assert not missing, f"untranslated or not compiled (pybabel update/compile): {missing[:5]}"

@@ -47,7 +47,7 @@ def test_after_the_cap_the_page_sends_the_student_to_the_service_desk(client, se
     page = text_of(client.get("/diagnosis"))
     assert 'id="unlock-cap"' in page and 'id="unlock"' not in page and "service desk" in page
     refused = client.post("/unlock", data={"csrf_token": csrf_of(client.get("/diagnosis"))}, follow_redirects=True)
-    assert "used every unlock this week" in text_of(refused)
+    assert "used every set-up time this week" in text_of(refused)
     assert services.store.open_grant_for(HALF) is None and len(services.store.grants_for(HALF)) == 3
     event = services.store.audit_events(HALF, action="unlock.refused")[0]
     assert event.detail["refusal"] == "unlock_cap" and event.detail["client"] == "127.0.0.1"

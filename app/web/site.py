@@ -1,0 +1,132 @@
+"""What every page shares: the university's branding and desk, the language, and why a session ended."""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+from flask import Blueprint, Flask, abort, g, request, send_file, session
+from flask_babel import format_time, get_locale
+
+from app import LANGUAGES
+from app.domain.sessions import Verdict
+from app.web import SESSION_COOKIE, STUDENT_KINDS, clear_session_cookie, services, signed_in_upn
+
+bp = Blueprint("site", __name__)
+
+LANGUAGE_COOKIE = "proofup_lang"  # the student's own choice of language, over the browser's
+LANGUAGE_NAMES = {"en": "English", "de": "Deutsch"}  # each in its own language: found by those who read it
+UNTIL_KEY = "until"  # session key: the open grant's end (epoch seconds), as the last page showed it
+YEAR_SECONDS = 365 * 24 * 3600
+
+
+def select_locale() -> str:
+    """Pick the page language: ?lang=, then the student's saved choice, then the browser's languages."""
+    for chosen in (request.args.get("lang"), request.cookies.get(LANGUAGE_COOKIE)):
+        if chosen in LANGUAGES:
+            return chosen
+    return request.accept_languages.best_match(LANGUAGES) or LANGUAGES[0]
+
+
+def language_links() -> list[tuple[str, str, str]]:
+    """Return (code, name, URL) for every language but the page's own; POST pages link to the start page."""
+    current = str(get_locale() or LANGUAGES[0])
+    path = request.path if request.method == "GET" else "/"
+    return [(code, LANGUAGE_NAMES[code], f"{path}?lang={code}") for code in LANGUAGES if code != current]
+
+
+def note_unlock_until(expires_at: datetime | None) -> None:
+    """Remember in the session until when the student's set-up time runs (None: nothing runs)."""
+    value = None if expires_at is None else int(_aware(expires_at).timestamp())
+    if session.get(UNTIL_KEY) == value:
+        return  # unchanged: no new cookie on every 2-second poll
+    if value is None:
+        session.pop(UNTIL_KEY, None)
+    else:
+        session[UNTIL_KEY] = value
+
+
+def unlock_until() -> datetime | None:
+    """Return the end of the student's set-up time as the session knows it, if it is still ahead."""
+    return _future(session.get(UNTIL_KEY))
+
+
+def minutes_left(until: datetime) -> int:
+    """Return whole minutes from now until `until`, rounded up (a countdown never shows 0 while time is left)."""
+    return max(0, math.ceil((until - services().onboarding.clock()).total_seconds() / 60))
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _future(epoch: object) -> datetime | None:
+    if not isinstance(epoch, int) or epoch <= 0:
+        return None
+    until = datetime.fromtimestamp(epoch, timezone.utc)
+    return until if until > services().onboarding.clock() else None
+
+
+def signed_out_by_time() -> tuple[str, datetime | None]:
+    """Tell why a visitor's session token no longer opens a session, if a time limit ended it.
+
+    Return ("idle" or "expired", the end of the student's set-up time if it still runs), or ("", None)
+    when there is no such token or the student signed out. The token is dropped on the way out, so the
+    start page says it once.
+    """
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or signed_in_upn():
+        return "", None
+    g.forget_session_cookie = True
+    verdict, record = services().sessions.check(token)
+    if verdict not in (Verdict.IDLE, Verdict.EXPIRED) or record is None or record.kind not in STUDENT_KINDS:
+        return "", None
+    grant = services().store.open_grant_for(record.upn)
+    expires_at = grant.expires_at if grant is not None else None
+    return verdict.value, _future(int(_aware(expires_at).timestamp())) if expires_at else None
+
+
+def _after_page(response):
+    """Save the language chosen by ?lang=, and drop a session token that only told of a time-out."""
+    if request.endpoint == "static":
+        return response
+    chosen = request.args.get("lang")
+    if chosen in LANGUAGES and chosen != request.cookies.get(LANGUAGE_COOKIE):
+        response.set_cookie(LANGUAGE_COOKIE, chosen, max_age=YEAR_SECONDS, httponly=True, samesite="Lax",
+                            secure=request.is_secure)
+    if g.get("forget_session_cookie"):
+        clear_session_cookie(response)
+    return response
+
+
+@bp.app_context_processor
+def branding() -> dict:
+    """Give every template the university, the desk contact, the language links and the set-up time's end."""
+    settings = services().settings
+    return {
+        "current_locale": str(get_locale() or LANGUAGES[0]),
+        "university": settings.university_name,
+        "has_logo": bool(settings.logo_file),
+        "desk": {
+            "text": settings.desk_text, "phone": settings.desk_phone, "url": settings.desk_url,
+            "hours": settings.desk_hours, "tel": "".join(c for c in settings.desk_phone if c.isdigit() or c == "+"),
+        },
+        "language_links": language_links,
+        "unlock_until": unlock_until,
+        "minutes_left": minutes_left,
+        "format_time": format_time,
+    }
+
+
+@bp.get("/logo")
+def logo():
+    """Serve the university's logo file (PROOFUP_LOGO_FILE)."""
+    path = services().settings.logo_file
+    if not path:
+        abort(404)
+    return send_file(path, max_age=3600)
+
+
+def install(app: Flask) -> None:
+    """Register the shared parts on the app."""
+    app.register_blueprint(bp)
+    app.after_request(_after_page)
