@@ -539,7 +539,10 @@ class GraphClient:
                       for p in group]
             if not resend:
                 break
-            again, more = self._run(self._batch(resend, retries=0), DIRECTORY)
+            try:
+                again, more = self._run(self._batch(resend, retries=0), DIRECTORY)
+            except GraphError:
+                break  # the resend failed as a whole: keep what the first answer said about every part
             answers.update(again)
             trips += more
         return answers, trips

@@ -178,6 +178,16 @@ def test_a_throttled_part_is_sent_again_after_its_own_retry_after(simulator):
     assert budget.taken[-1] == (REPORTS, 1)  # the resent part is paid for again
 
 
+def test_a_failed_resend_keeps_the_parts_that_were_answered(simulator):
+    graph = make_client(simulator, budget=RecordingBudget(), interactive_retries=0)
+    simulator.add_fault("/v1.0/auditLogs/signIns", "429", seconds=0.5, count=1)
+    simulator.add_fault("/v1.0/$batch", "latency", seconds=0, count=1)  # faults are used in order: the first
+    simulator.add_fault("/v1.0/$batch", "503", count=1)  # batch is answered, the resend is not
+    evidence = graph.gather_evidence("ada.lovelace@uni.test")
+    assert evidence.user is not None and evidence.methods
+    assert isinstance(evidence.errors["sign_ins"], GraphThrottled)
+
+
 def test_a_part_throttled_for_longer_than_a_page_may_wait_is_reported(simulator):
     budget = RecordingBudget()
     graph = make_client(simulator, budget=budget)
