@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 
-from flask import Blueprint, Flask, abort, g, request, send_file, session
+from flask import Blueprint, Flask, abort, g, request, send_file, session, url_for
 from flask_babel import format_time, get_locale
 
 from app import LANGUAGES
@@ -28,10 +28,12 @@ def select_locale() -> str:
 
 
 def language_links() -> list[tuple[str, str, str]]:
-    """Return (code, name, URL) for every language but the page's own; POST pages link to the start page."""
+    """Return (code, name, URL) for every language but the page's own; POST and error pages link to the start."""
     current = str(get_locale() or LANGUAGES[0])
-    path = request.path if request.method == "GET" else "/"
-    return [(code, LANGUAGE_NAMES[code], f"{path}?lang={code}") for code in LANGUAGES if code != current]
+    # Built from the matched route, never from the raw path: "//elsewhere.example" must not become a link.
+    here = request.method == "GET" and request.url_rule is not None and request.endpoint != "static"
+    endpoint, args = (request.endpoint, request.view_args or {}) if here else ("student.index", {})
+    return [(code, LANGUAGE_NAMES[code], url_for(endpoint, **args, lang=code)) for code in LANGUAGES if code != current]
 
 
 def note_unlock_until(expires_at: datetime | None) -> None:

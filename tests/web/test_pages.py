@@ -59,6 +59,13 @@ def test_the_language_switch_wins_over_the_browser_and_is_remembered(client):
     assert client.get_cookie("proofup_lang") is None  # an unknown language is not saved
 
 
+def test_the_language_links_never_lead_off_the_portal(client):
+    page = text_of(client.get("//elsewhere.example/x"))
+    assert "elsewhere.example" not in page and 'href="/?lang=de"' in page
+    assert 'href="/sign-in?lang=de"' not in text_of(client.get("/"))  # the start page links to itself
+    assert 'href="/?lang=de"' in text_of(client.get("/"))
+
+
 def test_the_guide_fits_the_device_and_the_student_can_switch(client):
     unlocked(client)
     phone = text_of(client.get("/guide", headers={"User-Agent": PHONE}))
