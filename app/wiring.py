@@ -130,6 +130,25 @@ def build_outbox(settings: Settings, store):
     return OutboxStore(store, sender=settings.smtp_from)
 
 
+def _request_locale() -> str:
+    """Return the language of the page being served, if a request caused the change; "" in the worker."""
+    from flask import has_request_context
+    from flask_babel import get_locale
+
+    return str(get_locale() or "") if has_request_context() else ""
+
+
+def subscribe_notices(settings: Settings, events: Events, outbox):
+    """Mail the security notices (unlocked, new method) when a mail server is configured; return them or None."""
+    if not settings.smtp_host:
+        return None
+    from app.services.notices import SecurityNotices, desk_line
+
+    notices = SecurityNotices(outbox, desk=desk_line(settings), locale=_request_locale)
+    notices.subscribe(events)
+    return notices
+
+
 def build_mail_sender(services: Services):
     """Return the worker's mail pass, or None when no mail server is configured (PROOFUP_SMTP_HOST)."""
     settings = services.settings
@@ -189,6 +208,8 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
     events = getattr(grants, "events", None) or Events()  # an injected grant service brings its own
     subscribe_audit_feed(events, store)
     grants = grants if grants is not None else build_grants(settings, store, directory, clock, events)
+    outbox = build_outbox(settings, store)
+    subscribe_notices(settings, events, outbox)
     onboarding = OnboardingService(
         directory=directory, graph=graph, store=store, grants=grants, policy=policy_from(settings),
         grant_minutes=settings.grant_minutes, check_interval_seconds=settings.check_interval_seconds,
@@ -196,4 +217,4 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
     )
     return Services(settings=settings, directory=directory, graph=graph, identity=identity, store=store,
                     grants=grants, onboarding=onboarding, budget=budget, events=events,
-                    sessions=build_sessions(settings, store, clock), outbox=build_outbox(settings, store))
+                    sessions=build_sessions(settings, store, clock), outbox=outbox)

@@ -107,12 +107,20 @@ class Release:
     reason: str  # every strong kind, for the audit trail
 
 
+REGISTERED = "strong method registered: "  # how a release by the rule below begins its reason
+
+
 def release_for(methods: Iterable[AuthMethod]) -> Release | None:
     """Apply the release rule: a strong method appeared, so the bypass is no longer needed; None keeps it open."""
     strong = [m.kind for m in methods if m.strong]
     if not strong:
         return None
-    return Release(method=strong[0], reason="strong method registered: " + ", ".join(sorted(set(strong))))
+    return Release(method=strong[0], reason=REGISTERED + ", ".join(sorted(set(strong))))
+
+
+def released_by_registration(reason: str) -> bool:
+    """Tell whether a release's reason is the release rule's (a new method), not e.g. a membership gone by hand."""
+    return reason.startswith(REGISTERED)
 
 
 def utc_now() -> datetime:

@@ -57,6 +57,9 @@ class Events:
         self.grant_expired = Signal("grant expired")
         self.grant_cancelled = Signal("grant cancelled")
         self.grant_failed = Signal("grant failed (unlock undone)")
+        # Told INSIDE the grant's unit of work, before it commits, with uow=: a subscriber writes only through
+        # the unit of work (the outbox's mail), so what it writes commits or rolls back with the change.
+        self.grant_committing = Signal("a grant change is about to commit")
         self.sign_in_succeeded = Signal("sign-in succeeded")
         self.sign_in_failed = Signal("sign-in failed")
         self.worker_cycle_done = Signal("worker cycle done")
@@ -72,11 +75,11 @@ class Events:
             GrantState.FAILED: self.grant_failed,
         }[state]
 
-    def emit(self, signal: Signal, sender: Any, event: object) -> None:
+    def emit(self, signal: Signal, sender: Any, event: object, **context: Any) -> None:
         """Tell every subscriber; one that fails is logged and the others still hear (the change stands)."""
         for receiver in list(signal.receivers_for(sender)):
             try:
-                receiver(sender, event=event)
+                receiver(sender, event=event, **context)
             except Exception:  # a subscriber's failure must not undo or hide a committed change
                 log.exception("a subscriber of the event %r failed", signal.__doc__)
 

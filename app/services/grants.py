@@ -149,6 +149,7 @@ class GrantService:
             moved = uow.grants.move(grant.id, to, **values)
             if moved is not None:
                 uow.audit.add(actor, action, grant.upn, grant.id, outcome, reason=reason, **(detail or {}))
+                self.events.emit(self.events.grant_committing, self, GrantEvent(moved, actor, reason), uow=uow)
         if moved is not None:  # committed: now the subscribers may hear of it
             self.events.emit(self.events.grant_changed(to), self, GrantEvent(moved, actor, reason))
         return moved

@@ -1,22 +1,47 @@
-"""The demo's mailbox: the portal's worker sends to a local SMTP server that keeps each mail as an .eml file."""
+"""The security notices end to end in the demo: a student unlocks and registers; both notices reach the mailbox."""
 from __future__ import annotations
 
-from app.demo import DemoStack
+import re
+import time
+
+from app.demo import DemoStack, adfs_form_post
+from tests.web.conftest import csrf_of
 
 ADA = "ada.lovelace@uni.test"
+LINK = re.compile(r"https?:|www\.|<a[\s>]|href=", re.IGNORECASE)
 
 
-def test_the_demo_keeps_the_students_mail_where_its_banner_says(tmp_path):
+def test_a_students_unlock_and_new_method_reach_the_demo_mailbox_in_their_language_with_no_link(tmp_path):
     stack = DemoStack(tmp_path, method_delay_seconds=0.0, check_interval_seconds=1.0, worker_interval_seconds=1.0,
                       confirm_interval_seconds=0.5).start()
     try:
         assert stack.settings.smtp_security == "none" and stack.settings.smtp_host == "127.0.0.1"
-        assert stack.services.outbox.queue("security_unlocked", upn=ADA,
-                                           params={"when": "2026-09-01T09:00:00+00:00", "minutes": 30, "desk": ""})
-        (message,) = stack.mailbox.wait_for(1)
-        assert message["To"] == ADA and message["From"] == "proofup@uni.test"
-        (saved,) = (tmp_path / "mailbox").glob("*.eml")
-        assert saved.name == f"0001-{ADA}.eml" and b"Message-ID" in saved.read_bytes()
+        client = stack.app.test_client()
+        client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "de-DE,de;q=0.9"
+        posted = adfs_form_post(client.get("/sign-in").headers["Location"], ADA, stack.seed.user(ADA).password,
+                                stack.settings.ca_bundle)
+        page = client.post("/auth/callback", data=posted.fields, follow_redirects=True)
+        token = csrf_of(page)
+        assert client.post("/unlock", data={"csrf_token": token}).headers["Location"].endswith("/guide")
+        (unlocked,) = stack.mailbox.wait_for(1)
+        stack.register_method(ADA, "microsoftAuthenticator")
+        deadline, status = time.monotonic() + 20, {}
+        while status.get("phase") != "done" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status = client.post("/status/check", headers={"X-CSRFToken": token}).get_json()
+        assert status["phase"] == "done"
+        unlocked, added = stack.mailbox.wait_for(2)
+        assert unlocked["To"] == ADA and added["To"] == ADA and unlocked["From"] == "proofup@uni.test"
+        assert unlocked["Subject"] == "Ihr Konto wurde freigeschaltet, um eine Anmeldemethode einzurichten"
+        assert added["Subject"] == "Ihrem Konto wurde eine neue Anmeldemethode hinzugefügt"
+        for message in (unlocked, added):
+            text = message.get_body(("plain",)).get_content()
+            html = message.get_body(("html",)).get_content()
+            assert "Wenn Sie das nicht waren" in text and "Wenn Sie das nicht waren" in html
+            assert not LINK.search(text) and not LINK.search(html), "a security notice must carry no link"
+        saved = sorted(p.name for p in (tmp_path / "mailbox").glob("*.eml"))
+        assert saved == [f"0001-{ADA}.eml", f"0002-{ADA}.eml"]
         assert str((tmp_path / "mailbox").resolve()) in stack.banner()
+        assert len(stack.services.outbox.mails_for(ADA)) == 2  # one notice each, nothing sent twice
     finally:
         stack.stop()

@@ -5,6 +5,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
+from sqlalchemy.orm import Session
+
 from app.adapters.store.audit import AuditLog
 from app.adapters.store.base import Database
 from app.adapters.store.grants import Grants
@@ -16,6 +18,7 @@ class UnitOfWork:
 
     grants: Grants
     audit: AuditLog
+    session: Session  # for a table outside these to join the transaction: OutboxStore.queue(session=...)
 
 
 class UnitOfWorkStore(Database):
@@ -25,4 +28,4 @@ class UnitOfWorkStore(Database):
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         """Run a block in one write transaction: committed at its end, rolled back entirely if it raises."""
         with self._tx(write=True) as session:
-            yield UnitOfWork(grants=Grants(session), audit=AuditLog(session, self.clock))
+            yield UnitOfWork(grants=Grants(session), audit=AuditLog(session, self.clock), session=session)
