@@ -84,6 +84,17 @@ def csrf_of(response) -> str:
     return html[start:html.index('"', start)]
 
 
+def check_until_done(client, token: str, seconds: float = 15.0) -> dict:
+    """Press "check now" every half second until the status says done (or time runs out); return the last."""
+    import time
+
+    deadline, status = time.monotonic() + seconds, {}
+    while status.get("phase") != "done" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        status = client.post("/status/check", headers={"X-CSRFToken": token}).get_json()
+    return status
+
+
 def sign_in(client, upn: str):
     """Go through both legs of the sign-in as the authority would; return the page signed in to."""
     client.delete_cookie(SESSION_COOKIE)  # /sign-in sends a signed-in visitor straight to the diagnosis

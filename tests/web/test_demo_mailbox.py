@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import re
-import time
 
 from app.demo import DemoStack, adfs_form_post
-from tests.web.conftest import csrf_of
+from tests.web.conftest import check_until_done, csrf_of
 
 ADA = "ada.lovelace@uni.test"
 LINK = re.compile(r"https?:|www\.|<a[\s>]|href=", re.IGNORECASE)
@@ -25,11 +24,7 @@ def test_a_students_unlock_and_new_method_reach_the_demo_mailbox_in_their_langua
         assert client.post("/unlock", data={"csrf_token": token}).headers["Location"].endswith("/guide")
         (unlocked,) = stack.mailbox.wait_for(1)
         stack.register_method(ADA, "microsoftAuthenticator")
-        deadline, status = time.monotonic() + 20, {}
-        while status.get("phase") != "done" and time.monotonic() < deadline:
-            time.sleep(0.5)
-            status = client.post("/status/check", headers={"X-CSRFToken": token}).get_json()
-        assert status["phase"] == "done"
+        assert check_until_done(client, token, seconds=20)["phase"] == "done"
         unlocked, added = stack.mailbox.wait_for(2)
         assert unlocked["To"] == ADA and added["To"] == ADA and unlocked["From"] == "proofup@uni.test"
         assert unlocked["Subject"] == "Ihr Konto wurde freigeschaltet, um eine Anmeldemethode einzurichten"

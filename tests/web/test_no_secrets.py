@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 
 import pytest
 from sqlalchemy import MetaData, inspect, select
 
 from app.demo import DemoStack, adfs_form_post
 from app.logs import JsonFormatter
-from tests.web.conftest import csrf_of
+from tests.web.conftest import check_until_done, csrf_of
 
 STUDENT = "ada.lovelace@uni.test"
 WRONG_PASSWORD = "Wrong-Password-For-The-Log-Test-7"
@@ -99,11 +98,7 @@ def test_a_whole_journey_leaves_no_secret_in_logs_database_or_simulator(stack, e
     assert client.post("/unlock", data={"csrf_token": token}).headers["Location"].endswith("/guide")
     assert client.get("/guide").status_code == 200
     stack.register_method(STUDENT, "microsoftAuthenticator")
-    deadline, status = time.monotonic() + 15, {}
-    while status.get("phase") != "done" and time.monotonic() < deadline:
-        time.sleep(0.5)
-        status = client.post("/status/check", headers={"X-CSRFToken": token}).get_json()
-    assert status["phase"] == "done"
+    assert check_until_done(client, token)["phase"] == "done"
     assert 'data-state="completed"' in client.get("/diagnosis").get_data(as_text=True)
     # A replayed callback is refused (and logged) too; then the student signs out.
     assert stack.app.test_client().post("/auth/callback", data=posted.fields).status_code == 400
