@@ -35,7 +35,9 @@ class SecurityNotices:
     def method_added(self, grant: GrantView, *, session=None) -> bool:
         """Queue "a new sign-in method was added" for a grant released because a method appeared."""
         moment = grant.ended_at or grant.created_at
-        return self._queue(METHOD_ADDED, grant, {"when": moment.isoformat()}, session)
+        # Released by the worker there is no visit to take the language from: the unlock's notice has it.
+        locale = self.locale() or self.outbox.locale_of(_cause(UNLOCKED, grant), session=session)
+        return self._queue(METHOD_ADDED, grant, {"when": moment.isoformat()}, session, locale=locale)
 
     def subscribe(self, events) -> None:
         """Queue a notice in the transaction of each grant change that calls for one."""
@@ -49,12 +51,18 @@ class SecurityNotices:
 
         events.grant_committing.connect(on_change, weak=False)  # lives as long as the portal's events
 
-    def _queue(self, kind: str, grant: GrantView, params: dict, session) -> bool:
-        queued = self.outbox.queue(kind, upn=str(grant.upn), locale=self.locale(), params={**params, "desk": self.desk},
-                                   dedupe_key=f"{kind}:grant:{grant.id}", session=session)
+    def _queue(self, kind: str, grant: GrantView, params: dict, session, locale: str | None = None) -> bool:
+        queued = self.outbox.queue(kind, upn=str(grant.upn), locale=self.locale() if locale is None else locale,
+                                   params={**params, "desk": self.desk}, dedupe_key=_cause(kind, grant),
+                                   session=session)
         if queued:
             log.info("mail: %s queued for grant %s", kind, grant.id)
         return queued
+
+
+def _cause(kind: str, grant: GrantView) -> str:
+    """Name the cause of a notice: one notice of a kind per grant."""
+    return f"{kind}:grant:{grant.id}"
 
 
 def desk_line(settings) -> str:

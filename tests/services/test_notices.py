@@ -53,12 +53,16 @@ def test_an_unlock_queues_one_notice_with_the_desk_and_the_visits_language(grant
     assert grant.state is GrantState.ACTIVE
 
 
-def test_a_release_because_a_method_appeared_queues_the_new_method_notice(grants, outbox, seed, clock):
+def test_a_release_because_a_method_appeared_queues_the_new_method_notice(grants, outbox, seed, clock, events):
     grant = unlock(grants, seed)
     clock.advance(300)
+    events.grant_committing.receivers.clear()  # the worker releases: no visit, so no language of its own ...
+    SecurityNotices(outbox).subscribe(events)
     grants.close_grant(grant.id, outcome="released", actor=WORKER, reason=REGISTERED + "microsoftAuthenticator")
     assert kinds(outbox) == [UNLOCKED, METHOD_ADDED]
-    assert outbox.mails_for(ADA)[0].params["when"] == clock().isoformat()
+    added = outbox.mails_for(ADA)[0]
+    assert added.params["when"] == clock().isoformat()
+    assert added.locale == "de"  # ... the unlock's notice gives it
 
 
 @pytest.mark.parametrize(("outcome", "reason"), [

@@ -105,6 +105,14 @@ class OutboxStore:
         except IntegrityError:
             return False
 
+    def locale_of(self, dedupe_key: str, session: Session | None = None) -> str:
+        """Return the language a mail for this cause was queued in ("" if none was, or it named none)."""
+        query = select(OutboxRow.locale).where(OutboxRow.dedupe_key == dedupe_key)
+        if session is not None:
+            return session.scalar(query) or ""
+        with self.store._tx() as s:  # noqa: SLF001
+            return s.scalar(query) or ""
+
     def claim_due(self, limit: int, claim_seconds: float) -> list[MailRecord]:
         """Take up to `limit` due mails for one sender (compare-and-set: two senders never get the same one)."""
         now = self.store.clock()
