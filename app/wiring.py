@@ -144,7 +144,8 @@ def subscribe_notices(settings: Settings, events: Events, outbox):
         return None
     from app.services.notices import SecurityNotices, desk_line
 
-    notices = SecurityNotices(outbox, desk=desk_line(settings), locale=_request_locale)
+    notices = SecurityNotices(outbox, desk=desk_line(settings), university=settings.university_name,
+                              locale=_request_locale)
     notices.subscribe(events)
     return notices
 

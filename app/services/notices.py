@@ -21,9 +21,10 @@ METHOD_ADDED = "security_method_added"
 class SecurityNotices:
     """Queue the notices for the grant changes that call for one."""
 
-    def __init__(self, outbox, *, desk: str = "", locale: Callable[[], str] = lambda: ""):
+    def __init__(self, outbox, *, desk: str = "", university: str = "", locale: Callable[[], str] = lambda: ""):
         self.outbox = outbox
         self.desk = desk  # who and how to call; empty: a generic line
+        self.university = university  # named in the footer: a mail that names no sender looks like phishing
         self.locale = locale  # the language the student is reading the portal in, when a visit caused it
 
     def unlocked(self, grant: GrantView, *, session=None) -> bool:
@@ -53,7 +54,7 @@ class SecurityNotices:
 
     def _queue(self, kind: str, grant: GrantView, params: dict, session, locale: str | None = None) -> bool:
         queued = self.outbox.queue(kind, upn=str(grant.upn), locale=self.locale() if locale is None else locale,
-                                   params={**params, "desk": self.desk}, dedupe_key=_cause(kind, grant),
+                                   params={**params, "desk": self.desk, "university": self.university}, dedupe_key=_cause(kind, grant),
                                    session=session)
         if queued:
             log.info("mail: %s queued for grant %s", kind, grant.id)
@@ -66,6 +67,6 @@ def _cause(kind: str, grant: GrantView) -> str:
 
 
 def desk_line(settings) -> str:
-    """Return how to reach the desk, from the desk settings that exist (never its web address: no links)."""
-    parts = (getattr(settings, name, "") for name in ("desk_text", "desk_phone", "desk_hours"))
-    return ", ".join(part.strip() for part in parts if part and part.strip())
+    """Return how to reach the desk from the desk settings (never its web address: a notice has no link)."""
+    parts = (settings.desk_text, settings.desk_phone, settings.desk_hours)
+    return ", ".join(part.strip() for part in parts if part.strip())

@@ -24,7 +24,8 @@ def outbox(store):
 @pytest.fixture
 def events(outbox):
     events = Events()
-    SecurityNotices(outbox, desk="IT Service Desk, +49 30 1234", locale=lambda: "de").subscribe(events)
+    SecurityNotices(outbox, desk="IT Service Desk, +49 30 1234", university="Hochschule Musterstadt",
+                    locale=lambda: "de").subscribe(events)
     return events
 
 
@@ -49,7 +50,8 @@ def test_an_unlock_queues_one_notice_with_the_desk_and_the_visits_language(grant
     unlock(grants, seed)  # a second click finds the open grant: no second notice
     (mail,) = outbox.mails_for(ADA)
     assert (mail.kind, mail.locale, mail.to) == (UNLOCKED, "de", "")  # the address is looked up when sending
-    assert mail.params == {"when": clock().isoformat(), "minutes": 30, "desk": "IT Service Desk, +49 30 1234"}
+    assert mail.params == {"when": clock().isoformat(), "minutes": 30, "desk": "IT Service Desk, +49 30 1234",
+                           "university": "Hochschule Musterstadt"}
     assert grant.state is GrantState.ACTIVE
 
 
@@ -89,9 +91,25 @@ def test_the_notice_commits_or_rolls_back_with_the_grant_change(store, outbox, e
 
 
 def test_the_desk_line_names_no_web_address():
-    class Settings:
-        desk_text, desk_phone, desk_hours, desk_url = "IT Service Desk, Library", "+49 30 1234", "Mon-Fri 8-18", \
-            "https://desk.uni.test"
+    from app.config import load_settings
 
-    assert desk_line(Settings()) == "IT Service Desk, Library, +49 30 1234, Mon-Fri 8-18"
-    assert desk_line(object()) == ""
+    base = {"PROOFUP_SECRET_KEY": "0123456789abcdef0123", "PROOFUP_AUTHORITY": "https://adfs.uni.test/adfs",
+            "PROOFUP_CLIENT_ID": "portal"}
+    desk = load_settings({**base, "PROOFUP_DESK_TEXT": "IT Service Desk, Library", "PROOFUP_DESK_PHONE": "+49 30 1234",
+                          "PROOFUP_DESK_HOURS": "Mon-Fri 8-18", "PROOFUP_DESK_URL": "https://desk.uni.test"})
+    assert desk_line(desk) == "IT Service Desk, Library, +49 30 1234, Mon-Fri 8-18"
+    assert desk_line(load_settings(base)) == ""
+
+
+def test_the_notice_names_the_desk_and_the_university_and_no_link_in_both_parts():
+    from app.adapters.mail_templates import MailTemplates
+
+    values = {"name": "Ada", "upn": ADA, "when": "2026-09-01T09:00:00+00:00", "minutes": 30,
+              "desk": "IT-Service, +49 30 1234", "university": "Hochschule Musterstadt"}
+    german = MailTemplates().render(UNLOCKED, "de", values)
+    assert "rufen Sie sofort den IT-Service an: IT-Service, +49 30 1234" in german.text
+    assert "verschickt (Hochschule Musterstadt)" in german.text and "verschickt (Hochschule Musterstadt)" in german.html
+    generic = MailTemplates().render(METHOD_ADDED, "en", {**values, "desk": "", "university": ""})
+    assert "call your university's IT service desk now" in generic.text
+    for body in (german.text, german.html, generic.text, generic.html):
+        assert "http" not in body and "<a" not in body and "www." not in body
