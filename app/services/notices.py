@@ -54,8 +54,8 @@ class SecurityNotices:
 
     def _queue(self, kind: str, grant: GrantView, params: dict, session, locale: str | None = None) -> bool:
         queued = self.outbox.queue(kind, upn=str(grant.upn), locale=self.locale() if locale is None else locale,
-                                   params={**params, "desk": self.desk, "university": self.university}, dedupe_key=_cause(kind, grant),
-                                   session=session)
+                                   params={**params, "desk": self.desk, "university": self.university},
+                                   dedupe_key=_cause(kind, grant), session=session)
         if queued:
             log.info("mail: %s queued for grant %s", kind, grant.id)
         return queued
