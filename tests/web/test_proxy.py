@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -79,9 +80,20 @@ def test_plain_http_is_sent_to_https(proxied):
 
 
 def test_slow_and_half_sent_requests_do_not_take_the_portal_off_the_air(proxied):
-    """Half the slow clients stall inside their headers, half inside a body nginx is buffering."""
+    """Half the slow clients stall inside their headers, half inside a body nginx is buffering; every one
+    sends a byte a second (straight to `proofup serve`, 8 such clients kept /healthz from answering)."""
     served, proxy = proxied
     slow: list[ssl.SSLSocket] = []
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(1.0):
+            for conn in slow:
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    pass
+
     try:
         for i in range(SLOW_CLIENTS):
             conn = tls_connection(proxy)
@@ -91,6 +103,7 @@ def test_slow_and_half_sent_requests_do_not_take_the_portal_off_the_air(proxied)
                 conn.sendall(b"POST /auth/callback HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                              b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 4000\r\n\r\nstate=")
             slow.append(conn)
+        threading.Thread(target=trickle, daemon=True).start()
         before = len(portal_requests(served))
         portal = make_session(proxy.ca_file)
 
@@ -107,6 +120,7 @@ def test_slow_and_half_sent_requests_do_not_take_the_portal_off_the_air(proxied)
         # None of the slow requests reached the portal: nginx holds them until they are whole.
         assert not any("/auth/callback" in line or "/diagnosis" in line for line in portal_requests(served)[before:])
     finally:
+        stop.set()
         for conn in slow:
             conn.close()
 
