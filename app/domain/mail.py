@@ -6,7 +6,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import ContextManager, Protocol
 
 # A retry waits 30 s, then 1, 2, 4 ... minutes, never more than an hour; after 3 days the outbox gives up
 # (RFC 5321 section 4.5.4.1 suggests giving up after 4 to 5 days; a security notice older than 3 days is stale).
@@ -76,20 +75,6 @@ class OutgoingMail:
     subject: str
     text: str
     html: str
-
-
-class MailSession(Protocol):
-    """One connection to the mail server, reused for several messages."""
-
-    def send(self, mail: OutgoingMail) -> None:
-        """Hand one message to the server; return once it is accepted, raise MailError otherwise."""
-
-
-class Mailer(Protocol):
-    """What the portal needs from its mail server."""
-
-    def session(self) -> ContextManager[MailSession]:
-        """Open a connection (lazily) that sends messages one after another and closes at the end."""
 
 
 def retry_delay(attempts: int) -> timedelta:

@@ -1,4 +1,5 @@
-"""The ports the domain owns: what the use cases need from the directory, Graph, sign-in, the store and the budget.
+"""The ports the domain owns: what the use cases need from the directory, Graph, sign-in, the store, the budget
+and the mail server.
 
 Adapters implement these (app/adapters); the domain and the services name only these, never an adapter.
 """
@@ -13,6 +14,7 @@ from app.domain.directory import DirectoryUser, MembershipCheck
 from app.domain.evidence import AuthMethod, Evidence, GraphError, TemporaryAccessPass
 from app.domain.grants import GrantState, GrantView
 from app.domain.identity import SignedInUser
+from app.domain.mail import OutgoingMail
 
 
 class Directory(Protocol):
@@ -105,6 +107,20 @@ class GrantRecords(Protocol):
 
     def record_check(self, grant_id: int, *, at: datetime, dc_confirmed: bool | None = None) -> GrantView | None:
         """Note that a grant was checked (methods or replication) at a time."""
+
+
+class MailSession(Protocol):
+    """One connection to the mail server, reused for several messages."""
+
+    def send(self, mail: OutgoingMail) -> None:
+        """Hand one message to the server; return once it is accepted, raise MailError otherwise."""
+
+
+class Mailer(Protocol):
+    """What the portal needs from its mail server (app.adapters.mailer.SmtpMailer implements it)."""
+
+    def session(self) -> AbstractContextManager[MailSession]:
+        """Open a connection (lazily) that sends messages one after another and closes at the end."""
 
 
 class AuditTrail(Protocol):

@@ -20,7 +20,6 @@ from app.domain.directory import DirectoryError
 from app.domain.grants import utc_now
 from app.domain.mail import (
     MailConfigError,
-    Mailer,
     MailError,
     MailRecord,
     MailState,
@@ -29,6 +28,7 @@ from app.domain.mail import (
     retry_delay,
     valid_address,
 )
+from app.domain.ports import Mailer
 
 log = logging.getLogger(__name__)
 MAILER = Actor(ActorKind.WORKER, "mailer")  # the worker's mail pass, as the audit trail names it
