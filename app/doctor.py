@@ -124,12 +124,19 @@ def graph(settings: Settings) -> str:
     return f"app-only token with {', '.join(sorted(roles))}; $batch answered{note}"
 
 
+def _demo_directory(settings: Settings) -> bool:
+    """Tell whether the portal runs on the demo's directory file instead of LDAP (build_directory's rule)."""
+    return bool(settings.demo_directory and not settings.ldap_url)
+
+
 def directory(settings: Settings) -> str:
     """Bind as the service account; it may write the bypass group's member and nothing else there."""
     from app.wiring import build_directory
 
     if not settings.bypass_group_dn:
         raise SettingsError(f"{env_name('bypass_group_dn')} is not set")
+    if _demo_directory(settings):
+        return f"the running demo's directory file {settings.demo_directory} (no LDAP, no access rights to check)"
     ldap = build_directory(settings)
     try:
         ldap.find_user("doctor@invalid")  # needs a working bind
@@ -152,6 +159,8 @@ def ttl(settings: Settings) -> str:
     """Say whether memberships can carry AD's time-to-live, and whether the setting matches."""
     from app.wiring import build_directory
 
+    if _demo_directory(settings):
+        return "off (the demo's directory has no time-to-live); the worker ends memberships"
     ldap = build_directory(settings)
     try:
         supported = ldap.ttl_supported()

@@ -31,7 +31,7 @@ def doctor(simulator_stack, samba_dc, tmp_path, monkeypatch, capsys):
     both.write_bytes(both.read_bytes() + Path(simulator_stack.settings.ca_bundle).read_bytes())
     base = replace(simulator_stack.settings, ldap_url=env["PROOFUP_LDAP_URL"], ldap_bind_dn=env["PROOFUP_LDAP_BIND_DN"],
                    ldap_password=env["PROOFUP_LDAP_PASSWORD"], ldap_base_dn=env["PROOFUP_LDAP_BASE_DN"],
-                   ca_bundle=str(both), database_url=f"sqlite:///{tmp_path}/doctor.sqlite3")
+                   ca_bundle=str(both), database_url=f"sqlite:///{tmp_path}/doctor.sqlite3", demo_directory="")
     monkeypatch.chdir(tmp_path)
 
     def run(**changes):
@@ -88,6 +88,14 @@ def test_doctor_exits_4_for_a_missing_setting_as_the_readme_says(doctor):
     code, lines, out = doctor(ldap_url="")
     assert code == cli.MISCONFIGURED, out
     assert lines["directory"].startswith("FAIL") and "PROOFUP_LDAP_URL" in lines["directory"]
+
+
+def test_doctor_on_the_demo_directory_checks_no_ldap(doctor, simulator_stack):
+    demo_file = simulator_stack.settings.demo_directory
+    assert demo_file, "the simulator stack runs on the demo's directory file"
+    code, lines, out = doctor(ldap_url="", demo_directory=demo_file)
+    assert code == cli.OK, out
+    assert "demo's directory file" in lines["directory"] and lines["ttl"].startswith("ok")
 
 
 def test_doctor_names_graph_permissions_the_tenant_did_not_grant(doctor, simulator_stack):
