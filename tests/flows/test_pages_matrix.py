@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from app.demo import DEMO_BRANDING, DemoStack
+from app.domain.actors import WORKER
 from app.domain.grants import utc_now
 from app.domain.sessions import SessionKind
 from app.web import SESSION_COOKIE
@@ -197,7 +198,7 @@ def test_every_page_in_every_width_and_language(stack, lang, open_context, acces
     sign_in(stack, page, "edsger.dijkstra@uni.test")
     page.locator("#unlock").click()
     expect(page).to_have_url(re.compile(r"/guide$"))
-    stack.services.grants.release_open_grant("edsger.dijkstra@uni.test", actor="worker", reason="time is up",
+    stack.services.grants.release_open_grant("edsger.dijkstra@uni.test", actor=WORKER, reason="time is up",
                                              outcome="expired")
     page.goto(stack.portal_url + "/diagnosis")
     expect(page.locator("[data-state]")).to_have_attribute("data-state", "expired")
