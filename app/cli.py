@@ -209,13 +209,16 @@ def cmd_serve(args, settings: Settings) -> int:
         # Every gunicorn worker writes its metrics to files here and a scrape adds them up; set it to a
         # directory `proofup worker` shares (deploy/systemd does) so that its metrics show up too.
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="proofup-metrics-")
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_hooks", "--preload",
-            "--worker-class", "gthread",
-            "--workers", str(args.workers), "--threads", str(args.threads), *SERVE_LIMITS,
-            "--bind", f"{args.host}:{args.port}", "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT,
-            "app:create_wsgi_app()"]
-    os.execv(sys.executable, argv)
+    os.execv(sys.executable, gunicorn_argv(args.host, args.port, workers=args.workers, threads=args.threads))
     return OK  # not reached
+
+
+def gunicorn_argv(host: str, port: int, *, workers: int, threads: int, app: str = "app:create_wsgi_app()",
+                  config: str = "python:app.gunicorn_hooks") -> list[str]:
+    """Return the gunicorn command line of `proofup serve` (bench/bench_status.py serves its apps with it too)."""
+    return [sys.executable, "-m", "gunicorn", "--config", config, "--preload", "--worker-class", "gthread",
+            "--workers", str(workers), "--threads", str(threads), *SERVE_LIMITS, "--bind", f"{host}:{port}",
+            "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, app]
 
 
 def _simulator_missing() -> str:

@@ -1,6 +1,7 @@
 """gunicorn server hooks for `proofup serve` (loaded with `--config python:app.gunicorn_hooks`)."""
 from __future__ import annotations
 
+import gc
 import os
 
 from app import logs, metrics
@@ -19,3 +20,13 @@ def on_starting(server) -> None:
 def child_exit(server, worker) -> None:
     """Forget a dead worker's live gauges (its counters stay in the totals)."""
     metrics.mark_dead(worker.pid)
+
+
+def when_ready(server) -> None:
+    """Freeze what the preloaded app made, just before the workers fork.
+
+    A full collection in a worker would otherwise touch every preloaded object and un-share its page
+    (copy-on-write): frozen objects are never examined, so the workers keep sharing them.
+    """
+    gc.collect()
+    gc.freeze()

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""Benchmark GET /status under `proofup serve`'s gunicorn set-up against a bare Flask view, side by side.
+
+Every variant runs under the same gunicorn command line as `proofup serve` (app.cli.gunicorn_argv:
+preloaded, gthread, 2 workers x 4 threads, the same hooks) on loopback, driven by wrk (Debian's
+package) with 16 connections, each request carrying the session cookie of one of --students signed-in
+students who all have an open grant (no Entra id, so no poll ever asks Graph: the database-only poll).
+
+  bare             a Flask app with one JSON view of the same shape
+  portal-sqlite    the portal on a SQLite file
+  portal-postgres  the portal on PostgreSQL (Debian's server, throw-away cluster)
+  portal-nofreeze  the portal on SQLite without gc.freeze() before the fork (memory only)
+
+Measured: requests per second (the ratio to bare is the target: at least 0.5x), latency percentiles,
+non-2xx answers, and per worker after the run RSS and USS (private memory) from /proc/PID/smaps_rollup.
+Then the limiter: throughput with the same students after --distinct other students each made one
+request in the same processes, against before (target: at least 0.9x).
+
+Usage: .venv/bin/python bench/bench_status.py [--students 300] [--seconds 10] [--distinct 20000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.adapters.store import Store  # noqa: E402
+from app.cli import gunicorn_argv  # noqa: E402
+from app.domain.grants import GrantState  # noqa: E402
+from app.seed import load_seed  # noqa: E402
+from app.web import SESSION_COOKIE  # noqa: E402
+
+SECRET = "bench-secret-key-0123456789abcdef"
+WRK_SCRIPT = """
+local made = 0
+setup = function(thread)
+  thread:set("id", made)
+  made = made + 1
+end
+local cookies = {}
+init = function(args)
+  for line in io.lines(args[1]) do cookies[#cookies + 1] = line end
+  -- the two threads start half the list apart: together they go through every cookie in turn
+  counter = id * math.floor(#cookies / 2)
+end
+request = function()
+  counter = counter % #cookies + 1
+  return wrk.format("GET", "/status", {["Cookie"] = "proofup_sid=" .. cookies[counter]})
+end
+"""
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def portal_env(database_url: str) -> dict[str, str]:
+    seed = load_seed()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROOFUP_", "PROMETHEUS_"))}
+    env.update({
+        "PYTHONPATH": str(ROOT), "PROOFUP_SECRET_KEY": SECRET, "PROOFUP_AUTHORITY": "https://idp.bench/adfs",
+        "PROOFUP_CLIENT_ID": "portal", "PROOFUP_DATABASE_URL": database_url,
+        "PROOFUP_BYPASS_GROUP_DN": seed.bypass_group_dn, "PROOFUP_REQUIRED_GROUP_DN": seed.required_group_dn,
+        # The limit stays on (its cost is part of the poll) but high enough never to refuse the benchmark.
+        "PROOFUP_RATE_LIMIT_STATUS": "1000000 per minute",
+    })
+    return env
+
+
+def open_sessions(url: str, students: list[str], cookies: Path, *, grants: bool) -> Path:
+    """Sign each student in (a server-side session, as after a real sign-in) and, if asked, give them an active
+    grant without an Entra id (the poll never asks Graph); write their session tokens, one a line."""
+    from app.config import load_settings
+    from app.domain.sessions import SessionKind
+    from app.wiring import build_sessions
+
+    store = Store(url)
+    store.upgrade()
+    sessions = build_sessions(load_settings(portal_env(url)), store)
+    now = datetime.now(timezone.utc)
+    tokens = []
+    for upn in students:
+        if grants:
+            grant, _ = store.create_grant(upn=upn, user_dn=f"CN={upn},OU=Students,DC=uni,DC=test", entra_user_id="",
+                                          actor=upn, reason="bench", created_at=now,
+                                          expires_at=now + timedelta(hours=4))
+            store.move_grant(grant.id, GrantState.ACTIVE, activated_at=now, dc_confirmed=True)
+        tokens.append(sessions.start(kind=SessionKind.STUDENT, upn=upn, display_name=upn))
+    cookies.write_text("\n".join(tokens) + "\n")
+    store.dispose()
+    return cookies
+
+
+def check_status(url: str, cookies: Path) -> None:
+    """Make sure the benchmark measures /status itself, not a redirect to the start page."""
+    token = cookies.read_text().split()[0]
+    answer = requests.get(url + "/status", cookies={SESSION_COOKIE: token}, allow_redirects=False, timeout=10)
+    if answer.status_code != 200 or answer.json().get("phase") != "waiting":
+        raise RuntimeError(f"/status answered {answer.status_code}: {answer.text[:200]}")
+
+
+class Served:
+    """One gunicorn, started as `proofup serve` starts it."""
+
+    def __init__(self, app_spec: str, env: dict[str, str], workdir: Path, *, config: str | None = None):
+        self.port = free_port()
+        metrics_dir = tempfile.mkdtemp(prefix="bench-metrics-", dir=workdir)
+        argv = gunicorn_argv("127.0.0.1", self.port, workers=2, threads=4, app=app_spec,
+                             **({"config": config} if config else {}))
+        self.log = open(workdir / f"gunicorn-{self.port}.log", "wb")
+        self.process = subprocess.Popen(argv, env={**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir},
+                                        stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).ok:
+                    return
+            except requests.RequestException:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not start; see {self.log.name}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def workers(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [int(pid) for pid in children]
+
+    def memory(self) -> list[dict[str, float]]:
+        """Return RSS, PSS and USS (MiB) of each worker."""
+        out = []
+        for pid in self.workers():
+            fields = {}
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+                name, value = line.split(":", 1)
+                fields[name] = int(value.split()[0]) / 1024
+            out.append({"rss": fields["Rss"], "pss": fields["Pss"],
+                        "uss": fields["Private_Clean"] + fields["Private_Dirty"]})
+        return out
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def wrk(url: str, cookies: Path, script: Path, seconds: int) -> dict[str, float]:
+    """Run wrk for `seconds`; return requests/s, non-2xx count and latency percentiles (ms)."""
+    run = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "--latency", "-s", str(script), url, "--",
+                          str(cookies)], capture_output=True, text=True, check=True)
+    text = run.stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+              "non2xx": int((re.search(r"Non-2xx or 3xx responses: (\d+)", text) or [0, 0])[1]),
+              "errors": sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))}
+    for pct in ("50", "99"):
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M).groups()
+        result[f"p{pct}_ms"] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--students", type=int, default=300)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--distinct", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=2, help="alternate the variants this many times; best kept")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install wrk")
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures.postgres import PostgresServer, _pg_bindir
+
+    work = Path(tempfile.mkdtemp(prefix="bench-status-"))
+    script = work / "status.lua"
+    script.write_text(WRK_SCRIPT)
+    students = [f"student{i:05d}@uni.test" for i in range(args.students)]
+    sqlite_url = f"sqlite:///{work}/portal.sqlite3"
+    cookies = open_sessions(sqlite_url, students, work / "cookies.txt", grants=True)
+    pg = PostgresServer(_pg_bindir())
+    pg.start()
+    try:
+        pg_url = pg.create_database("bench")
+        pg_cookies = open_sessions(pg_url, students, work / "cookies-pg.txt", grants=True)
+        variants = {
+            "bare": ("bench.status_apps:bare()", portal_env(sqlite_url), None, cookies),
+            "portal-sqlite": ("bench.status_apps:portal()", portal_env(sqlite_url), None, cookies),
+            "portal-postgres": ("bench.status_apps:portal()", portal_env(pg_url), None, pg_cookies),
+            "portal-nofreeze": ("bench.status_apps:portal()", portal_env(sqlite_url), "python:bench.nofreeze_hooks",
+                                cookies),
+        }
+        results: dict[str, dict] = {}
+        for _ in range(args.rounds):
+            for name, (spec, env, config, jar) in variants.items():
+                served = Served(spec, env, work, config=config)
+                try:
+                    check_status(served.url, jar)
+                    wrk(served.url, jar, script, 2)  # warm-up: every worker has served
+                    measured = wrk(served.url, jar, script, args.seconds)
+                    measured["memory"] = served.memory()
+                finally:
+                    served.stop()
+                if name not in results or measured["rps"] > results[name]["rps"]:
+                    results[name] = measured
+                print(name, json.dumps(measured), flush=True)
+
+        # The limiter: the same processes after `distinct` other students each polled once.
+        served = Served("bench.status_apps:portal()", portal_env(sqlite_url), work)
+        try:
+            wrk(served.url, cookies, script, 2)
+            fresh = wrk(served.url, cookies, script, args.seconds)
+            others = open_sessions(sqlite_url, [f"other{i:06d}@uni.test" for i in range(args.distinct)],
+                                   work / "others.txt", grants=False)
+            # Every other student polls at least once: wrk goes through the list in turn, for long enough.
+            seconds = max(5, round(1.5 * args.distinct / max(fresh["rps"], 1)))
+            others_run = wrk(served.url, others, script, seconds)
+            if others_run["rps"] * seconds < args.distinct:
+                print(f"note: only {others_run['rps'] * seconds:.0f} of {args.distinct} other students polled")
+            after = wrk(served.url, cookies, script, args.seconds)
+            limiter = {"fresh": fresh, "after": after, "memory_after": served.memory()}
+        finally:
+            served.stop()
+    finally:
+        pg.stop()
+
+    bare = results["bare"]["rps"]
+    print("\nvariant            req/s   x bare   p50 ms   p99 ms  non-2xx  RSS MiB/worker  USS MiB/worker")
+    for name, r in results.items():
+        rss = "/".join(f"{m['rss']:.0f}" for m in r["memory"])
+        uss = "/".join(f"{m['uss']:.0f}" for m in r["memory"])
+        print(f"{name:16} {r['rps']:8.0f} {r['rps'] / bare:8.2f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
+              f"{r['non2xx'] + r['errors']:8d}  {rss:>14}  {uss:>14}")
+    ratio = limiter["after"]["rps"] / limiter["fresh"]["rps"]
+    rss_after = "/".join(f"{m['rss']:.0f}" for m in limiter["memory_after"])
+    print(f"\nlimiter: {limiter['fresh']['rps']:.0f} req/s fresh, {limiter['after']['rps']:.0f} after "
+          f"{args.distinct} other students ({ratio:.2f}x); RSS afterwards {rss_after} MiB")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
