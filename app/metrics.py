@@ -27,8 +27,9 @@ GRANT_TRANSITIONS = Counter(
     "proofup_grant_transitions", "Grants that reached a state, by kind: opened, activated, released, expired, "
     "failed, cancelled.", ["kind"], registry=REGISTRY)
 RELEASE_SECONDS = Histogram(
-    "proofup_release_seconds", "Seconds from a strong method being registered to the student's bypass "
-    "membership being removed.", buckets=(5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600), registry=REGISTRY)
+    "proofup_release_seconds", "Seconds from a grant becoming active to its release because a strong method "
+    "appeared: the student's registration plus the portal's detection and removal.",
+    buckets=(30, 60, 90, 120, 180, 300, 600, 900, 1800, 3600), registry=REGISTRY)
 UNLOCK_REFUSALS = Counter(
     "proofup_unlock_refusals", "Unlocks the policy refused, by reason (privileged, not_stuck, ...).", ["reason"],
     registry=REGISTRY)
@@ -36,12 +37,12 @@ SIGN_INS = Counter(
     "proofup_sign_ins", "Sign-ins by outcome (succeeded, failed) and reason.", ["outcome", "reason"],
     registry=REGISTRY)
 GRAPH_REQUESTS = Counter(
-    "proofup_graph_requests", "Requests sent to Microsoft Graph, by throttling category.", ["category"],
-    registry=REGISTRY)
+    "proofup_graph_requests", "Graph requests the shared budget let through, by throttling category (a $batch "
+    "part counts once).", ["category"], registry=REGISTRY)
 GRAPH_THROTTLED = Counter(
     "proofup_graph_throttled", "Graph answers 429 (throttled), by category.", ["category"], registry=REGISTRY)
 GRAPH_BUDGET_WAITS = Counter(
-    "proofup_graph_budget_waits", "Graph requests the shared budget made wait or refused, by category.",
+    "proofup_graph_budget_waits", "Graph requests the shared budget refused within their wait, by category.",
     ["category"], registry=REGISTRY)
 LDAP_OPERATIONS = Counter(
     "proofup_ldap_operations", "LDAP operations, by domain controller.", ["dc"], registry=REGISTRY)
@@ -92,6 +93,79 @@ class StateCollector:
         for state, n in (self.outbox.counts() if self.outbox is not None else {}).items():
             mails.add_metric([getattr(state, "value", str(state))], n)
         yield mails
+
+RELEASE_REASON = "strong method registered"  # the release rule's reason (app.domain.grants.release_for)
+
+
+def subscribe(events: Any) -> None:
+    """Count what the portal's events tell: the one place metrics listen (the use cases know no metric)."""
+    if getattr(events, "_metrics_subscribed", False):
+        return  # an Events handed to a second build_services must not count everything twice
+    events._metrics_subscribed = True
+
+    def transition(kind: str) -> Callable[..., None]:
+        def count(_sender: Any, event: Any) -> None:
+            GRANT_TRANSITIONS.labels(kind).inc()
+        return count
+
+    def released(_sender: Any, event: Any) -> None:
+        grant = event.grant
+        if event.reason.startswith(RELEASE_REASON) and grant.activated_at and grant.ended_at:
+            RELEASE_SECONDS.observe(max(0.0, (grant.ended_at - grant.activated_at).total_seconds()))
+
+    def signed_in(_sender: Any, event: Any) -> None:
+        SIGN_INS.labels("succeeded", "ok").inc()
+
+    def sign_in_failed(_sender: Any, event: Any) -> None:
+        SIGN_INS.labels("failed", event.code or "unknown").inc()
+
+    def refused(_sender: Any, event: Any) -> None:
+        UNLOCK_REFUSALS.labels(event.code).inc()
+
+    def cycle_done(_sender: Any, event: Any) -> None:
+        WORKER_CYCLE_SECONDS.observe(event.seconds)
+        errors = int(event.counts.get("errors", 0))
+        WORKER_CYCLE_ERRORS.inc(errors)
+        if not errors:
+            WORKER_LAST_SUCCESS.set_to_current_time()
+
+    for kind in ("opened", "activated", "released", "expired", "cancelled", "failed"):
+        getattr(events, f"grant_{kind}").connect(transition(kind), weak=False)
+    events.grant_released.connect(released, weak=False)
+    events.sign_in_succeeded.connect(signed_in, weak=False)
+    events.sign_in_failed.connect(sign_in_failed, weak=False)
+    events.unlock_refused.connect(refused, weak=False)
+    events.worker_cycle_done.connect(cycle_done, weak=False)
+
+
+def count_ldap_operation(dc: str, succeeded: bool) -> None:
+    """Count one LDAP operation on a DC (the directory adapter calls this after each)."""
+    LDAP_OPERATIONS.labels(dc).inc()
+    if not succeeded:
+        LDAP_ERRORS.labels(dc).inc()
+
+
+class MeteredBudget:
+    """The shared Graph budget, counting the requests it lets through, those it made wait in vain, and 429s."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    def take(self, category: str, count: int = 1, wait_seconds: float = 0.0) -> bool:
+        taken = self.inner.take(category, count, wait_seconds)
+        if taken:
+            GRAPH_REQUESTS.labels(category).inc(count)
+        else:
+            GRAPH_BUDGET_WAITS.labels(category).inc()
+        return taken
+
+    def back_off(self, category: str, seconds: float) -> None:
+        GRAPH_THROTTLED.labels(category).inc()  # the adapter backs off once per 429 answer
+        self.inner.back_off(category, seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
 
 def multiprocess_dir() -> Path | None:
     """Return the multiprocess directory if this process runs in multiprocess mode."""

@@ -8,6 +8,7 @@ from typing import Any
 from app.config import Settings, SettingsError, env_name
 from app.domain.sessions import Lifetime, SessionKind, SessionPolicy
 from app.domain.state import Policy
+from app import metrics
 from app.services.events import Events, subscribe_audit_feed
 from app.services.onboarding import OnboardingService
 from app.services.sessions import SessionService
@@ -78,7 +79,9 @@ def build_directory(settings: Settings):
     _require(settings, "ldap_url", what="the directory")
     from app.adapters.directory import LdapDirectory
 
-    return LdapDirectory.from_settings(settings)
+    directory = LdapDirectory.from_settings(settings)
+    directory.observe_operations(metrics.count_ldap_operation)
+    return directory
 
 
 def build_store(settings: Settings):
@@ -94,7 +97,7 @@ def build_budget(settings: Settings, store):
     """Return the Graph request budget shared by every instance (kept in the database)."""
     from app.adapters.budget import DatabaseBudget
 
-    return DatabaseBudget(store)
+    return metrics.MeteredBudget(DatabaseBudget(store))
 
 
 def build_graph(settings: Settings, budget):
@@ -208,13 +211,14 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
     identity = identity if identity is not None else build_identity(settings)
     events = getattr(grants, "events", None) or Events()  # an injected grant service brings its own
     subscribe_audit_feed(events, store)
+    metrics.subscribe(events)
     grants = grants if grants is not None else build_grants(settings, store, directory, clock, events)
     outbox = build_outbox(settings, store)
     subscribe_notices(settings, events, outbox)
     onboarding = OnboardingService(
         directory=directory, graph=graph, store=store, grants=grants, policy=policy_from(settings),
         grant_minutes=settings.grant_minutes, check_interval_seconds=settings.check_interval_seconds,
-        clock=clock,
+        clock=clock, events=events,
     )
     return Services(settings=settings, directory=directory, graph=graph, identity=identity, store=store,
                     grants=grants, onboarding=onboarding, budget=budget, events=events,

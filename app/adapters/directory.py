@@ -108,9 +108,21 @@ class _Link:
         self._password = password
         self._lock = threading.Lock()
         self._conn: ldap3.Connection | None = None
+        self.observe: Callable[[str, bool], None] | None = None  # told (DC, succeeded) after every operation
 
     def run(self, what: str, operation: Callable[[ldap3.Connection], T]) -> T:
-        """Run operation on the shared connection; on a transient fault, retry once on a fresh one."""
+        """Run operation on the shared connection (retried once on a transient fault); tell the observer."""
+        try:
+            result = self._run(what, operation)
+        except Exception:
+            if self.observe is not None:
+                self.observe(self.url, False)
+            raise
+        if self.observe is not None:
+            self.observe(self.url, True)
+        return result
+
+    def _run(self, what: str, operation: Callable[[ldap3.Connection], T]) -> T:
         with self._lock:
             try:
                 return self._attempt(operation)
@@ -172,6 +184,11 @@ class LdapDirectory:
         self._range_size = range_size
         self._urls = tuple(urls)
         self._links = [_Link(url, self._open, self._server(url), bind_dn, password) for url in self._urls]
+
+    def observe_operations(self, observe: Callable[[str, bool], None]) -> None:
+        """Have observe(DC URL, succeeded) called after every LDAP operation (the metrics count them)."""
+        for link in self._links:
+            link.observe = observe
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "LdapDirectory":

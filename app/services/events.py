@@ -40,6 +40,15 @@ class SignInEvent:
 
 
 @dataclass(frozen=True)
+class RefusalEvent:
+    """The policy refused an unlock; `code` says why (privileged, has_strong_method, not_yourself, ...)."""
+
+    actor: Actor
+    upn: Upn
+    code: str
+
+
+@dataclass(frozen=True)
 class CycleEvent:
     """The worker finished a full cycle; `counts` are the report's numbers (expired, released, errors, ...)."""
 
@@ -63,6 +72,7 @@ class Events:
         self.sign_in_succeeded = Signal("sign-in succeeded")
         self.sign_in_failed = Signal("sign-in failed")
         self.worker_cycle_done = Signal("worker cycle done")
+        self.unlock_refused = Signal("unlock refused by the policy")
 
     def grant_changed(self, state: GrantState) -> Signal:
         """Return the signal for a grant that has just reached `state`."""

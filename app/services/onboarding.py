@@ -24,6 +24,7 @@ from app.domain.state import (
     unlock_refusal,
 )
 from app.domain.upn import Upn
+from app.services.events import Events, RefusalEvent
 
 # When Graph is asked about an open grant: not before FIRST_CHECK_INTERVALS intervals after the unlock
 # (nobody installs the app, signs in and scans a QR code faster), then with a gap that doubles with the
@@ -134,10 +135,11 @@ class OnboardingService:
 
     def __init__(self, *, directory: Directory, graph: Graph, store: GrantStore, grants: Grants,
                  policy: Policy, grant_minutes: int = 30, check_interval_seconds: float = 5.0,
-                 clock: Callable[[], datetime] | None = None):
+                 clock: Callable[[], datetime] | None = None, events: Events | None = None):
         self.directory = directory
         self.graph = graph
         self.store = store
+        self.events = events or Events()
         self.grants = grants
         self.policy = policy
         self.grant_minutes = grant_minutes
@@ -204,6 +206,7 @@ class OnboardingService:
             refusal = unlock_refusal(diagnosis, actor, override_cap=override_cap)
             if refusal:
                 self._audit_refusal(diagnosis, refusal, actor=actor, client=client)
+                self.events.emit(self.events.unlock_refused, self, RefusalEvent(actor, diagnosis.upn, refusal))
                 raise UnlockRefused(refusal, diagnosis)
             assert diagnosis.user is not None
             record = self.grants.open_grant(

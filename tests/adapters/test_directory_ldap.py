@@ -318,3 +318,17 @@ class TestSettingsAndTestDc:
     def test_down_without_a_dc_says_so(self, tmp_path, capsys):
         assert samba.main(["down", "--dir", str(tmp_path)]) == 0
         assert "no DC running" in capsys.readouterr().out
+
+
+def test_every_operation_is_told_to_the_observer_with_its_dc_and_outcome(samba_dc):
+    seen: list[tuple[str, bool]] = []
+    directory = samba_dc.directory()
+    directory.observe_operations(lambda dc, ok: seen.append((dc, ok)))
+    try:
+        assert directory.find_user(STUDENTS[0]) is not None
+        with pytest.raises(DirectoryError):
+            directory.writable_attributes("CN=No Such Group," + samba_dc.base_dn)
+    finally:
+        directory.close()
+    assert seen and all(dc == samba_dc.urls[0] for dc, _ in seen)
+    assert seen[-1] == (samba_dc.urls[0], False) and (samba_dc.urls[0], True) in seen

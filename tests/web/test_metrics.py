@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app import create_app
 from app.config import SettingsError
 from tests.web.conftest import csrf_of, demo_settings, sign_in
+from tests.web.fakes import state_of
 
 HALF = "ada.lovelace@uni.test"
 TOKEN = "metrics-token-0123456789"
@@ -96,3 +97,87 @@ def test_the_outbox_depth_is_read_from_the_database(tmp_path, services):
     after = scrape(client)
     assert after[("proofup_outbox_mails", (("state", "queued"),))] == 2
     assert after[("proofup_outbox_mails", (("state", "bounced"),))] == 0
+
+
+def delta(before: dict, after: dict, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def test_sign_ins_unlocks_refusals_and_cancels_are_counted_from_the_events(tmp_path, services):
+    client = portal(tmp_path, services, metrics_token=TOKEN)
+    before = scrape(client)
+    page = sign_in(client, HALF)
+    assert client.post("/unlock", data={"csrf_token": csrf_of(page)}).status_code == 302
+    assert client.post("/cancel", data={"csrf_token": csrf_of(client.get("/guide"))}).status_code == 302
+    stranger = portal(tmp_path, services)
+    state = state_of(stranger.get("/sign-in").headers["Location"])
+    assert stranger.post("/auth/callback", data={"state": state, "code": "not-a-valid-code"}).status_code == 400
+    privileged = app_client_signed_in(tmp_path, services, "ken.thompson@uni.test")
+    privileged.post("/unlock", data={"csrf_token": csrf_of(privileged.get("/diagnosis"))})
+    after = scrape(client)
+    assert delta(before, after, "proofup_sign_ins_total", outcome="succeeded", reason="ok") == 2
+    assert delta(before, after, "proofup_grant_transitions_total", kind="opened") == 1
+    assert delta(before, after, "proofup_grant_transitions_total", kind="activated") == 1
+    assert delta(before, after, "proofup_grant_transitions_total", kind="cancelled") == 1
+    assert delta(before, after, "proofup_unlock_refusals_total", reason="privileged") == 1
+    assert delta(before, after, "proofup_sign_ins_total", outcome="failed", reason="invalid_token") == 1
+
+
+def app_client_signed_in(tmp_path, services, upn: str):
+    client = portal(tmp_path, services)
+    sign_in(client, upn)
+    return client
+
+
+def test_a_worker_cycle_and_a_release_are_counted(tmp_path, services, graph, clock):
+    from app.wiring import build_worker
+    from app.worker import run_worker
+
+    client = portal(tmp_path, services, metrics_token=TOKEN)
+    page = sign_in(client, HALF)
+    client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    before = scrape(client)
+    graph.register(HALF)
+    clock.advance(60)
+    sweeper, lease = build_worker(services)
+    assert run_worker(sweeper, lease, once=True)[0].released == 1
+    after = scrape(client)
+    assert delta(before, after, "proofup_grant_transitions_total", kind="released") == 1
+    assert delta(before, after, "proofup_release_seconds_count") == 1
+    assert delta(before, after, "proofup_worker_cycle_seconds_count") == 1
+    assert after[("proofup_worker_last_success_timestamp_seconds", ())] > \
+        before.get(("proofup_worker_last_success_timestamp_seconds", ()), 0)
+
+
+class Budget:
+    """A budget that lets through what fits in `free`."""
+
+    def __init__(self, free: int):
+        self.free = free
+        self.blocks: list[tuple[str, float]] = []
+
+    def take(self, category, count=1, wait_seconds=0.0):
+        if count > self.free:
+            return False
+        self.free -= count
+        return True
+
+    def back_off(self, category, seconds):
+        self.blocks.append((category, seconds))
+
+
+def test_graph_requests_refusals_and_429s_are_counted_at_the_shared_budget():
+    from app.metrics import MeteredBudget, exposition
+
+    inner = Budget(free=21)
+    budget = MeteredBudget(inner)
+    before = samples(exposition().decode())
+    assert budget.take("directory", 20) and budget.take("reports", 1) and not budget.take("directory", 5)
+    budget.back_off("reports", 2.5)
+    after = samples(exposition().decode())
+    assert delta(before, after, "proofup_graph_requests_total", category="directory") == 20
+    assert delta(before, after, "proofup_graph_requests_total", category="reports") == 1
+    assert delta(before, after, "proofup_graph_budget_waits_total", category="directory") == 1
+    assert delta(before, after, "proofup_graph_throttled_total", category="reports") == 1
+    assert inner.blocks == [("reports", 2.5)] and budget.free == 0  # everything else reaches the real budget

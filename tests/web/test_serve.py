@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.adapters.http import make_session
 from app.demo import DemoStack
@@ -96,8 +99,21 @@ def test_metrics_under_gunicorn_add_up_every_worker_and_start_afresh(tmp_path, s
         page = scraper.get(served.url + "/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"})
         assert page.status_code == 200 and 'proofup_open_grants{state="active"} 0.0' in page.text
         assert not stale.exists()
+        for upn in ("ada.lovelace@uni.test", "barbara.liskov@uni.test", "grace.hopper@uni.test"):
+            assert served.sign_in(upn)[1].status_code == 200  # each may land on either worker
+        # The worker is another process: with the same directory its numbers are in the portal's scrape.
+        worker = subprocess.run([sys.executable, "-m", "app.cli", "worker", "--once"], env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert worker.returncode == 0, worker.stderr[-2000:]
+        scraped = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(
+            scraper.get(served.url + "/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"}).text)
+            for s in family.samples}
     finally:
         served.stop()
+    assert scraped[("proofup_sign_ins_total", (("outcome", "succeeded"), ("reason", "ok")))] == 3
+    assert scraped[("proofup_worker_cycle_seconds_count", ())] == 1
+    assert scraped[("proofup_worker_last_success_timestamp_seconds", ())] > time.time() - 300
+    assert sum(v for (name, _), v in scraped.items() if name == "proofup_ldap_operations_total") >= 3
 
 
 def test_json_logs_under_gunicorn_are_one_object_per_line_with_the_request_id(tmp_path, samba_dc, stack):
