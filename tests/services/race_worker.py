@@ -11,6 +11,7 @@ import time
 
 from app.adapters.lease import Lease
 from app.adapters.store import Store
+from app.domain.actors import Actor, ActorKind
 from app.worker import run_worker
 
 
@@ -29,7 +30,7 @@ class RecordingSweeper:
     def _record(self, kind: str):
         start = time.time()
         time.sleep(0.15)
-        self.store.audit(self.holder, "race.cycle", kind=kind, start=start, end=time.time())
+        self.store.audit(Actor(ActorKind.WORKER, self.holder), "race.cycle", kind=kind, start=start, end=time.time())
         return None
 
 

@@ -157,13 +157,15 @@ def _spawn(url: str, holder: str, seconds: float) -> subprocess.Popen:
 def test_two_worker_processes_race_and_never_overlap(database_url):
     store = Store(database_url)
     store.upgrade()
-    workers = {name: _spawn(database_url, name, 6.0) for name in ("racer-a", "racer-b")}
+    # Each racer runs 10 s from its own start: on a busy machine the second one may start seconds after the
+    # first, and the survivor must still be running when the holder dies.
+    workers = {name: _spawn(database_url, name, 10.0) for name in ("racer-a", "racer-b")}
     time.sleep(2.0)
     holder = store.lease_holder("worker")[0]
     os.kill(workers[holder].pid, signal.SIGKILL)  # the running worker dies mid-flight
     killed_at = time.time()
     for proc in workers.values():
-        proc.wait(20)
+        proc.wait(30)
     events = store.audit_events(limit=1000, action="race.cycle")
     assert {e.detail["kind"] for e in events} == {"full", "confirm"}  # both kinds run under the one lease
     cycles = sorted((e.detail["start"], e.detail["end"], e.actor) for e in events)
