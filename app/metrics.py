@@ -120,7 +120,8 @@ def subscribe(events: Any) -> None:
         SIGN_INS.labels("failed", event.code or "unknown").inc()
 
     def refused(_sender: Any, event: Any) -> None:
-        UNLOCK_REFUSALS.labels(event.code).inc()
+        if event.action == "unlock.refused":  # the other refusals (forms, sign-in answers) are in the audit trail
+            UNLOCK_REFUSALS.labels(event.refusal).inc()
 
     def cycle_done(_sender: Any, event: Any) -> None:
         WORKER_CYCLE_SECONDS.observe(event.seconds)
@@ -134,7 +135,7 @@ def subscribe(events: Any) -> None:
     events.grant_released.connect(released, weak=False)
     events.sign_in_succeeded.connect(signed_in, weak=False)
     events.sign_in_failed.connect(sign_in_failed, weak=False)
-    events.unlock_refused.connect(refused, weak=False)
+    events.refused.connect(refused, weak=False)
     events.worker_cycle_done.connect(cycle_done, weak=False)
 
 

@@ -154,5 +154,5 @@ class Store(Protocol):
     def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool: ...
 
     def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
-              outcome: str = "ok", *, reason: str = "", **detail: Any) -> None:
+              outcome: str = "ok", *, reason: str = "", severity: str = "info", **detail: Any) -> None:
         """Append one event in a transaction of its own (for events that record no state change)."""

@@ -41,11 +41,15 @@ class SignInEvent:
 
 @dataclass(frozen=True)
 class RefusalEvent:
-    """The policy refused an unlock; `code` says why (privileged, has_strong_method, not_yourself, ...)."""
+    """Something was refused: who asked, what and why (a fixed code), from where, how serious. Never a secret."""
 
-    actor: Actor
-    upn: Upn
-    code: str
+    actor: Actor  # the signed-in student, an admin at the CLI, staff, or a visitor named by the client address
+    action: str  # unlock.refused, cancel.refused, csrf.refused, sign_in.refused, ...
+    refusal: str  # a fixed code (a diagnosis reason, "unlock_cap", "csrf", "unknown_or_used_state", ...)
+    upn: Upn | str | None = None  # the student it was about, if any
+    client: str = ""  # the client address, or "cli"
+    severity: str = "info"  # "warning": worth a person's look (a privileged account trying to unlock)
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,8 @@ class Events:
         self.grant_committing = Signal("a grant change is about to commit")
         self.sign_in_succeeded = Signal("sign-in succeeded")
         self.sign_in_failed = Signal("sign-in failed")
+        self.refused = Signal("a request was refused (an unlock, a cancel, a form, a sign-in answer)")
         self.worker_cycle_done = Signal("worker cycle done")
-        self.unlock_refused = Signal("unlock refused by the policy")
 
     def grant_changed(self, state: GrantState) -> Signal:
         """Return the signal for a grant that has just reached `state`."""
@@ -95,13 +99,19 @@ class Events:
 
 
 def subscribe_audit_feed(events: Events, store: Any) -> None:
-    """Write the audit lines that follow a fact rather than commit with it: a sign-in that worked.
+    """Write the audit lines that follow a fact rather than commit with it: a sign-in that worked, a refusal.
 
-    A refused sign-in is audited where it is refused (web.audit_refusal, throttled per client address).
+    Refusals change nothing, so nothing can commit without its line. The web throttles them per client
+    address before it sends them (web.audit_refusal).
     """
 
     def signed_in(_sender: Any, event: SignInEvent) -> None:
         store.audit(event.actor, "sign_in", upn=event.upn)
 
-    # A strong reference: this closure lives as long as the portal's Events, not as long as this call.
+    def refused(_sender: Any, event: RefusalEvent) -> None:
+        store.audit(event.actor, event.action, event.upn, outcome="refused", severity=event.severity,
+                    refusal=event.refusal, client=event.client, **event.detail)
+
+    # Strong references: these closures live as long as the portal's Events, not as long as this call.
     events.sign_in_succeeded.connect(signed_in, weak=False)
+    events.refused.connect(refused, weak=False)

@@ -81,7 +81,7 @@ class GrantStore(Protocol):
     def grants_for(self, upn: Upn) -> list[GrantRecord]: ...
     def unlocks_since(self, upn: Upn, since: datetime) -> int: ...
     def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
-              outcome: str = "ok", *, reason: str = "", **detail: Any) -> None: ...
+              outcome: str = "ok", *, reason: str = "", severity: str = "info", **detail: Any) -> None: ...
     def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool: ...
 
 
@@ -137,6 +137,7 @@ class OnboardingService:
                  policy: Policy, grant_minutes: int = 30, check_interval_seconds: float = 5.0,
                  clock: Callable[[], datetime] | None = None, events: Events | None = None):
         self.directory = directory
+        self.events = events or Events()  # refusals go out as events; the audit feed writes them
         self.graph = graph
         self.store = store
         self.events = events or Events()
@@ -206,7 +207,6 @@ class OnboardingService:
             refusal = unlock_refusal(diagnosis, actor, override_cap=override_cap)
             if refusal:
                 self._audit_refusal(diagnosis, refusal, actor=actor, client=client)
-                self.events.emit(self.events.unlock_refused, self, RefusalEvent(actor, diagnosis.upn, refusal))
                 raise UnlockRefused(refusal, diagnosis)
             assert diagnosis.user is not None
             record = self.grants.open_grant(
@@ -220,9 +220,12 @@ class OnboardingService:
     def _audit_refusal(self, diagnosis: Diagnosis, refusal: str, *, actor: Actor, client: str) -> None:
         # A privileged account trying to unlock is worth a look: a stolen admin password, or a confused admin.
         severity = "warning" if diagnosis.reason == Reason.PRIVILEGED else "info"
-        self.store.audit(actor, "unlock.refused", diagnosis.upn, outcome="refused", severity=severity,
-                         refusal=refusal, state=diagnosis.state.value, client=client,
-                         unlocks_in_window=diagnosis.unlocks_in_window, max_unlocks=self.policy.max_unlocks)
+        self._refuse(RefusalEvent(actor, "unlock.refused", refusal, diagnosis.upn, client, severity, detail={
+            "state": diagnosis.state.value, "unlocks_in_window": diagnosis.unlocks_in_window,
+            "max_unlocks": self.policy.max_unlocks}))
+
+    def _refuse(self, event: RefusalEvent) -> None:
+        self.events.emit(self.events.refused, self, event)
 
     def _audit_cap(self, diagnosis: Diagnosis, record: GrantRecord, *, actor: Actor, client: str) -> None:
         if diagnosis.capped:  # only staff asking to may get here: say so in the trail
@@ -302,13 +305,12 @@ class OnboardingService:
         upn = Upn(upn)
         refusal = acting_refusal(actor, upn)
         if refusal:
-            self.store.audit(actor, "cancel.refused", upn, outcome="refused", refusal=refusal, client=client)
+            self._refuse(RefusalEvent(actor, "cancel.refused", refusal, upn, client))
             raise NotAllowed(refusal)
         with self._lock_for(upn):
             record = self.store.open_grant_for(upn)
             if record is None:
-                self.store.audit(actor, "cancel.refused", upn, outcome="refused", refusal="no_open_grant",
-                                 client=client)
+                self._refuse(RefusalEvent(actor, "cancel.refused", "no_open_grant", upn, client))
                 raise NoOpenGrant(upn)
             self.grants.close_grant(record.id, outcome="cancelled", actor=actor,
                                     reason=actor.reason or reason or SELF_CANCEL_REASON)

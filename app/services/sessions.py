@@ -29,7 +29,7 @@ class SessionTable(Protocol):
 
 class AuditTrail(Protocol):
     def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
-              outcome: str = "ok", *, reason: str = "", **detail: Any) -> None: ...
+              outcome: str = "ok", *, reason: str = "", severity: str = "info", **detail: Any) -> None: ...
 
 
 def owner_of(kind: SessionKind, upn: str) -> Actor:

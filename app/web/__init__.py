@@ -11,6 +11,7 @@ from flask import current_app, g, jsonify, redirect, request, url_for
 from app.domain.actors import Actor
 from app.domain.sessions import SessionKind, SessionRecord
 from app.domain.upn import Upn
+from app.services.events import RefusalEvent
 
 # The browser's only handle on its portal session: a random token, HttpOnly, gone when the browser closes.
 SESSION_COOKIE = "proofup_sid"
@@ -110,11 +111,13 @@ def audit_refusal(action: str, refusal: str, *, upn: str | None = None, severity
         log.warning("refusal not audited (too many from %s this minute): %s %s", client, action, refusal)
         return
     try:
-        services().store.audit(request_actor(), action, upn or signed_in_upn(), outcome="refused", refusal=refusal,
-                               severity=severity, client=client, method=request.method,
-                               path=request.path[:200], **detail)
-    except Exception:  # the database may be what failed; the log keeps the trace
+        event = RefusalEvent(request_actor(), action, refusal, upn or signed_in_upn(), client, severity,
+                             detail={"method": request.method, "path": request.path[:200], **detail})
+    except Exception:  # the session store (the database) may be what failed; the log keeps the trace
         log.exception("could not audit a refusal: %s %s", action, refusal)
+        return
+    events = services().events
+    events.emit(events.refused, None, event)  # a failing subscriber is logged by emit; the page is shown anyway
 
 
 def json_login_required(view):

@@ -13,7 +13,7 @@ from tests.services.helpers import AUTHENTICATOR, RecordingBudget, ScriptedGraph
 
 ADA = "ada.lovelace@uni.test"
 SIGNALS = ("grant_opened", "grant_activated", "grant_released", "grant_expired", "grant_cancelled", "grant_failed",
-           "sign_in_succeeded", "sign_in_failed", "worker_cycle_done")
+           "sign_in_succeeded", "sign_in_failed", "refused", "worker_cycle_done")
 
 
 class Listener:

@@ -23,7 +23,7 @@ def test_a_privileged_account_trying_to_unlock_is_a_warning(client, services):
     client.post("/unlock", data={"csrf_token": csrf_of(page)}, environ_base={"REMOTE_ADDR": "198.51.100.23"})
     [event] = refusals(services, "unlock.refused")
     assert (event.actor, event.upn, event.detail["refusal"]) == (ADMIN, ADMIN, "privileged")
-    assert event.detail["severity"] == "warning" and event.detail["client"] == "198.51.100.23"
+    assert event.severity == "warning" and event.detail["client"] == "198.51.100.23"
 
 
 @pytest.mark.parametrize(("upn", "refusal"), [("barbara.liskov@uni.test", "has_strong_method"),
@@ -32,7 +32,7 @@ def test_other_refused_unlocks_are_recorded_as_information(client, services, upn
     page = sign_in(client, upn)
     client.post("/unlock", data={"csrf_token": csrf_of(page)})
     [event] = refusals(services, "unlock.refused")
-    assert (event.detail["refusal"], event.detail["severity"]) == (refusal, "info")
+    assert (event.detail["refusal"], event.severity) == (refusal, "info")
 
 
 def test_a_csrf_failure_names_the_signed_in_student_or_an_anonymous_visitor(client, services):
@@ -75,7 +75,7 @@ def test_cli_refusals_are_recorded_with_the_admin(services, settings, monkeypatc
     assert cli.main(["release", HALF, "--reason", "nothing open"]) == cli.REFUSED
     [grant] = refusals(services, "unlock.refused")
     [release] = refusals(services, "cancel.refused")
-    assert grant.actor_kind == "cli" and grant.detail["severity"] == "warning" and grant.detail["client"] == "cli"
+    assert grant.actor_kind == "cli" and grant.severity == "warning" and grant.detail["client"] == "cli"
     assert release.actor_kind == "cli" and release.detail["refusal"] == "no_open_grant"
 
 
@@ -87,3 +87,15 @@ def test_a_flood_of_refusals_from_one_address_cannot_fill_the_trail(client, serv
     assert len(refusals(services, "csrf.refused")) <= REFUSALS_PER_MINUTE
     client.post("/sign-out", environ_base={"REMOTE_ADDR": "203.0.113.10"})  # another address still counts
     assert refusals(services, "csrf.refused")[0].detail["client"] == "203.0.113.10"
+
+
+def test_refusals_are_events_any_subscriber_hears_and_warnings_are_listed_apart(client, services):
+    heard = []
+    services.events.refused.connect(lambda _sender, event: heard.append(event), weak=False)
+    sign_in(client, ADMIN)
+    client.post("/unlock", data={"csrf_token": csrf_of(client.get("/diagnosis"))})
+    client.post("/cancel", data={"csrf_token": "forged"})
+    assert [(e.action, e.refusal, e.severity) for e in heard] == [
+        ("unlock.refused", "privileged", "warning"), ("csrf.refused", "csrf", "info")]
+    warnings = services.store.audit_events(severity="warning")
+    assert [(e.action, e.upn) for e in warnings] == [("unlock.refused", ADMIN)]

@@ -77,4 +77,4 @@ def test_the_cli_needs_to_ask_to_pass_the_cap_and_the_override_is_audited(client
     assert directory.is_member(SEED.bypass_group_dn, directory.find_user(HALF).dn)
     override = services.store.audit_events(HALF, action="unlock.cap_override")[0]
     assert (override.actor_kind, override.reason) == ("cli", "ticket 4711, checked")
-    assert override.detail["severity"] == "warning"
+    assert override.severity == "warning"
