@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, String, Text, delete, select, update
+from sqlalchemy import Boolean, String, Text, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.adapters.store.base import Base, Database, UTCDateTime
@@ -42,9 +42,8 @@ class SessionStore:
         self.store = store
 
     def create_session(self, record: SessionRecord) -> None:
-        """Write a new session, dropping sessions past their absolute end (nothing can revive those)."""
+        """Write a new session (the worker's retention pass drops sessions past their end, in bounded chunks)."""
         with self.store._tx(write=True) as s:
-            s.execute(delete(SessionRow).where(SessionRow.expires_at < record.created_at))
             s.add(SessionRow(
                 token_hash=record.token_hash, kind=record.kind.value, upn=Upn(record.upn),
                 display_name=record.display_name[:256], created_at=record.created_at,
