@@ -9,6 +9,7 @@ import yaml
 
 DEMO_SEED = Path(__file__).parent / "data" / "demo-seed.yaml"
 
+STAFF_ROLES = frozenset({"helpdesk", "auditor"})
 USER_STATES = frozenset(
     {"unregistered", "half_registered", "registered", "not_required", "privileged", "disabled"}
 )
@@ -38,6 +39,9 @@ class SeedUser:
     in_directory: bool = True
     mail: str = ""  # AD's `mail` attribute; the seed file's default is the UPN (mail: "" for none)
     preferred_language: str = ""  # AD's `preferredLanguage`, e.g. de-DE
+    staff_role: str = ""  # "helpdesk" or "auditor": a service-desk account, not a student
+    # The demo's second factor for a staff account: the one-time code the simulated AD FS asks for.
+    staff_mfa: str = field(default="", repr=False)
 
     @property
     def sam_account_name(self) -> str:
@@ -72,6 +76,9 @@ class Seed:
     bypass_group: str
     privileged_group: str
     users: tuple[SeedUser, ...]
+    helpdesk_group: str = "ProofUp_Helpdesk"  # acts in the console (PROOFUP_HELPDESK_GROUP_DN)
+    service_desk_group: str = "IT_ServiceDesk"  # the desk's team group, nested in the helpdesk group
+    auditor_group: str = "ProofUp_Auditors"  # reads the console only (PROOFUP_AUDITOR_GROUP_DN)
 
     def dn(self, cn: str, ou: str) -> str:
         """Build a DN under the base (cn escaped for commas)."""
@@ -94,6 +101,26 @@ class Seed:
     @property
     def bypass_group_dn(self) -> str:
         return self.group_dn(self.bypass_group)
+
+    @property
+    def helpdesk_group_dn(self) -> str:
+        return self.group_dn(self.helpdesk_group)
+
+    @property
+    def service_desk_group_dn(self) -> str:
+        return self.group_dn(self.service_desk_group)
+
+    @property
+    def auditor_group_dn(self) -> str:
+        return self.group_dn(self.auditor_group)
+
+    def staff_group_dn(self, user: SeedUser) -> str:
+        """Return the group that gives a staff account its role (the helpdesk's through nesting)."""
+        return self.service_desk_group_dn if user.staff_role == "helpdesk" else self.auditor_group_dn
+
+    @property
+    def staff(self) -> tuple[SeedUser, ...]:
+        return tuple(u for u in self.users if u.staff_role)
 
     @property
     def privileged_group_dn(self) -> str:
@@ -132,6 +159,9 @@ def load_seed(path: str | Path = DEMO_SEED) -> Seed:
         unknown = set(methods) - METHOD_KINDS
         if unknown:
             raise SeedError(f"{where} ({upn}): unknown method(s) {sorted(unknown)}")
+        staff_role = str(entry.get("staff_role") or "")
+        if staff_role and staff_role not in STAFF_ROLES:
+            raise SeedError(f"{where} ({upn}): unknown staff_role {staff_role!r}; use one of {sorted(STAFF_ROLES)}")
         if upn.lower() in seen:
             raise SeedError(f"{where}: duplicate upn {upn}")
         seen.add(upn.lower())
@@ -148,6 +178,8 @@ def load_seed(path: str | Path = DEMO_SEED) -> Seed:
                 in_directory=bool(entry.get("in_directory", True)),
                 mail=str(entry.get("mail", upn) or "").strip(),
                 preferred_language=str(entry.get("preferred_language") or "").strip(),
+                staff_role=staff_role,
+                staff_mfa=str(entry.get("staff_mfa") or ""),
             )
         )
         if not users[-1].password:
@@ -165,4 +197,7 @@ def load_seed(path: str | Path = DEMO_SEED) -> Seed:
         bypass_group=d.get("bypass_group", "MFA_ProofUpBypass"),
         privileged_group=d.get("privileged_group", "Domain Admins"),
         users=tuple(users),
+        helpdesk_group=d.get("helpdesk_group", "ProofUp_Helpdesk"),
+        service_desk_group=d.get("service_desk_group", "IT_ServiceDesk"),
+        auditor_group=d.get("auditor_group", "ProofUp_Auditors"),
     )

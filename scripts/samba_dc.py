@@ -298,7 +298,10 @@ def _ensure_user(conn: ldap3.Connection, dn: str, sam: str, upn: str, display_na
         "sAMAccountName": sam, "userPrincipalName": upn, "displayName": display_name,
         "unicodePwd": _unicode_pwd(password), "userAccountControl": str(flags),
     }
-    attributes.update({name: value for name, value in (("mail", mail), ("preferredLanguage", preferred_language))
+    # Given name and surname from the display name, so a look-up by either finds the person (as in AD).
+    given, _, surname = display_name.rpartition(" ")
+    attributes.update({name: value for name, value in (("mail", mail), ("preferredLanguage", preferred_language),
+                                                       ("givenName", given), ("sn", surname if given else ""))
                        if value})
     if not _add(conn, dn, ["top", "person", "organizationalPerson", "user"], attributes):
         conn.modify(dn, {name: [(ldap3.MODIFY_REPLACE, [value])] for name, value in attributes.items()
@@ -315,10 +318,12 @@ def populate(dc: SambaDC, seed: Seed, service_password: str | None = None) -> Po
     try:
         for ou in (seed.users_ou, seed.groups_ou, seed.service_ou):
             _add(conn, f"{ou},{seed.base_dn}", ["top", "organizationalUnit"], {})
-        for name in (seed.required_group, seed.nested_required_group, seed.bypass_group):
+        for name in (seed.required_group, seed.nested_required_group, seed.bypass_group, seed.helpdesk_group,
+                     seed.service_desk_group, seed.auditor_group):
             _add(conn, seed.group_dn(name), ["top", "group"],
                  {"sAMAccountName": name, "groupType": str(GLOBAL_SECURITY_GROUP)})
         _add_member(conn, seed.required_group_dn, seed.nested_required_group_dn)
+        _add_member(conn, seed.helpdesk_group_dn, seed.service_desk_group_dn)  # the desk's team, nested
         for user in seed.users:
             if not user.in_directory:
                 continue
@@ -331,6 +336,8 @@ def populate(dc: SambaDC, seed: Seed, service_password: str | None = None) -> Po
                 _add_member(conn, seed.privileged_group_dn, dn)
                 # AD's SDProp sets adminCount only eventually; the portal's policy needs it now.
                 conn.modify(dn, {"adminCount": [(ldap3.MODIFY_REPLACE, ["1"])]})
+            if user.staff_role:
+                _add_member(conn, seed.staff_group_dn(user), dn)
         service_dn = f"CN={SERVICE_ACCOUNT},{seed.service_ou},{seed.base_dn}"
         service_password = service_password or _strong_password()
         _ensure_user(conn, service_dn, SERVICE_ACCOUNT, f"{SERVICE_ACCOUNT}@{seed.upn_suffix}",

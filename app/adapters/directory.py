@@ -49,6 +49,7 @@ UNAVAILABLE = 52
 TRANSIENT_RESULTS = frozenset({TIME_LIMIT_EXCEEDED, BUSY, UNAVAILABLE})
 
 _RANGE_ATTRIBUTE = re.compile(r"^member;range=(\d+)-(\d+|\*)$", re.IGNORECASE)
+SEARCH_ATTRIBUTES = ("userPrincipalName", "sAMAccountName", "displayName", "givenName", "sn")  # what a look-up matches
 USER_ATTRIBUTES = ["userPrincipalName", "sAMAccountName", "displayName", "userAccountControl", "adminCount", "mail",
                    "preferredLanguage"]
 
@@ -258,20 +259,33 @@ class LdapDirectory:
             dn, attrs = found[0]
             groups = _search_all(conn, self._base_dn,
                                  f"(&(objectClass=group)(member:{IN_CHAIN}:={escape_filter_chars(dn)}))", [])
-            flags = int(_first(attrs, "userAccountControl") or 0)
-            return DirectoryUser(
-                dn=dn,
-                upn=str(_first(attrs, "userPrincipalName") or upn.strip()),
-                sam_account_name=str(_first(attrs, "sAMAccountName") or ""),
-                display_name=str(_first(attrs, "displayName") or ""),
-                enabled=not flags & UF_ACCOUNTDISABLE,
-                admin_count=int(_first(attrs, "adminCount") or 0),
-                mail=str(_first(attrs, "mail") or "").strip(),
-                preferred_language=str(_first(attrs, "preferredLanguage") or "").strip(),
-                group_dns=frozenset(dn_key(group_dn) for group_dn, _ in groups),
-            )
+            return _user_from(dn, attrs, upn.strip(), frozenset(dn_key(group_dn) for group_dn, _ in groups))
 
         return self._primary("look up a user", lookup)
+
+    def search_users(self, prefix: str, limit: int) -> list[DirectoryUser]:
+        """Find at most limit users whose UPN, account name, display, given or surname starts with prefix.
+
+        The prefix is escaped (an injected `*)(` is searched for literally); group memberships are not read.
+        """
+        wanted = prefix.strip() if isinstance(prefix, str) else ""
+        if not wanted or limit < 1:
+            return []
+        value = escape_filter_chars(wanted)
+        names = "".join(f"({attr}={value}*)" for attr in SEARCH_ATTRIBUTES)
+        search_filter = f"(&(objectCategory=person)(objectClass=user)(|{names}))"
+
+        def search(conn: ldap3.Connection) -> list[DirectoryUser]:
+            try:
+                conn.search(self._base_dn, search_filter, ldap3.SUBTREE, attributes=USER_ATTRIBUTES,
+                            size_limit=limit)
+            except lx.LDAPSizeLimitExceededResult:
+                pass  # the first `limit` entries arrived; more exist, and the caller said it wants no more
+            entries = [(r["dn"], r["attributes"]) for r in conn.response or [] if r.get("type") == "searchResEntry"]
+            found = [_user_from(dn, attrs, "", frozenset()) for dn, attrs in entries]
+            return sorted((u for u in found if u is not None), key=lambda u: u.upn)[:limit]
+
+        return self._primary("search for users", search)
 
     def verify_password(self, upn: str, password: str) -> bool:
         """Tell whether the password is right for an enabled user, by a simple bind as that user over TLS."""
@@ -452,6 +466,25 @@ def _first(attrs: dict, name: str) -> object:
     if isinstance(value, list):
         return value[0] if value else None
     return value
+
+
+def _user_from(dn: str, attrs: dict, upn: str, group_dns: frozenset[str]) -> DirectoryUser | None:
+    """Build a DirectoryUser from a search entry's attributes (None for an account without a UPN)."""
+    flags = int(_first(attrs, "userAccountControl") or 0)
+    found_upn = str(_first(attrs, "userPrincipalName") or upn)
+    if "@" not in found_upn:
+        return None
+    return DirectoryUser(
+        dn=dn,
+        upn=found_upn,
+        sam_account_name=str(_first(attrs, "sAMAccountName") or ""),
+        display_name=str(_first(attrs, "displayName") or ""),
+        enabled=not flags & UF_ACCOUNTDISABLE,
+        admin_count=int(_first(attrs, "adminCount") or 0),
+        mail=str(_first(attrs, "mail") or "").strip(),
+        preferred_language=str(_first(attrs, "preferredLanguage") or "").strip(),
+        group_dns=group_dns,
+    )
 
 
 def _search_all(conn: ldap3.Connection, base: str, search_filter: str, attributes: list[str]

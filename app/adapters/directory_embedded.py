@@ -31,6 +31,12 @@ class _Entry:
     password_hash: bytes = field(repr=False)
 
 
+def _matches(user: DirectoryUser, prefix: str) -> bool:
+    """Match the LDAP search's prefix filter: userPrincipalName, sAMAccountName, displayName, givenName or sn."""
+    names = [user.upn, user.sam_account_name, user.display_name, *user.display_name.split()]
+    return any(name.lower().startswith(prefix) for name in names)
+
+
 def _hash(password: str, salt: bytes) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, 10_000)
 
@@ -125,11 +131,14 @@ class EmbeddedDirectory:
 
     def _load(self, seed: Seed) -> None:
         for group_dn in (seed.required_group_dn, seed.nested_required_group_dn, seed.bypass_group_dn,
-                         seed.privileged_group_dn):
+                         seed.privileged_group_dn, seed.helpdesk_group_dn, seed.service_desk_group_dn,
+                         seed.auditor_group_dn):
             self._groups[dn_key(group_dn)] = set()
             self._names[dn_key(group_dn)] = group_dn
-        # The cohort group is nested inside MFA_Required, as in the Samba test domain.
+        # The cohort group is nested inside MFA_Required, and the desk's team inside the helpdesk group,
+        # as in the Samba test domain.
         self._groups[dn_key(seed.required_group_dn)].add(dn_key(seed.nested_required_group_dn))
+        self._groups[dn_key(seed.helpdesk_group_dn)].add(dn_key(seed.service_desk_group_dn))
         for su in seed.users:
             if not su.in_directory:
                 continue
@@ -140,6 +149,8 @@ class EmbeddedDirectory:
                 self._groups[dn_key(group)].add(dn_key(dn))
             if su.privileged:
                 self._groups[dn_key(seed.privileged_group_dn)].add(dn_key(dn))
+            if su.staff_role:
+                self._groups[dn_key(seed.staff_group_dn(su))].add(dn_key(dn))
             salt = os.urandom(16)
             user = DirectoryUser(
                 dn=dn, upn=su.upn, sam_account_name=su.sam_account_name, display_name=su.display_name,
@@ -163,6 +174,15 @@ class EmbeddedDirectory:
             if entry is None:
                 return None
             return replace(entry.user, group_dns=self._effective_groups(dn_key(entry.user.dn)))
+
+    def search_users(self, prefix: str, limit: int) -> list[DirectoryUser]:
+        """Find users whose UPN, account name, display name or a word of it starts with prefix (as LDAP would)."""
+        wanted = prefix.strip().lower()
+        if not wanted or limit < 1:
+            return []
+        with self._reading():
+            found = [e.user for e in self._users.values() if _matches(e.user, wanted)]
+        return sorted(found, key=lambda u: u.upn)[:limit]
 
     def verify_password(self, upn: str, password: str) -> bool:
         with self._reading():

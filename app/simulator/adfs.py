@@ -8,6 +8,7 @@ users without a method to aka.ms/mfasetup after 5 seconds); .../ad-fs/operations
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -186,8 +187,43 @@ def password_signin():
 
 def continue_signed_in(pending, session: SsoSession) -> Response:
     if isinstance(pending, oidc.AuthRequest):
+        if staff_code(session.upn) and MFA_AMR not in session.amr:
+            return staff_code_form(sim().pending.put(pending, oidc.PENDING_LIFETIME), session.upn)
         return oidc.issue_code(pending, session.upn, session.auth_time, session.amr)
     return evaluate_m365_policy(pending, session)
+
+
+def staff_code(upn: str) -> str:
+    """Return a staff account's one-time code ('' for everyone else).
+
+    The portal's application group has an access control policy that requires MFA for the service desk
+    (docs/helpdesk.md); the demo's second factor is a fixed one-time code from the seed, printed in its banner.
+    """
+    try:
+        return sim().seed.user(upn).staff_mfa
+    except KeyError:
+        return ""
+
+
+def staff_code_form(handle: str, upn: str, error: str = "", status: int = 200) -> Response:
+    return Response(render_template("adfs_code.html", ctx=handle, upn=upn, error=error), status=status,
+                    headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/ls/code")
+def staff_code_entered():
+    """Check the staff account's one-time code; on success the session (and the id_token) carries MFA in amr."""
+    simulator, handle = sim(), request.form.get("ctx", "")
+    pending, session = simulator.pending.get(handle), oidc.current_session(COOKIE)
+    if not isinstance(pending, oidc.AuthRequest) or session is None:
+        return error_page("MSIS7001: The passive protocol context was not found or not valid.")
+    expected = staff_code(session.upn)
+    if not expected or not hmac.compare_digest(request.form.get("code", "").strip(), expected):
+        return staff_code_form(handle, session.upn, "The code is wrong. Try again.")
+    simulator.pending.pop(handle)
+    stronger = SsoSession(session.upn, session.auth_time, session.amr + (MFA_AMR,))
+    response = oidc.issue_code(pending, stronger.upn, stronger.auth_time, stronger.amr)
+    return oidc.start_session(response, COOKIE, COOKIE_PATH, stronger)
 
 
 def evaluate_m365_policy(pending: WsFedRequest, session: SsoSession) -> Response:
@@ -294,7 +330,8 @@ def mint(grant: RefreshGrant, nonce: str = "") -> Response:
     id_token.update(identity)
     id_token.update({"auth_time": grant.auth_time, "sub": pairwise_sub(grant.client_id, user),
                      "apptype": "Confidential", "appid": grant.client_id,
-                     "authmethod": grant.amr[-1] if grant.amr else PASSWORD_AMR, "ver": "1.0", "scp": "openid"})
+                     "authmethod": grant.amr[-1] if grant.amr else PASSWORD_AMR, "ver": "1.0", "scp": "openid",
+                     "amr": list(grant.amr or (PASSWORD_AMR,))})  # multipleauthn after MFA (DOMAIN.md 7)
     if nonce:
         id_token["nonce"] = nonce
     access = oidc.base_claims(access_token_issuer(), resource, oidc.ACCESS_TOKEN_LIFETIME)

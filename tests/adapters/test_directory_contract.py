@@ -142,3 +142,28 @@ class TestMembership:
         assert directory.check_write_access(SEED.bypass_group_dn) is True
         assert directory.check_write_access(SEED.required_group_dn) is False
         assert directory.list_members(SEED.bypass_group_dn) == []
+
+
+class TestSearchUsers:
+    """The desk's look-up: an escaped prefix search over UPN, account name, display, given name and surname."""
+
+    @pytest.mark.parametrize("prefix", ["ada", "ADA.Love", "Lovelace", "ada.lovelace@uni.test"])
+    def test_finds_by_upn_name_or_surname_prefix(self, directory, prefix):
+        assert [u.upn for u in directory.search_users(prefix, 10)] == [ADA]
+
+    def test_a_common_prefix_finds_several_sorted_and_bounded(self, directory):
+        found = [u.upn for u in directory.search_users("a", 10)]
+        assert found[:2] == [ADA, "alan.turing@uni.test"] and found == sorted(found)
+        assert len(directory.search_users("a", 1)) == 1
+
+    @pytest.mark.parametrize("prefix", ["*", "*)(objectClass=*", "ada*)(|(cn=*", "\\2a", ")", "", "   ",
+                                        "nobody"])
+    def test_injection_and_nonsense_find_nobody(self, directory, prefix):
+        assert directory.search_users(prefix, 10) == []
+
+    def test_staff_roles_come_from_groups_with_nesting(self, directory):
+        desk = directory.find_user("hedy.lamarr@uni.test")
+        auditor = directory.find_user("katherine.johnson@uni.test")
+        assert desk.in_group(SEED.helpdesk_group_dn) and not desk.in_group(SEED.auditor_group_dn)
+        assert desk.in_group(SEED.service_desk_group_dn)  # the direct one; the helpdesk group only through nesting
+        assert auditor.in_group(SEED.auditor_group_dn) and not auditor.in_group(SEED.helpdesk_group_dn)
