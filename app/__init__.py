@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     csrf.init_app(app)
     Babel(app, locale_selector=site.select_locale)
     from app.web.auth import bp as auth_bp
+    from app.web.helpdesk import bp as helpdesk_bp
     from app.web.ops import bp as ops_bp
     from app.web.student import bp as student_bp
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     site.install(app)
     app.register_blueprint(auth_bp)
     app.register_blueprint(student_bp)
+    app.register_blueprint(helpdesk_bp)
     app.register_blueprint(ops_bp)
     limits.install(app, settings)  # after the blueprints: it wraps their views
     return app

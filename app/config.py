@@ -59,7 +59,13 @@ class Settings:
     check_interval_seconds: float = 5.0
     worker_interval_seconds: float = 30.0
     confirm_interval_seconds: float = 5.0  # the worker's bulk method checks between full cycles
-    helpdesk_group_dn: str = ""
+    # The service desk's console (docs/helpdesk.md): roles from these groups (nested membership counts),
+    # staff sessions need MFA and end this long after sign-in; an optional application of its own at AD FS.
+    helpdesk_group_dn: str = ""  # members act: look up, grant, release, extend, end sessions
+    auditor_group_dn: str = ""  # members read the console and the audit trail, and change nothing
+    staff_session_max_minutes: int = 30  # absolute limit of a staff session (the students' one if that is shorter)
+    staff_client_id: str = ""  # empty: staff sign in through PROOFUP_CLIENT_ID too
+    staff_client_secret: str = field(default="", repr=False)
     # The demo's embedded directory, kept in this file so admin commands in another process share it (demo only).
     demo_directory: str = ""
     redis_url: str = field(default="", repr=False)  # may carry the Redis password
@@ -139,7 +145,7 @@ RATE_LIMIT_FIELDS = ("rate_limit_sign_in", "rate_limit_unlock", "rate_limit_stat
 MAX_SESSION_MINUTES = 24 * 60  # a portal session never outlives a working day
 REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "redis+cluster", "redis+unix")
 SECRET_FIELDS = frozenset({"secret_key", "client_secret", "graph_client_secret", "ldap_password", "redis_url",
-                           "smtp_password", "metrics_token"})
+                           "smtp_password", "metrics_token", "staff_client_secret"})
 SMTP_SECURITY_MODES = ("starttls", "tls", "none")
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
 DEFAULT_LANGUAGE = "en"
@@ -276,6 +282,8 @@ def validate(settings: Settings) -> None:
     if not settings.session_minutes <= settings.session_max_minutes <= MAX_SESSION_MINUTES:
         raise SettingsError(f"{env_name('session_max_minutes')} must be between {env_name('session_minutes')} "
                             f"({settings.session_minutes}) and {MAX_SESSION_MINUTES} minutes")
+    if not 1 <= settings.staff_session_max_minutes <= MAX_SESSION_MINUTES:
+        raise SettingsError(f"{env_name('staff_session_max_minutes')} must be between 1 and {MAX_SESSION_MINUTES}")
     if not 1 <= settings.max_unlocks <= 100:
         raise SettingsError(f"{env_name('max_unlocks')} must be between 1 and 100")
     for name, (low, high, unit) in DURATION_BOUNDS.items():

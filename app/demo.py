@@ -59,15 +59,20 @@ class FormFields(HTMLParser):
             self.fields[attrs["name"]] = attrs.get("value") or ""
 
 
-def adfs_form_post(auth_uri: str, upn: str, password: str, ca_file: str) -> FormFields:
-    """Sign in on the simulated AD FS page like a browser; return the form it posts back to the portal."""
+def adfs_form_post(auth_uri: str, upn: str, password: str, ca_file: str, code: str = "") -> FormFields:
+    """Sign in on the simulated AD FS pages like a browser (a staff account's code when asked); return the form back."""
     from app.adapters.http import make_session
 
     browser = make_session(ca_file)
     login = browser.get(auth_uri)
     form = FormFields(login.text)
     form.fields.update(UserName=upn, Password=password)
-    return FormFields(browser.post(urljoin(login.url, form.action), data=form.fields).text)
+    answer = browser.post(urljoin(login.url, form.action), data=form.fields)
+    asked = FormFields(answer.text)
+    if code and asked.action.endswith("/adfs/ls/code"):
+        asked.fields.update(code=code)
+        answer = browser.post(urljoin(answer.url, asked.action), data=asked.fields)
+    return FormFields(answer.text)
 
 
 def sign_in(portal_url: str, upn: str, password: str, ca_file: str):
@@ -191,6 +196,8 @@ class DemoStack:
             required_group_dn=self.seed.required_group_dn,
             bypass_group_dn=self.seed.bypass_group_dn,
             privileged_group_dns=(self.seed.privileged_group_dn,),
+            helpdesk_group_dn=self.seed.helpdesk_group_dn,
+            auditor_group_dn=self.seed.auditor_group_dn,
             database_url=f"sqlite:///{database}",
             mysignins_url=f"{sim}/security-info",
             replication_wait_seconds=2.0,
@@ -277,9 +284,15 @@ class DemoStack:
         ]
         width = max(len(u.upn) for u in self.seed.users)
         for user in self.seed.users:
+            if user.staff_role:
+                continue
             where = "" if user.in_entra and user.in_directory else (
                 " (not in Entra)" if not user.in_entra else " (not in AD)")
             lines.append(f"  {user.upn.ljust(width)}  {user.state}{where}")
+        if self.seed.staff:
+            lines += ["", f"Service desk console: {self.portal_url}/helpdesk (the simulated AD FS asks staff for a "
+                          "one-time code after the password):"]
+            lines += [f"  {u.upn.ljust(width)}  {u.staff_role}, code {u.staff_mfa}" for u in self.seed.staff]
         lines += ["", "Try ada.lovelace@uni.test (stuck: half-registered). Stop with Ctrl+C.", ""]
         if self.directory_file is not None:
             demo = f"--demo {self.state_dir.resolve()}"

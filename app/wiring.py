@@ -29,6 +29,8 @@ class Services:
     sessions: SessionService
     events: Events  # subscribe here (metrics, mail); the audit feed already listens
     outbox: Any = None  # the mail outbox (OutboxStore); queueing needs PROOFUP_SMTP_HOST, reading does not
+    staff_identity: Any = None  # the staff sign-in's application (PROOFUP_STAFF_CLIENT_ID), else `identity`
+    helpdesk: Any = None  # the service desk's console (HelpdeskService)
 
     def close(self) -> None:
         """Release connections held by the adapters."""
@@ -50,11 +52,13 @@ def policy_from(settings: Settings) -> Policy:
 
 
 def session_policy_from(settings: Settings) -> SessionPolicy:
-    """Return the lifetimes of the session kinds this portal offers (staff and kiosk add theirs here)."""
-    return SessionPolicy({
-        SessionKind.STUDENT: Lifetime(idle=timedelta(minutes=settings.session_minutes),
-                                      absolute=timedelta(minutes=settings.session_max_minutes)),
-    })
+    """Return the lifetimes of the session kinds this portal offers (kiosks add theirs here)."""
+    student = Lifetime(idle=timedelta(minutes=settings.session_minutes),
+                       absolute=timedelta(minutes=settings.session_max_minutes))
+    # Staff sessions are shorter: whichever of the two absolute limits ends first, and never idle longer.
+    staff_absolute = min(timedelta(minutes=settings.staff_session_max_minutes), student.absolute)
+    staff = Lifetime(idle=min(student.idle, staff_absolute), absolute=staff_absolute)
+    return SessionPolicy({SessionKind.STUDENT: student, SessionKind.STAFF: staff})
 
 
 def build_sessions(settings: Settings, store, clock=None) -> SessionService:
@@ -113,6 +117,27 @@ def build_identity(settings: Settings):
     from app.adapters.identity import Identity
 
     return Identity.from_settings(settings)
+
+
+def build_staff_identity(settings: Settings, identity):
+    """Return the application staff sign in with: its own (an AD FS policy that requires MFA) or the portal's."""
+    if not settings.staff_client_id:
+        return identity
+    from app.adapters.identity import Identity
+
+    return Identity(settings.authority, settings.staff_client_id, settings.staff_client_secret,
+                    ca_file=settings.ca_bundle or None)
+
+
+def build_helpdesk(settings: Settings, *, store, directory, onboarding, grants, sessions, clock=None):
+    """Return the service desk's console over the same policy, grants and sessions as the students'."""
+    from app.domain.staff import StaffGroups
+    from app.services.helpdesk import HelpdeskService
+
+    return HelpdeskService(store=store, directory=directory, onboarding=onboarding, grants=grants,
+                           sessions=sessions, groups=StaffGroups(settings.helpdesk_group_dn, settings.auditor_group_dn),
+                           bypass_group_dn=settings.bypass_group_dn, grant_minutes=settings.grant_minutes,
+                           reference_key=settings.secret_key, clock=clock)
 
 
 def build_grants(settings: Settings, store, directory, clock=None, events: Events | None = None):
@@ -220,6 +245,10 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
         grant_minutes=settings.grant_minutes, check_interval_seconds=settings.check_interval_seconds,
         clock=clock, events=events,
     )
+    sessions = build_sessions(settings, store, clock)
+    helpdesk = build_helpdesk(settings, store=store, directory=directory, onboarding=onboarding, grants=grants,
+                              sessions=sessions, clock=clock)
     return Services(settings=settings, directory=directory, graph=graph, identity=identity, store=store,
-                    grants=grants, onboarding=onboarding, budget=budget, events=events,
-                    sessions=build_sessions(settings, store, clock), outbox=outbox)
+                    grants=grants, onboarding=onboarding, budget=budget, events=events, sessions=sessions,
+                    outbox=outbox, staff_identity=build_staff_identity(settings, identity),
+                    helpdesk=helpdesk)

@@ -180,7 +180,7 @@ class EmbeddedDirectory:
         wanted = prefix.strip().lower()
         if not wanted or limit < 1:
             return []
-        with self._reading():
+        with self._reading():  # the demo's state file may have changed in another process
             found = [e.user for e in self._users.values() if _matches(e.user, wanted)]
         return sorted(found, key=lambda u: u.upn)[:limit]
 

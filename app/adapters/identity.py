@@ -25,7 +25,7 @@ JWKS_REFRESH_SECONDS = 60  # an unknown kid refetches the key set at most this o
 ALGORITHMS = ["RS256"]  # what AD FS 2019 and Entra sign id_tokens with
 # Claims kept on the signed-in user: identity, roles and groups for the helpdesk role, how they signed in.
 KEPT_CLAIMS = ("name", "upn", "preferred_username", "unique_name", "oid", "tid",
-               "roles", "groups", "amr", "auth_time", "idp")
+               "roles", "groups", "amr", "authmethod", "auth_time", "idp")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _AUTHORITY_CODE = re.compile(r"\b(AADSTS\d+|MSIS\d+)\b")
 # Errors the authority answers when the person stopped the sign-in themselves (RFC 6749 4.1.2.1, Entra's AADSTS65004).

@@ -23,6 +23,9 @@ class Directory(Protocol):
     def find_user(self, upn: str) -> DirectoryUser | None:
         """Find a user by UPN (case-insensitive); None if there is none."""
 
+    def search_users(self, prefix: str, limit: int) -> list[DirectoryUser]:
+        """Find at most limit users whose UPN, account name or name starts with prefix (escaped; no groups read)."""
+
     def add_member(self, group_dn: str, member_dn: str, ttl_seconds: int | None = None) -> bool:
         """Add a member; True if added, False if it already was one. TTL only where supported."""
 
@@ -107,6 +110,9 @@ class GrantRecords(Protocol):
 
     def record_check(self, grant_id: int, *, at: datetime, dc_confirmed: bool | None = None) -> GrantView | None:
         """Note that a grant was checked (methods or replication) at a time."""
+
+    def extend(self, grant_id: int, *, expires_at: datetime) -> GrantView | None:
+        """Move an open grant's end; None if it has ended meanwhile."""
 
 
 class MailSession(Protocol):

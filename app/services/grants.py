@@ -13,7 +13,7 @@ from typing import Callable
 
 from app.domain.actors import Actor
 from app.domain.directory import DirectoryError, MembershipCheck
-from app.domain.grants import CloseOutcome, GrantNotFound, GrantState, GrantView, check_minutes, end_state_for, utc_now
+from app.domain.grants import CloseOutcome, GrantError, GrantNotFound, GrantState, GrantView, check_minutes, end_state_for, utc_now
 from app.domain.ports import Directory, Store
 from app.domain.upn import Upn
 from app.services.events import Events, GrantEvent
@@ -107,6 +107,29 @@ class GrantService:
         if grant is None:
             return None
         return self.close_grant(grant.id, outcome=outcome, actor=actor, reason=reason)
+
+    def extend_grant(self, grant_id: int, *, minutes: int, actor: Actor, reason: str) -> GrantView:
+        """Let an open grant run `minutes` from now (the one length rule), never shorter than it already runs.
+
+        Raises GrantError when the length is out of bounds, the grant would end sooner, or AD's time-to-live
+        (which the portal cannot lengthen on a link already there) would drop the membership first.
+        """
+        minutes = check_minutes(minutes)
+        grant = self._require(grant_id)
+        if not grant.open:
+            return grant
+        if self.use_ttl:
+            raise GrantError("with AD's time-to-live on (PROOFUP_LDAP_USE_TTL) a grant cannot be extended; "
+                             "release it and grant again")
+        expires_at = self.clock() + timedelta(minutes=minutes)
+        if expires_at <= grant.expires_at:
+            raise GrantError(f"the grant already runs until {grant.expires_at:%H:%M} UTC")
+        with self.store.unit_of_work() as uow:
+            extended = uow.grants.extend(grant.id, expires_at=expires_at)
+            if extended is not None:
+                uow.audit.add(actor, "grant.extended", grant.upn, grant.id, reason=reason, minutes=minutes,
+                              previous_end=grant.expires_at.isoformat(), expires_at=expires_at.isoformat())
+        return extended or self._require(grant.id)
 
     def recheck_replication(self, grant_id: int, *, actor: Actor) -> GrantView:
         """Ask the DCs again whether they all show an active grant's membership."""

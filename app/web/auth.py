@@ -11,14 +11,15 @@ from flask import Blueprint, current_app, flash, redirect, request, session, url
 from flask_babel import lazy_gettext as _l
 
 from app import csrf
-from app.domain.actors import Actor
 from app.domain.sessions import SessionKind
 from app.services.events import SignInEvent
+from app.services.sessions import owner_of
 from app.web import (
     SESSION_COOKIE,
     audit_refusal,
     clear_session_cookie,
     client_address,
+    current_session,
     request_actor,
     services,
     set_session_cookie,
@@ -29,6 +30,7 @@ from app.web.errors import error_page
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
 
+FLOW_KIND = "proofup_kind"  # kept in the sealed flow: which audience the sign-in was started for
 FLOW_TTL_SECONDS = 600  # how long a student may take on the authority's sign-in page
 SIGN_IN_FAILED = (_l("Sign-in did not work"),
                   _l("Nothing was changed. Go back to the start page and sign in again with your university "
@@ -63,8 +65,22 @@ def sign_in():
     """Send the visitor to the authority's sign-in page."""
     if signed_in_upn():
         return redirect(url_for("student.diagnosis"))
+    return _begin(SessionKind.STUDENT)
+
+
+@bp.get("/helpdesk/sign-in")
+def staff_sign_in():
+    """Send a staff member to the authority: a fresh sign-in (prompt=login) through the staff application."""
+    return _begin(SessionKind.STAFF)
+
+
+def _begin(kind: SessionKind):
+    """Start an auth-code flow for an audience and keep it, sealed, until the callback."""
     svc = services()
-    auth_uri, flow = svc.identity.begin_sign_in(url_for("auth.callback", _external=True))
+    identity = svc.staff_identity if kind is SessionKind.STAFF else svc.identity
+    auth_uri, flow = identity.begin_sign_in(url_for("auth.callback", _external=True),
+                                            force_login=kind is SessionKind.STAFF)
+    flow[FLOW_KIND] = kind.value
     svc.store.put_sign_in_flow(flow["state"], seal_flow(flow), FLOW_TTL_SECONDS)
     return redirect(auth_uri)
 
@@ -81,20 +97,28 @@ def callback():
     if flow is None:
         audit_refusal("sign_in.refused", "unknown_or_used_state")
         return error_page(400, *SIGN_IN_EXPIRED)
+    staff = flow.get(FLOW_KIND) == SessionKind.STAFF.value
     try:
-        user = svc.identity.complete_sign_in(flow, request.form.to_dict())
+        user = (svc.staff_identity if staff else svc.identity).complete_sign_in(flow, request.form.to_dict())
     except SignInError as exc:
         log.warning("sign-in refused: %s", exc)
         audit_refusal("sign_in.refused", exc.code)
         svc.events.emit(svc.events.sign_in_failed, None, SignInEvent(request_actor(), code=exc.code))
         return error_page(400, *SIGN_IN_FAILED)
+    if staff:
+        from app.web.helpdesk.access import admission_refused
+
+        refused = admission_refused(user)  # no MFA in the token, or no staff role: a 403, audited
+        if refused is not None:
+            return refused
     # A new session at sign-in: nothing from before (a kiosk's last visitor) survives, and the browser's
     # previous session token, if any, stops working (rotation).
     session.clear()
-    token = svc.sessions.start(kind=SessionKind.STUDENT, upn=user.upn, display_name=user.display_name,
+    kind = SessionKind.STAFF if staff else SessionKind.STUDENT
+    token = svc.sessions.start(kind=kind, upn=user.upn, display_name=user.display_name, mfa=staff,
                                client_address=client_address(), replaces=request.cookies.get(SESSION_COOKIE))
-    svc.events.emit(svc.events.sign_in_succeeded, None, SignInEvent(Actor.student(user.upn), upn=user.upn))
-    response = redirect(url_for("student.diagnosis"))
+    svc.events.emit(svc.events.sign_in_succeeded, None, SignInEvent(owner_of(kind, user.upn), upn=user.upn))
+    response = redirect(url_for("helpdesk.now" if staff else "student.diagnosis"))
     set_session_cookie(response, token)
     return response
 
@@ -103,9 +127,12 @@ def callback():
 def sign_out():
     """End the portal session (revoked on the server: a copied cookie opens nothing) and the authority's session."""
     svc = services()
-    svc.sessions.end(request.cookies.get(SESSION_COOKIE), actor=request_actor())
+    record = current_session()  # a staff member signs out as themself, through the staff application
+    actor = owner_of(record.kind, record.upn) if record is not None else request_actor()
+    svc.sessions.end(request.cookies.get(SESSION_COOKIE), actor=actor)
     session.clear()
     flash(SIGNED_OUT, "info")
-    response = redirect(svc.identity.logout_url(url_for("student.index", _external=True)))
+    identity = svc.staff_identity if record is not None and record.kind is SessionKind.STAFF else svc.identity
+    response = redirect(identity.logout_url(url_for("student.index", _external=True)))
     clear_session_cookie(response)
     return response

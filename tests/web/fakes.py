@@ -8,10 +8,14 @@ from urllib.parse import parse_qs, urlparse
 
 from app.domain.evidence import AUTHENTICATOR_APP_ID, AuthMethod, Device, EntraUser, Evidence, GraphError, SignIn
 from app.domain.identity import SignedInUser, SignInError
+from app.domain.staff import ADFS_MFA
 from app.seed import Seed
 
 AUTHORIZE = "https://idp.test/adfs/oauth2/authorize"
 LONG_AGO = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+
+
+PASSWORD_AMR = "http://schemas.microsoft.com/ws/2008/06/identity/authenticationmethod/password"
 
 
 class FakeIdentity:
@@ -30,10 +34,12 @@ class FakeIdentity:
         if params.get("state") != flow.get("state"):
             raise SignInError("This sign-in answer does not belong to this browser session.", "state_mismatch")
         code = params.get("code", "")
-        if not code.startswith("ok:"):
+        if not code.startswith(("ok:", "mfa:")):
             raise SignInError("The sign-in could not be verified.", "invalid_token")
-        upn = code[3:]
-        return SignedInUser(upn=upn, display_name=upn.split("@")[0].title(), subject=upn)
+        kind, upn = code.split(":", 1)
+        # "mfa:<upn>": the authority vouches for a second factor, as AD FS does in amr after MFA.
+        claims = {"amr": [ADFS_MFA]} if kind == "mfa" else {"amr": [PASSWORD_AMR]}
+        return SignedInUser(upn=upn, display_name=upn.split("@")[0].title(), subject=upn, claims=claims)
 
     def logout_url(self, post_logout_redirect_uri):
         return "https://idp.test/adfs/oauth2/logout?post_logout_redirect_uri=" + post_logout_redirect_uri

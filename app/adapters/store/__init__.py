@@ -17,7 +17,7 @@ through app/migrations on SQLite and PostgreSQL alike.
 """
 from __future__ import annotations
 
-from app.adapters.store.audit import REDACTED, AuditEvent, AuditLog, AuditStore, redact
+from app.adapters.store.audit import REDACTED, AuditEvent, AuditLog, AuditQuery, AuditStore, redact
 from app.adapters.store.base import MIGRATIONS_DIR, Base, Database, UTCDateTime, schema_is_known, schema_state
 from app.adapters.store.budget import BudgetState, BudgetStore
 from app.adapters.store.grants import Grants, GrantStore
@@ -32,6 +32,6 @@ class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, Un
     """The portal's database with the verbs of every store module (each module keeps its own tables)."""
 
 
-__all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "Base", "BudgetState", "Database", "Grants",
+__all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "AuditQuery", "Base", "BudgetState", "Database", "Grants",
            "OutboxStore", "SessionStore", "Store", "UTCDateTime", "UnitOfWork", "redact",
            "schema_is_known", "schema_state"]

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.adapters.store.base import Base, Database, UTCDateTime
 from app.domain.actors import Actor
+from app.domain.audit import AuditQuery
 from app.domain.upn import Upn
 
 INFO, WARNING = "info", "warning"
@@ -75,11 +76,41 @@ class AuditLog:
         target = Upn.parse(upn) if upn else None
         if upn and target is None:
             detail = {**detail, "given_upn": upn[:320]}  # not a UPN (refused input): kept as given, not as a key
+        if actor.role:  # a staff member's role at the time: every event of theirs says in which they acted
+            detail = {"role": actor.role, **detail}
         self.session.add(AuditRow(
             at=self.clock(), actor_kind=actor.kind.value, actor=actor.id[:320], action=action, upn=target,
             reason=" ".join((reason or actor.reason).split()), severity=severity,
             grant_id=grant_id, outcome=outcome, detail=json.dumps(redact(detail), default=str, sort_keys=True),
         ))
+
+    def search(self, query: AuditQuery, *, before_id: int | None = None, limit: int = 50) -> list[AuditEvent]:
+        """Return the events the query selects, newest first, older than before_id (keyset pages)."""
+        select_ = select(AuditRow).order_by(AuditRow.id.desc()).limit(limit)
+        conditions = []
+        if before_id is not None:
+            conditions.append(AuditRow.id < before_id)
+        if query.since is not None:
+            conditions.append(AuditRow.at >= query.since)
+        if query.until is not None:
+            conditions.append(AuditRow.at < query.until)
+        if query.actor:
+            conditions.append(AuditRow.actor == (Upn.parse(query.actor) or query.actor))
+        if query.upn:
+            conditions.append(AuditRow.upn == (Upn.parse(query.upn) or query.upn))
+        if query.action.endswith("."):  # a family: escaped, so a % or _ typed in a filter matches itself
+            family = query.action.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            conditions.append(AuditRow.action.like(family + "%", escape="\\"))
+        elif query.action:
+            conditions.append(AuditRow.action == query.action)
+        if query.outcome:
+            conditions.append(AuditRow.outcome == query.outcome)
+        return [_event(r) for r in self.session.scalars(select_.where(*conditions))]
+
+    def recent_upns(self, since: datetime, limit: int) -> list[str]:
+        """Return at most limit distinct students the trail names since a time (for reference codes)."""
+        query = select(AuditRow.upn).where(AuditRow.at >= since, AuditRow.upn.is_not(None)).distinct().limit(limit)
+        return [u for u in self.session.scalars(query) if u]
 
     def events(self, upn: str | None = None, limit: int = 100, *, grant_id: int | None = None,
                action: str | None = None, severity: str | None = None) -> list[AuditEvent]:
@@ -93,12 +124,13 @@ class AuditLog:
             query = query.where(AuditRow.grant_id == grant_id)
         if action:
             query = query.where(AuditRow.action == action)
-        return [
-            AuditEvent(id=r.id, at=r.at, actor=r.actor, action=r.action, upn=r.upn, grant_id=r.grant_id,
-                       outcome=r.outcome, detail=json.loads(r.detail or "{}"), actor_kind=r.actor_kind,
-                       reason=r.reason, severity=r.severity)
-            for r in self.session.scalars(query)
-        ]
+        return [_event(r) for r in self.session.scalars(query)]
+
+
+def _event(row: AuditRow) -> AuditEvent:
+    return AuditEvent(id=row.id, at=row.at, actor=row.actor, action=row.action, upn=row.upn, grant_id=row.grant_id,
+                      outcome=row.outcome, detail=json.loads(row.detail or "{}"), actor_kind=row.actor_kind,
+                      reason=row.reason, severity=row.severity)
 
 
 class AuditStore(Database):
@@ -116,6 +148,16 @@ class AuditStore(Database):
         """Return audit events, newest first, optionally for one person, grant, action or severity."""
         with self._tx() as s:
             return AuditLog(s, self.clock).events(upn, limit, grant_id=grant_id, action=action, severity=severity)
+
+    def search_audit(self, query: AuditQuery, *, before_id: int | None = None, limit: int = 50) -> list[AuditEvent]:
+        """Return the events a filter selects, newest first, one keyset page at a time."""
+        with self._tx() as s:
+            return AuditLog(s, self.clock).search(query, before_id=before_id, limit=limit)
+
+    def recent_upns(self, since: datetime, limit: int) -> list[str]:
+        """Return at most limit distinct students the audit trail names since a time."""
+        with self._tx() as s:
+            return AuditLog(s, self.clock).recent_upns(since, limit)
 
     def purge_audit_events(self, before: datetime, limit: int) -> int:
         """Delete at most limit audit events older than before, oldest first; return how many went."""

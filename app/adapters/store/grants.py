@@ -142,6 +142,18 @@ class Grants:
             return None
         return self.get(grant_id)
 
+    def extend(self, grant_id: int, *, expires_at: datetime) -> GrantView | None:
+        """Move an open grant's end (compare-and-set on its being open); None if it has ended meanwhile."""
+        result = self.session.execute(update(GrantRow).where(GrantRow.id == grant_id, GrantRow.state.in_(_OPEN))
+                                      .values(expires_at=expires_at))
+        return self.get(grant_id) if result.rowcount == 1 else None
+
+    def ended_since(self, state: GrantState, since: datetime, limit: int) -> list[GrantView]:
+        """Return at most limit grants that ended in a state since a time, newest first."""
+        rows = self.session.scalars(select(GrantRow).where(GrantRow.state == state.value, GrantRow.ended_at >= since)
+                                    .order_by(GrantRow.id.desc()).limit(limit))
+        return [r.view() for r in rows]
+
     def record_check(self, grant_id: int, *, at: datetime, dc_confirmed: bool | None = None) -> GrantView | None:
         """Note that a grant was checked (methods or replication) at a time."""
         values: dict[str, Any] = {"last_checked_at": at, "check_count": GrantRow.check_count + 1}
@@ -207,6 +219,11 @@ class GrantStore(Database):
             if past_end:
                 counts["past_end"] += n
         return counts
+
+    def grants_ended_since(self, state: GrantState, since: datetime, limit: int = 50) -> list[GrantView]:
+        """Return at most limit grants that ended in a state (e.g. failed) since a time, newest first."""
+        with self._tx() as s:
+            return Grants(s).ended_since(state, since, limit)
 
     def purge_closed_grants(self, before: datetime, limit: int) -> int:
         """Delete at most limit grants that ended before before (never an open one); return how many went."""
