@@ -9,6 +9,7 @@ from flask_babel import Babel
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app import logs
 from app.config import TRANSLATIONS_DIR, Settings, load_settings
 from app.resources import site_folder
 
@@ -24,6 +25,7 @@ MAX_FORM_FIELDS = 50
 
 def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     """Build the portal: settings (validated), services, CSRF, translations, headers, blueprints, errors."""
+    logs.install_escaping()  # before anything logs: a request value must never start a line of its own
     settings = settings or load_settings()
     app = Flask(__name__, template_folder=site_folder("templates"), static_folder=site_folder("static"))
     app.config.update(

@@ -1,10 +1,12 @@
-"""Log format (plain text, or one JSON object per line) and the request id every line of a request carries."""
+"""Log format (plain text, or one JSON object per line), the request id every line of a request carries, and
+escaping: no outside value can forge a line, whatever the format."""
 from __future__ import annotations
 
 import json
 import logging
 import os
 import re
+import traceback
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -17,6 +19,52 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")
 # The fields of gunicorn's access record that go into a JSON line; never its environ or request headers.
 _ACCESS_FIELDS = {"h": "remote_addr", "m": "method", "U": "path", "s": "status", "B": "bytes", "M": "duration_ms",
                   "{x-request-id}o": "request_id"}
+
+
+# C0 and C1 controls (CR, LF, ESC, NEL, ...), Unicode line and paragraph separators and the bidi overrides that
+# reorder what a reader sees: any of them lets a value start a fake line or hide part of a real one.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Every line of a traceback after its first starts with this: a line break in an exception's message can
+# then never pass for a record of its own (records start at the first column).
+TRACE_INDENT = "  | "
+
+
+def escape(text: str) -> str:
+    """Return text on one line, with each control character written out as \\n, \\r, \\x1b or \\u2028."""
+    return _UNSAFE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def escape_block(text: str) -> str:
+    """Escape a multi-line block (a traceback) line by line and indent every line after the first."""
+    lines = [escape(line) for line in text.rstrip("\n").split("\n")]
+    return ("\n" + TRACE_INDENT).join(lines)
+
+
+class SafeLogRecord(logging.LogRecord):
+    """A log record whose message, arguments, traceback and stack come out escaped, whatever the formatter."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.exc_info and self.exc_info[0] is not None:
+            # Formatters use exc_text when it is set instead of formatting the exception themselves.
+            self.exc_text = escape_block("".join(traceback.format_exception(*self.exc_info)))
+        if self.stack_info:
+            self.stack_info = escape_block(self.stack_info)
+
+    def getMessage(self) -> str:  # noqa: N802 - logging's name
+        return escape(super().getMessage())
+
+
+def install_escaping() -> None:
+    """Make every log record of this process escape its outside values (create_app and configure call this)."""
+    if logging.getLogRecordFactory() is not SafeLogRecord:
+        logging.setLogRecordFactory(SafeLogRecord)
 
 
 def request_id_from(header: str | None) -> str:
@@ -99,6 +147,7 @@ def formatter_for(fmt: str) -> logging.Formatter:
 
 def configure(level: str | int = "WARNING", fmt: str = "plain") -> None:
     """Send every logger's records to stderr in the chosen format, with request ids (CLI, worker, demo)."""
+    install_escaping()  # an argument (a UPN, a reason) must never start a log line of its own
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, "_proofup", False)]:
         root.removeHandler(old)
