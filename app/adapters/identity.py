@@ -1,22 +1,26 @@
 """Sign a person in through MSAL (AD FS or Entra authority) and verify the id_token the portal relies on."""
 from __future__ import annotations
 
+import hmac
 import logging
+import math
 import re
 import threading
 import time
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 from urllib.parse import urlencode, urlparse
 
 import jwt
 import msal
+import msal.telemetry
 import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from app.adapters.http import forget_connections_after_fork, make_session
-from app.domain.identity import SignedInUser, SignInError
+from app.domain.identity import MSG_TRY_AGAIN, AuthorityResponse, SignedInUser, SignInError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,9 @@ _AUTHORITY_CODE = re.compile(r"\b(AADSTS\d+|MSIS\d+)\b")
 # Errors the authority answers when the person stopped the sign-in themselves (RFC 6749 4.1.2.1, Entra's AADSTS65004).
 _CANCEL_ERRORS = {"access_denied", "consent_required", "interaction_required", "login_required"}
 
-MSG_TRY_AGAIN = "Please sign in again. If this keeps happening, contact the IT helpdesk."
+# A token endpoint that answers 429 or 5xx is busy: the student may try again after its Retry-After, or this.
+BUSY_DEFAULT_SECONDS = 30
+BUSY_MAX_SECONDS = 3600
 
 
 class _NoTokenCache(msal.TokenCache):
@@ -39,6 +45,40 @@ class _NoTokenCache(msal.TokenCache):
 
     def add(self, event, now=None):  # noqa: ARG002 - MSAL's signature
         pass
+
+
+class _FreshTelemetry:
+    """Give every MSAL call a telemetry buffer of its own.
+
+    MSAL keeps one buffer per application, puts each failed call's error into a header of the next token
+    request and clears it only after a success: one bad answer would reach every later student's request.
+    """
+
+    def _build_telemetry_context(self, api_id, correlation_id=None, refresh_reason=None):
+        return msal.telemetry._TelemetryContext(  # noqa: SLF001 - the only way to give MSAL a buffer
+            {}, threading.Lock(), api_id, correlation_id=correlation_id, refresh_reason=refresh_reason)
+
+
+class _NoPostCache(dict):
+    """MSAL's HTTP cache without its memory of token endpoint answers (discovery GETs are still cached).
+
+    MSAL 1.39 keeps a 429 or 5xx token answer for its Retry-After under a key meant to include the code, but
+    it looks the code up wrongly, so the key is the same for everyone: one student's 429 would answer every
+    student's redemption from the cache. The portal decides about a busy answer per student instead.
+    """
+
+    def __setitem__(self, key, value):
+        if isinstance(key, str) and key.startswith("POST "):
+            return
+        super().__setitem__(key, value)
+
+
+class _ConfidentialClient(_FreshTelemetry, msal.ConfidentialClientApplication):
+    """MSAL's confidential client without shared telemetry."""
+
+
+class _PublicClient(_FreshTelemetry, msal.PublicClientApplication):
+    """MSAL's public client without shared telemetry."""
 
 
 class IdTokenValidator:
@@ -118,13 +158,14 @@ class Identity:
         self.client_id = client_id
         self.is_adfs = is_adfs_authority(authority)
         self._client_secret = client_secret
+        self._ca_file, self._timeout = ca_file, timeout
+        self._token_answer = threading.local()  # status and Retry-After of this thread's last token request
         # Every call to the authority (MSAL, discovery, keys) goes through this one session.
-        self.http_session = make_session(ca_file, timeout=timeout)
+        self.http_session = self._new_session()
         self._app: msal.ClientApplication | None = None
         self._metadata: dict[str, Any] | None = None
         self._validator: IdTokenValidator | None = None
         self._lock = threading.Lock()
-        self._ca_file, self._timeout = ca_file, timeout
         forget_connections_after_fork(self)
 
     @classmethod
@@ -150,32 +191,57 @@ class Identity:
         )
         return flow["auth_uri"], flow
 
-    def complete_sign_in(self, flow: Mapping[str, Any] | None, params: Mapping[str, str]) -> SignedInUser:
-        """Redeem the authority's answer for a verified SignedInUser, or raise SignInError."""
+    def complete_sign_in(self, flow: Mapping[str, Any] | None, response: AuthorityResponse) -> SignedInUser:
+        """Redeem the authority's checked answer for a verified SignedInUser, or raise SignInError."""
         if not flow or not flow.get("state"):
             raise SignInError("Your sign-in took too long or was started in another window. " + MSG_TRY_AGAIN,
                               "expired_flow")
-        response = {k: v for k, v in params.items() if isinstance(v, str)}
-        app = self._msal()
-        try:
-            result = app.acquire_token_by_auth_code_flow(dict(flow), response)
-        except ValueError as error:
-            # MSAL raises ValueError for a state mismatch (another tab, a replay, a forged post).
-            reason = "state mismatch" if "state" in str(error) else "bad response"
-            log.warning("sign-in response rejected by MSAL: %s", reason)
+        if not hmac.compare_digest(str(flow["state"]).encode(), response.state.encode()):
+            log.warning("sign-in answer refused: state mismatch")
             raise SignInError("This sign-in answer does not belong to this browser session. " + MSG_TRY_AGAIN,
-                              "state_mismatch") from None
+                              "state_mismatch")
+        if response.error:
+            # The authority's error stays with the portal: MSAL would keep it and send it with later requests.
+            raise _authority_error(response.error, response.error_description)
+        app = self._msal()
+        self._token_answer.status, self._token_answer.retry_after = 0, None
+        try:
+            result = app.acquire_token_by_auth_code_flow(dict(flow), {"state": response.state, "code": response.code})
         except RuntimeError:
             log.warning("sign-in response rejected by MSAL: nonce mismatch")
             raise SignInError("The sign-in could not be verified. " + MSG_TRY_AGAIN, "invalid_token") from None
         except requests.RequestException as error:
             raise _unreachable(error) from None
+        except (msal.exceptions.MsalServiceError, ValueError) as error:
+            # 5xx (MSAL raises) or an answer that is not JSON: busy if the status says so, otherwise unusable.
+            raise self._busy() or _bad_answer(error) from None
         if "error" in result:
-            raise _authority_error(result.get("error", ""), result.get("error_description", ""))
+            raise self._busy() or _authority_error(result.get("error", ""), result.get("error_description", ""))
         id_token = result.get("id_token")
         if not id_token:
             raise SignInError("The sign-in service sent no identity. " + MSG_TRY_AGAIN, "invalid_token")
         return user_from_claims(self._token_validator().validate(id_token))
+
+    def _busy(self) -> SignInError | None:
+        """Return a "busy" error if the last token answer on this thread was 429 or 5xx, else None."""
+        status = self._token_answer.status
+        if status != 429 and status < 500:
+            return None
+        wait = retry_after_seconds(self._token_answer.retry_after)
+        log.warning("sign-in service busy: token endpoint answered %s, retry after %s s", status, wait)
+        return SignInError("The sign-in service is busy. Please try again in a moment.", "busy", retry_after=wait)
+
+    def _remember_token_answer(self, response: requests.Response, *args, **kwargs) -> None:
+        # MSAL hides the token endpoint's status and Retry-After (it raises or returns the JSON body): a
+        # response hook on the portal's session keeps them for the thread that made the call.
+        if response.request.method == "POST":
+            self._token_answer.status = response.status_code
+            self._token_answer.retry_after = response.headers.get("Retry-After")
+
+    def _new_session(self) -> requests.Session:
+        session = make_session(self._ca_file, timeout=self._timeout)
+        session.hooks["response"].append(self._remember_token_answer)
+        return session
 
     def logout_url(self, post_logout_redirect_uri: str) -> str:
         """Return the authority's end-session URL that comes back to post_logout_redirect_uri."""
@@ -190,7 +256,7 @@ class Identity:
     def _after_fork(self) -> None:
         # A gunicorn worker forked from a preloaded master must not share the master's TLS connections.
         self._lock = threading.Lock()
-        self.http_session = make_session(self._ca_file, timeout=self._timeout)
+        self.http_session = self._new_session()
         self._app = None
         self._validator = None
 
@@ -205,14 +271,14 @@ class Identity:
         microsoft_host = urlparse(self.authority).hostname in WELL_KNOWN_AUTHORITY_HOSTS
         options = dict(
             authority=self.authority, http_client=self.http_session, token_cache=_NoTokenCache(),
+            http_cache=_NoPostCache(),
             instance_discovery=None if microsoft_host else False,
             exclude_scopes=["offline_access"],  # no refresh token: the portal keeps no tokens
         )
         try:
             if self._client_secret:
-                return msal.ConfidentialClientApplication(self.client_id, client_credential=self._client_secret,
-                                                          **options)
-            return msal.PublicClientApplication(self.client_id, **options)
+                return _ConfidentialClient(self.client_id, client_credential=self._client_secret, **options)
+            return _PublicClient(self.client_id, **options)
         except requests.RequestException as error:
             raise _unreachable(error) from None
         except ValueError as error:  # MSAL: the discovery document is missing or malformed
@@ -279,6 +345,27 @@ def _authority_error(error: str, description: str) -> SignInError:
     if error in _CANCEL_ERRORS or (match and match.group(1) == "AADSTS65004"):
         return SignInError("The sign-in was cancelled. You can start again whenever you are ready.", "cancelled")
     return SignInError(f"The sign-in service refused the sign-in{reference}. " + MSG_TRY_AGAIN, "authority_error")
+
+
+def retry_after_seconds(value: str | None) -> int:
+    """Read a Retry-After header (seconds, possibly fractional, or an HTTP date) as whole seconds to wait."""
+    seconds: float = BUSY_DEFAULT_SECONDS
+    if value:
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                seconds = (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds()
+            except (TypeError, ValueError):
+                seconds = BUSY_DEFAULT_SECONDS
+    if not math.isfinite(seconds):
+        seconds = BUSY_DEFAULT_SECONDS
+    return int(min(BUSY_MAX_SECONDS, max(1, math.ceil(seconds))))
+
+
+def _bad_answer(error: Exception) -> SignInError:
+    log.warning("sign-in service sent an answer the portal cannot use: %s", error.__class__.__name__)
+    return SignInError("The sign-in service sent an answer the portal cannot use. " + MSG_TRY_AGAIN, "bad_response")
 
 
 def _unreachable(error: Exception) -> SignInError:

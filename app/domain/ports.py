@@ -13,7 +13,7 @@ from app.domain.actors import Actor
 from app.domain.directory import DirectoryUser, MembershipCheck
 from app.domain.evidence import AuthMethod, Evidence, GraphError, TemporaryAccessPass
 from app.domain.grants import GrantState, GrantView
-from app.domain.identity import SignedInUser
+from app.domain.identity import AuthorityResponse, SignedInUser
 from app.domain.mail import OutgoingMail
 
 
@@ -73,8 +73,8 @@ class Identity(Protocol):
     def begin_sign_in(self, redirect_uri: str, *, force_login: bool = False, **extra: Any) -> tuple[str, dict]:
         """Return the authority's sign-in URL and the flow to keep until the callback."""
 
-    def complete_sign_in(self, flow: Mapping[str, Any] | None, params: Mapping[str, str]) -> SignedInUser:
-        """Redeem the callback's code for a verified identity; raise SignInError when it cannot."""
+    def complete_sign_in(self, flow: Mapping[str, Any] | None, answer: AuthorityResponse) -> SignedInUser:
+        """Redeem the callback's checked answer for a verified identity; raise SignInError when it cannot."""
 
     def logout_url(self, post_logout_redirect_uri: str) -> str:
         """Return the authority's sign-out URL that comes back to the portal."""

@@ -8,6 +8,7 @@ import logging
 
 from cryptography.fernet import Fernet, InvalidToken
 from flask import Blueprint, current_app, flash, redirect, request, session, url_for
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 
 from app import csrf
@@ -25,7 +26,7 @@ from app.web import (
     set_session_cookie,
     signed_in_upn,
 )
-from app.web.errors import error_page
+from app.web.errors import error_page, wait_words
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ SIGN_IN_FAILED = (_l("Sign-in did not work"),
                   _l("Nothing was changed. Go back to the start page and sign in again with your university "
                      "account."))
 SIGNED_OUT = _l("You are signed out. Close the browser if this is a shared computer.")
+SIGN_IN_BUSY = _l("The sign-in service is busy")
 SIGN_IN_EXPIRED = (_l("Your sign-in took too long or was already used"),
                    _l("For your security each sign-in link works once and for ten minutes. Go back to the start "
                       "page and sign in again."))
@@ -88,22 +90,30 @@ def _begin(kind: SessionKind):
 @bp.post("/auth/callback")
 @csrf.exempt  # a cross-site form_post from the authority: protected by state, nonce and PKCE instead
 def callback():
-    """Finish the sign-in: take the flow by its state, redeem the code, start a fresh session."""
-    from app.domain.identity import SignInError
+    """Finish the sign-in: check the answer, take the flow by its state, redeem the code, start a fresh session."""
+    from app.domain.identity import SignInError, read_authority_response
 
     svc = services()
-    blob = svc.store.take_sign_in_flow(request.form.get("state", ""))
+    try:
+        answer = read_authority_response(request.form.to_dict(flat=False))
+    except SignInError as exc:
+        log.warning("sign-in answer refused: %s", exc.reason)
+        audit_refusal("sign_in.refused", "bad_response")
+        return error_page(400, *SIGN_IN_FAILED)
+    blob = svc.store.take_sign_in_flow(answer.state)
     flow = open_flow(blob) if blob else None
     if flow is None:
         audit_refusal("sign_in.refused", "unknown_or_used_state")
         return error_page(400, *SIGN_IN_EXPIRED)
     staff = flow.get(FLOW_KIND) == SessionKind.STAFF.value
     try:
-        user = (svc.staff_identity if staff else svc.identity).complete_sign_in(flow, request.form.to_dict())
+        user = (svc.staff_identity if staff else svc.identity).complete_sign_in(flow, answer)
     except SignInError as exc:
-        log.warning("sign-in refused: %s", exc)
+        log.warning("sign-in refused: %s", exc.code)
         audit_refusal("sign_in.refused", exc.code)
         svc.events.emit(svc.events.sign_in_failed, None, SignInEvent(request_actor(), code=exc.code))
+        if exc.retry_after is not None:
+            return busy_page(exc.retry_after)
         return error_page(400, *SIGN_IN_FAILED)
     if staff:
         from app.web.helpdesk.access import admission_refused
@@ -121,6 +131,14 @@ def callback():
     response = redirect(url_for("helpdesk.now" if staff else "student.diagnosis"))
     set_session_cookie(response, token)
     return response
+
+
+def busy_page(wait_seconds: int):
+    """Say the sign-in service is busy and when to try again (503 with Retry-After)."""
+    message = gettext("Microsoft's sign-in service is busy right now. Nothing was changed. Please wait %(wait)s, "
+                      "then sign in again.", wait=wait_words(wait_seconds))
+    body, status = error_page(503, SIGN_IN_BUSY, message)
+    return body, status, {"Retry-After": str(wait_seconds)}
 
 
 @bp.post("/sign-out")

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import logging
 import math
+from datetime import timedelta
 
 from flask import Flask, make_response, render_template, request, url_for
+from flask_babel import format_timedelta
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -47,6 +49,11 @@ def busy_retry_seconds(retry_after: float | None) -> int:
     """Return when the busy page retries: Graph's Retry-After (10 s without one), within BUSY_RETRY_SECONDS."""
     low, high = BUSY_RETRY_SECONDS
     return max(low, min(high, math.ceil(10.0 if retry_after is None else retry_after)))
+
+
+def wait_words(seconds: int) -> str:
+    """Say how long to wait in the page's language ("30 seconds", "2 minutes")."""
+    return format_timedelta(timedelta(seconds=seconds), threshold=1.5)
 
 
 def error_page(status: int, title, message):

@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import timedelta
 from typing import Callable
 
 from flask import Flask, jsonify, request
-from flask_babel import format_timedelta, gettext
+from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_limiter import Limiter, RateLimitExceeded
 
 from app.config import Settings
 from app.web import client_address, signed_in_upn
-from app.web.errors import error_page
+from app.web.errors import error_page, wait_words
 
 TOO_MANY = _l("Please slow down")
 STATUS_ENDPOINTS = ("student.status", "student.check_now")  # they answer the guide page's poller in JSON
@@ -67,7 +66,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
     def too_many_requests(error):
         wait = seconds_until_reset(limiter)
         message = gettext("You did this too often in a short time. Nothing was changed. Please wait %(wait)s, "
-                          "then try again.", wait=format_timedelta(timedelta(seconds=wait), threshold=1.5))
+                          "then try again.", wait=wait_words(wait))
         if request.endpoint in STATUS_ENDPOINTS:
             response = jsonify(error="rate_limited", message=message, retry_after=wait)
             response.status_code = 429

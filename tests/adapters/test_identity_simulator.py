@@ -14,7 +14,7 @@ import trustme
 from requests.adapters import HTTPAdapter
 
 from app.adapters.identity import Identity
-from app.domain.identity import SignInError
+from app.domain.identity import SignInError, read_authority_response
 from app.simulator.keys import SigningKey
 from tests.support import run_in_forked_child
 
@@ -40,6 +40,11 @@ def drive_authorize(simulator, auth_uri: str, upn: str, password: str | None = N
     raise AssertionError(f"sign-in did not come back to the portal: {page.url}")
 
 
+def answer(fields: dict[str, str]):
+    """Read the fields form_post would send as the portal's callback does."""
+    return read_authority_response({k: [v] for k, v in fields.items()})
+
+
 @pytest.fixture(params=["adfs", "entra"])
 def identity(request, simulator):
     authority = simulator.adfs_authority if request.param == "adfs" else simulator.entra_authority
@@ -59,7 +64,7 @@ def test_sign_in_end_to_end(simulator, identity):
     assert "prompt" not in query
     params = drive_authorize(simulator, auth_uri, UPN)
     assert set(params) >= {"code", "state"}
-    user = identity.complete_sign_in(flow, params)
+    user = identity.complete_sign_in(flow, answer(params))
     assert user.upn == UPN
     assert user.subject
     if identity.is_adfs:
@@ -74,7 +79,7 @@ def test_a_stuck_student_signs_in_through_adfs(simulator):
     identity = Identity(simulator.adfs_authority, simulator.portal_client_id,
                         simulator.secret(simulator.portal_client_id), ca_file=simulator.ca_file)
     auth_uri, flow = identity.begin_sign_in(REDIRECT_URI, login_hint="ada.lovelace@uni.test")
-    user = identity.complete_sign_in(flow, drive_authorize(simulator, auth_uri, "ada.lovelace@uni.test"))
+    user = identity.complete_sign_in(flow, answer(drive_authorize(simulator, auth_uri, "ada.lovelace@uni.test")))
     assert user.upn == "ada.lovelace@uni.test"
 
 
@@ -87,23 +92,23 @@ def test_kiosk_sign_in_forces_the_password_prompt(simulator, identity):
 def test_sign_in_works_in_a_forked_child(simulator, identity):
     """gunicorn --preload forks workers from a master that may have used the adapter already."""
     auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)
-    identity.complete_sign_in(flow, drive_authorize(simulator, auth_uri, UPN))
+    identity.complete_sign_in(flow, answer(drive_authorize(simulator, auth_uri, UPN)))
 
     def in_child():
         uri, child_flow = identity.begin_sign_in(REDIRECT_URI)
-        return identity.complete_sign_in(child_flow, drive_authorize(simulator, uri, UPN)).upn
+        return identity.complete_sign_in(child_flow, answer(drive_authorize(simulator, uri, UPN))).upn
 
     assert run_in_forked_child(in_child) == UPN
     auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)  # the parent's connections were not disturbed
-    assert identity.complete_sign_in(flow, drive_authorize(simulator, auth_uri, UPN)).upn == UPN
+    assert identity.complete_sign_in(flow, answer(drive_authorize(simulator, auth_uri, UPN))).upn == UPN
 
 
 def test_a_code_works_once(simulator, identity):
     auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)
     params = drive_authorize(simulator, auth_uri, UPN)
-    identity.complete_sign_in(dict(flow), params)
+    identity.complete_sign_in(dict(flow), answer(params))
     with pytest.raises(SignInError) as caught:
-        identity.complete_sign_in(dict(flow), params)
+        identity.complete_sign_in(dict(flow), answer(params))
     assert caught.value.code == "authority_error"
 
 
@@ -111,18 +116,18 @@ def test_state_mismatch_is_refused(simulator, identity):
     auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)
     params = drive_authorize(simulator, auth_uri, UPN)
     with pytest.raises(SignInError) as caught:
-        identity.complete_sign_in(flow, dict(params, state="someone-elses-state"))
+        identity.complete_sign_in(flow, answer(dict(params, state="someone-elses-state")))
     assert caught.value.code == "state_mismatch"
 
 
 def test_missing_flow_and_cancel_are_explained(identity):
     with pytest.raises(SignInError) as caught:
-        identity.complete_sign_in(None, {"code": "x", "state": "y"})
+        identity.complete_sign_in(None, answer({"code": "x", "state": "y"}))
     assert caught.value.code == "expired_flow"
     _, flow = identity.begin_sign_in(REDIRECT_URI)
     with pytest.raises(SignInError) as caught:
-        identity.complete_sign_in(flow, {"error": "access_denied", "state": flow["state"],
-                                         "error_description": "AADSTS65004: User declined to consent"})
+        identity.complete_sign_in(flow, answer({"error": "access_denied", "state": flow["state"],
+                                                "error_description": "AADSTS65004: User declined to consent"}))
     assert caught.value.code == "cancelled"
 
 
@@ -178,7 +183,7 @@ def test_bad_id_tokens_are_refused(simulator, identity, rewrite, code):
     identity.http_session.mount(simulator.base_url, TokenRewriter(rewrite(simulator)))
     auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)
     with pytest.raises(SignInError) as caught:
-        identity.complete_sign_in(flow, drive_authorize(simulator, auth_uri, UPN))
+        identity.complete_sign_in(flow, answer(drive_authorize(simulator, auth_uri, UPN)))
     assert caught.value.code == code
     assert "token" not in str(caught.value).lower()  # the message is for a person, not a developer
 
@@ -217,12 +222,42 @@ def test_no_secret_code_or_token_reaches_the_logs(simulator, identity, caplog):
     identity.http_session.mount(simulator.base_url, TokenRewriter(lambda token: seen.append(token) or token))
     auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)
     params = drive_authorize(simulator, auth_uri, UPN)
-    identity.complete_sign_in(flow, params)
+    identity.complete_sign_in(flow, answer(params))
     assert seen, "the token answer was not observed"
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for value in (secret, params["code"], seen[0], seen[0].split(".")[1], flow["code_verifier"]):
         assert value not in logged
     with pytest.raises(SignInError):
-        identity.complete_sign_in(flow, params)  # the failure path logs too
+        identity.complete_sign_in(flow, answer(params))  # the failure path logs too
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert params["code"] not in logged and secret not in logged
+
+
+class HeaderRecorder(HTTPAdapter):
+    """Keep the headers of every token request the adapter sends."""
+
+    def __init__(self):
+        super().__init__()
+        self.token_headers: list[dict] = []
+
+    def send(self, request, **kwargs):
+        if request.method == "POST" and request.url.rstrip("/").endswith("/token"):
+            self.token_headers.append(dict(request.headers))
+        return super().send(request, **kwargs)
+
+
+def test_no_answer_reaches_a_later_token_request(simulator, identity):
+    """MSAL's shared telemetry would send a failed call's error with the next student's token request."""
+    recorder = HeaderRecorder()
+    identity.http_session.mount(simulator.base_url, recorder)
+    auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)
+    params = drive_authorize(simulator, auth_uri, UPN)
+    identity.complete_sign_in(dict(flow), answer(params))
+    with pytest.raises(SignInError):
+        identity.complete_sign_in(dict(flow), answer(params))  # the code is used: the authority says invalid_grant
+    auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)
+    assert identity.complete_sign_in(flow, answer(drive_authorize(simulator, auth_uri, UPN))).upn == UPN
+    assert len(recorder.token_headers) == 3
+    for headers in recorder.token_headers:
+        last = headers.get("x-client-last-telemetry", "")
+        assert "invalid_grant" not in last and "|1,|" not in last, last

@@ -10,8 +10,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from app.adapters.identity import JWKS_REFRESH_SECONDS, IdTokenValidator, _authority_error, user_from_claims
-from app.domain.identity import SignInError
+from app.adapters.identity import (
+    BUSY_DEFAULT_SECONDS,
+    BUSY_MAX_SECONDS,
+    JWKS_REFRESH_SECONDS,
+    IdTokenValidator,
+    _authority_error,
+    retry_after_seconds,
+    user_from_claims,
+)
+from app.domain.identity import SignInError, read_authority_response
 
 ISSUER = "https://adfs.uni.test/adfs"
 CLIENT_ID = "6f1c3a52-2d8e-4b7a-9c1e-5a0d4e7b8c21"
@@ -161,3 +169,49 @@ def test_authority_errors_become_plain_messages():
     assert cancelled.code == "cancelled" and "cancelled" in str(cancelled)
     refused = _authority_error("invalid_request", "AADSTS50105: Your administrator has configured ... Trace ID: 1")
     assert refused.code == "authority_error" and "AADSTS50105" in str(refused) and "Trace" not in str(refused)
+
+
+ENTRA_CODE = "1.AXEA" + "Zx-_9." * 200  # Entra's codes are about 1 KB of URL-safe text with dots
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"state": ["s1"], "code": [ENTRA_CODE]}, ("s1", ENTRA_CODE, "")),
+    ({"state": ["s1"], "code": ["abc"], "session_state": ["x\ny"], "client_info": ["\u20ac"]}, ("s1", "abc", "")),
+    ({"state": ["s1"], "error": ["access_denied"], "error_description": ["AADSTS65004: no\r\nTrace ID: 1"]},
+     ("s1", "", "access_denied")),
+])
+def test_a_well_formed_answer_is_read(fields, expected):
+    answer = read_authority_response(fields)
+    assert (answer.state, answer.code, answer.error) == expected
+
+
+@pytest.mark.parametrize("fields", [
+    {},
+    {"code": ["abc"]},  # no state
+    {"state": ["s1"]},  # neither code nor error
+    {"state": ["s1"], "code": ["abc"], "error": ["access_denied"]},  # both
+    {"state": ["s1", "s1"], "code": ["abc"]},
+    {"state": ["s1"], "code": ["abc", "def"]},
+    {"state": ["s1"], "error": ["access_denied", "x"]},
+    {"state": ["s1"], "error": ["x\ny"]},
+    {"state": ["s1"], "error": ["\u20ac"]},
+    {"state": ["s1"], "error": ["a" * 65]},
+    {"state": ["s 1"], "code": ["abc"]},
+    {"state": ["s" * 129], "code": ["abc"]},
+    {"state": ["s1"], "code": ["ab\x00c"]},
+    {"state": ["s1"], "code": ["a" * 8193]},
+    {"state": ["s1"], "error": ["access_denied"], "error_description": ["d" * 4097]},
+])
+def test_a_malformed_answer_is_refused(fields):
+    with pytest.raises(SignInError) as caught:
+        read_authority_response(fields)
+    assert caught.value.code == "bad_response"
+
+
+@pytest.mark.parametrize("header, seconds", [
+    (None, BUSY_DEFAULT_SECONDS), ("", BUSY_DEFAULT_SECONDS), ("7", 7), ("2.128", 3), ("0", 1), ("-5", 1),
+    ("nonsense", BUSY_DEFAULT_SECONDS), ("nan", BUSY_DEFAULT_SECONDS), ("99999999", BUSY_MAX_SECONDS),
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 1),  # a date in the past: try again at once
+])
+def test_retry_after_is_read_in_whole_seconds(header, seconds):
+    assert retry_after_seconds(header) == seconds

@@ -11,7 +11,7 @@ from app.config import load_settings
 from app.seed import load_seed
 from app.web import SESSION_COOKIE
 from app.wiring import build_grants, build_services
-from tests.web.fakes import FakeGraph, FakeIdentity, ManualClock, state_of
+from tests.web.fakes import FakeGraph, FakeIdentity, ManualClock, fake_code, state_of
 
 SEED = load_seed()
 
@@ -101,7 +101,7 @@ def sign_in(client, upn: str):
     start = client.get("/sign-in")
     assert start.status_code == 302
     state = state_of(start.headers["Location"])
-    return client.post("/auth/callback", data={"state": state, "code": f"ok:{upn}"}, follow_redirects=True)
+    return client.post("/auth/callback", data={"state": state, "code": fake_code(upn)}, follow_redirects=True)
 
 
 def session_token(client) -> str | None:

@@ -1,6 +1,7 @@
 """Small stand-ins for the identity provider and Graph, built from the same seed as the directory."""
 from __future__ import annotations
 
+import base64
 import secrets
 import threading
 from datetime import datetime, timedelta, timezone
@@ -30,19 +31,25 @@ class FakeIdentity:
                 "redirect_uri": redirect_uri}
         return f"{AUTHORIZE}?state={state}", flow
 
-    def complete_sign_in(self, flow, params):
-        if params.get("state") != flow.get("state"):
+    def complete_sign_in(self, flow, answer):
+        if answer.state != flow.get("state"):
             raise SignInError("This sign-in answer does not belong to this browser session.", "state_mismatch")
-        code = params.get("code", "")
-        if not code.startswith(("ok:", "mfa:")):
+        code = answer.code
+        kind, _, encoded = code.partition(".")
+        if kind not in ("ok", "mfa") or not encoded:
             raise SignInError("The sign-in could not be verified.", "invalid_token")
-        kind, upn = code.split(":", 1)
-        # "mfa:<upn>": the authority vouches for a second factor, as AD FS does in amr after MFA.
+        upn = base64.urlsafe_b64decode(encoded).decode()
+        # "mfa.<upn>": the authority vouches for a second factor, as AD FS does in amr after MFA.
         claims = {"amr": [ADFS_MFA]} if kind == "mfa" else {"amr": [PASSWORD_AMR]}
         return SignedInUser(upn=upn, display_name=upn.split("@")[0].title(), subject=upn, claims=claims)
 
     def logout_url(self, post_logout_redirect_uri):
         return "https://idp.test/adfs/oauth2/logout?post_logout_redirect_uri=" + post_logout_redirect_uri
+
+
+def fake_code(upn: str, *, mfa: bool = False) -> str:
+    """Return an authorization code FakeIdentity redeems for upn (URL-safe, as real codes are), with MFA or not."""
+    return ("mfa." if mfa else "ok.") + base64.urlsafe_b64encode(upn.encode()).decode()
 
 
 def state_of(auth_uri: str) -> str:

@@ -13,7 +13,7 @@ from app.domain.evidence import GraphThrottled
 from app.web.errors import busy_retry_seconds
 from app.wiring import build_grants, build_services
 from tests.web.conftest import SEED, csrf_of, sign_in
-from tests.web.fakes import FakeIdentity
+from tests.web.fakes import FakeIdentity, fake_code
 
 HALF = "ada.lovelace@uni.test"
 
@@ -77,7 +77,7 @@ def test_https_gets_hsts_and_a_secure_session_cookie(client):
     start = client.get("/sign-in", base_url="https://portal.test")
     assert "max-age=" in start.headers["Strict-Transport-Security"]
     state = state_of(start.headers["Location"])
-    answer = client.post("/auth/callback", data={"state": state, "code": f"ok:{HALF}"},
+    answer = client.post("/auth/callback", data={"state": state, "code": fake_code(HALF)},
                          base_url="https://portal.test")
     cookies = answer.headers.getlist("Set-Cookie")
     for name in ("proofup_session=", "proofup_sid="):  # flashes and CSRF; the session token

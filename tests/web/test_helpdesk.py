@@ -8,7 +8,7 @@ import pytest
 
 from app.domain.grants import GrantState
 from tests.web.conftest import SEED, csrf_of, demo_settings
-from tests.web.fakes import state_of
+from tests.web.fakes import fake_code, state_of
 
 DESK = "hedy.lamarr@uni.test"
 AUDITOR = "katherine.johnson@uni.test"
@@ -26,13 +26,13 @@ def staff_sign_in(client, upn: str, *, mfa: bool = True):
     """Sign in through the staff flavour; `mfa` says whether the authority vouches for a second factor."""
     start = client.get("/helpdesk/sign-in")
     assert start.status_code == 302
-    code = f"{'mfa' if mfa else 'ok'}:{upn}"
+    code = fake_code(upn, mfa=mfa)
     return client.post("/auth/callback", data={"state": state_of(start.headers["Location"]), "code": code})
 
 
 def student_sign_in(client, upn: str):
     start = client.get("/sign-in")
-    return client.post("/auth/callback", data={"state": state_of(start.headers["Location"]), "code": f"ok:{upn}"})
+    return client.post("/auth/callback", data={"state": state_of(start.headers["Location"]), "code": fake_code(upn)})
 
 
 def page_csrf(client, path: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from app import cli
 from tests.web.conftest import csrf_of, sign_in
-from tests.web.fakes import state_of
+from tests.web.fakes import fake_code, state_of
 
 HALF = "ada.lovelace@uni.test"
 ADMIN = "ken.thompson@uni.test"  # adminCount=1 in the seed
@@ -49,11 +49,11 @@ def test_a_csrf_failure_names_the_signed_in_student_or_an_anonymous_visitor(clie
 
 
 def test_an_unknown_or_replayed_sign_in_answer_is_recorded_without_the_code(client, services):
-    client.post("/auth/callback", data={"state": "forged", "code": "ok:SECRET-CODE-1"})
+    client.post("/auth/callback", data={"state": "forged", "code": "ok.SECRET-CODE-1"})
     state = state_of(client.get("/sign-in").headers["Location"])
-    assert client.post("/auth/callback", data={"state": state, "code": f"ok:{HALF}"}).status_code == 302
+    assert client.post("/auth/callback", data={"state": state, "code": fake_code(HALF)}).status_code == 302
     client.delete_cookie("proofup_sid")
-    assert client.post("/auth/callback", data={"state": state, "code": "ok:SECRET-CODE-2"}).status_code == 400
+    assert client.post("/auth/callback", data={"state": state, "code": "ok.SECRET-CODE-2"}).status_code == 400
     events = refusals(services, "sign_in.refused")
     assert [e.detail["refusal"] for e in events] == ["unknown_or_used_state"] * 2
     assert all(e.actor_kind == "visitor" and e.detail["client"] == "127.0.0.1" for e in events)

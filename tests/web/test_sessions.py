@@ -7,7 +7,7 @@ from sqlalchemy import text
 from app.domain.actors import Actor
 from app.web import SESSION_COOKIE
 from tests.web.conftest import copy_of, csrf_of, session_token, sign_in
-from tests.web.fakes import state_of
+from tests.web.fakes import fake_code, state_of
 
 HALF = "ada.lovelace@uni.test"
 OTHER = "grace.hopper@uni.test"
@@ -64,7 +64,7 @@ def test_sign_in_rotates_the_token_and_ends_the_previous_session(app, client, se
     # A second sign-in finishes in the same browser (the flow was started elsewhere: /sign-in would
     # send a signed-in browser to its diagnosis).
     state = state_of(app.test_client().get("/sign-in").headers["Location"])
-    client.post("/auth/callback", data={"state": state, "code": f"ok:{OTHER}"})
+    client.post("/auth/callback", data={"state": state, "code": fake_code(OTHER)})
     after = session_token(client)
     assert after and after != before
     assert services.sessions.resolve(before) is None
@@ -75,7 +75,7 @@ def test_a_planted_token_is_not_adopted(app, client, services):
     planted = "A" * 43  # session fixation: an attacker sets a token of their choosing before the sign-in
     client.set_cookie(SESSION_COOKIE, planted)
     sign_in_page = client.get("/sign-in")
-    client.post("/auth/callback", data={"state": state_of(sign_in_page.headers["Location"]), "code": f"ok:{HALF}"})
+    client.post("/auth/callback", data={"state": state_of(sign_in_page.headers["Location"]), "code": fake_code(HALF)})
     assert session_token(client) != planted and services.sessions.resolve(planted) is None
 
 
@@ -105,7 +105,7 @@ def test_the_cookie_holds_only_a_random_token_and_the_database_only_its_hash(cli
 def test_the_session_cookie_is_httponly_lax_and_ends_with_the_browser(client):
     page_start = client.get("/sign-in")
     response = client.post("/auth/callback", data={"state": state_of(page_start.headers["Location"]),
-                                                   "code": f"ok:{HALF}"})
+                                                   "code": fake_code(HALF)})
     cookie = next(v for v in response.headers.getlist("Set-Cookie") if v.startswith(SESSION_COOKIE + "="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Expires" not in cookie and "Max-Age" not in cookie

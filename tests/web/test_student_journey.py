@@ -9,7 +9,7 @@ from app.domain.directory import DirectoryUnavailable
 from app.domain.evidence import GraphThrottled, GraphUnavailable
 from app.web import SESSION_COOKIE
 from tests.web.conftest import SEED, copy_of, csrf_of, session_token, sign_in
-from tests.web.fakes import state_of
+from tests.web.fakes import fake_code, state_of
 
 HALF = "ada.lovelace@uni.test"
 
@@ -43,7 +43,7 @@ def test_sign_in_keeps_the_flow_server_side_and_renews_the_session(client, servi
 
 
 def test_callback_with_an_unknown_or_reused_state_changes_nothing(client):
-    page = client.post("/auth/callback", data={"state": "forged", "code": f"ok:{HALF}"})
+    page = client.post("/auth/callback", data={"state": "forged", "code": fake_code(HALF)})
     assert page.status_code == 400
     assert "sign in again" in text_of(page)
     assert session_token(client) is None
