@@ -1,10 +1,21 @@
-"""Sign-in and sign-out: MSAL auth-code flow (PKCE, form_post) kept server-side between the two legs."""
+"""Sign-in and sign-out: MSAL auth-code flow (PKCE, form_post) kept server-side between the two legs.
+
+The authority's answer arrives as a cross-site POST (form_post), which carries none of the portal's
+SameSite=Lax cookies. So the callback only checks the answer, takes the pending sign-in by its state and
+parks it under a one-time ticket, then sends the browser on a same-site GET (/auth/complete) that does
+carry the cookies: there the sign-in is finished only in the browser that started it (its binding cookie
+must match), and a browser that is already signed in (Back after sign-in) simply lands on its diagnosis.
+"""
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import logging
+import re
+import secrets
+from dataclasses import asdict
 
 from cryptography.fernet import Fernet, InvalidToken
 from flask import Blueprint, current_app, flash, redirect, request, session, url_for
@@ -31,8 +42,10 @@ from app.web.errors import error_page, wait_words
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
 
-FLOW_KIND = "proofup_kind"  # kept in the sealed flow: which audience the sign-in was started for
 FLOW_TTL_SECONDS = 600  # how long a student may take on the authority's sign-in page
+TICKET_TTL_SECONDS = 60  # between the callback and the same-site hop that finishes it (one redirect)
+BINDING_COOKIE = "proofup_signin"  # ties a pending sign-in to the browser that started it
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32): bindings and tickets
 SIGN_IN_FAILED = (_l("Sign-in did not work"),
                   _l("Nothing was changed. Go back to the start page and sign in again with your university "
                      "account."))
@@ -41,6 +54,9 @@ SIGN_IN_BUSY = _l("The sign-in service is busy")
 SIGN_IN_EXPIRED = (_l("Your sign-in took too long or was already used"),
                    _l("For your security each sign-in link works once and for ten minutes. Go back to the start "
                       "page and sign in again."))
+SIGN_IN_OTHER_BROWSER = (_l("This sign-in was started in another browser"),
+                         _l("For your security a sign-in can only be finished in the browser where it was "
+                            "started. Nothing was changed. Go back to the start page and sign in again."))
 
 
 def _fernet() -> Fernet:
@@ -49,17 +65,33 @@ def _fernet() -> Fernet:
     return Fernet(base64.urlsafe_b64encode(digest))
 
 
-def seal_flow(flow: dict) -> str:
-    """Encrypt a flow for the store."""
-    return _fernet().encrypt(json.dumps(flow).encode()).decode("ascii")
+def seal_flow(record: dict) -> str:
+    """Encrypt a pending sign-in (the flow and the browser it belongs to) for the store."""
+    return _fernet().encrypt(json.dumps(record).encode()).decode("ascii")
 
 
 def open_flow(blob: str) -> dict | None:
-    """Decrypt a stored flow; None if it was tampered with or sealed under another key."""
+    """Decrypt a stored pending sign-in; None if it was tampered with or sealed under another key."""
     try:
         return json.loads(_fernet().decrypt(blob.encode("ascii"), ttl=FLOW_TTL_SECONDS))
     except (InvalidToken, ValueError):
         return None
+
+
+def _browser_binding() -> str:
+    """Return this browser's sign-in binding from its cookie, or a new one (two tabs share one)."""
+    current = request.cookies.get(BINDING_COOKIE, "")
+    return current if _TOKEN.fullmatch(current) else secrets.token_urlsafe(32)
+
+
+def _binding_hash(binding: str) -> str:
+    return hashlib.sha256(binding.encode("ascii")).hexdigest()
+
+
+def _refused(refusal: str) -> None:
+    """Log and audit a refused sign-in answer (never a value from it)."""
+    log.warning("sign-in refused: %s (client %s)", refusal, client_address())
+    audit_refusal("sign_in.refused", refusal)
 
 
 @bp.get("/sign-in")
@@ -77,20 +109,30 @@ def staff_sign_in():
 
 
 def _begin(kind: SessionKind):
-    """Start an auth-code flow for an audience and keep it, sealed, until the callback."""
+    """Start an auth-code flow for an audience and keep it, sealed and bound to this browser, until it is finished."""
     svc = services()
+    binding = _browser_binding()
     identity = svc.staff_identity if kind is SessionKind.STAFF else svc.identity
     auth_uri, flow = identity.begin_sign_in(url_for("auth.callback", _external=True),
                                             force_login=kind is SessionKind.STAFF)
-    flow[FLOW_KIND] = kind.value
-    svc.store.put_sign_in_flow(flow["state"], seal_flow(flow), FLOW_TTL_SECONDS)
-    return redirect(auth_uri)
+    record = {"flow": flow, "browser": _binding_hash(binding), "kind": kind.value}
+    svc.store.put_sign_in_flow(flow["state"], seal_flow(record), FLOW_TTL_SECONDS)
+    response = redirect(auth_uri)
+    # Lax: it comes with the same-site GET that finishes the sign-in, never with a cross-site POST. Path /:
+    # a second tab's /sign-in must see it to reuse it, or it would replace the first tab's binding.
+    response.set_cookie(BINDING_COOKIE, binding, max_age=FLOW_TTL_SECONDS, httponly=True, samesite="Lax",
+                        secure=request.is_secure)
+    return response
 
 
 @bp.post("/auth/callback")
-@csrf.exempt  # a cross-site form_post from the authority: protected by state, nonce and PKCE instead
+@csrf.exempt  # a cross-site form_post from the authority: protected by state, nonce, PKCE and the binding
 def callback():
-    """Finish the sign-in: check the answer, take the flow by its state, redeem the code, start a fresh session."""
+    """Check the authority's answer, park it under a one-time ticket and hop to /auth/complete.
+
+    It never touches the session nor renders a page: this cross-site POST carries no cookies, and a page
+    (with its CSRF token) would set a new, empty session cookie over the browser's own.
+    """
     from app.domain.identity import SignInError, read_authority_response
 
     svc = services()
@@ -98,39 +140,80 @@ def callback():
         answer = read_authority_response(request.form.to_dict(flat=False))
     except SignInError as exc:
         log.warning("sign-in answer refused: %s", exc.reason)
-        audit_refusal("sign_in.refused", "bad_response")
-        return error_page(400, *SIGN_IN_FAILED)
+        _refused("bad_response")
+        return redirect(url_for("auth.complete", problem="answer"), code=303)
     blob = svc.store.take_sign_in_flow(answer.state)
-    flow = open_flow(blob) if blob else None
-    if flow is None:
-        audit_refusal("sign_in.refused", "unknown_or_used_state")
-        return error_page(400, *SIGN_IN_EXPIRED)
-    staff = flow.get(FLOW_KIND) == SessionKind.STAFF.value
+    record = open_flow(blob) if blob else None
+    if record is None:
+        _refused("unknown_or_used_state")  # used (Back, a replay), expired, or never ours
+        return redirect(url_for("auth.complete", problem="expired"), code=303)
+    ticket = secrets.token_urlsafe(32)
+    svc.store.put_sign_in_flow("ticket:" + ticket, seal_flow({**record, "answer": asdict(answer)}),
+                               TICKET_TTL_SECONDS)
+    return redirect(url_for("auth.complete", ticket=ticket), code=303)
+
+
+@bp.get("/auth/complete")
+def complete():
+    """Finish the sign-in in the browser that started it and start a fresh session."""
+    from app.domain.identity import AuthorityResponse, SignInError
+
+    ticket = request.args.get("ticket", "")
+    blob = services().store.take_sign_in_flow("ticket:" + ticket) if _TOKEN.fullmatch(ticket) else None
+    record = open_flow(blob) if blob else None
+    binding = request.cookies.get(BINDING_COOKIE, "")
+    if record is not None and not hmac.compare_digest(_binding_hash(binding), str(record.get("browser", ""))):
+        _refused("other_browser")  # login CSRF: someone else's answer brought to this browser
+        record, refusal = None, SIGN_IN_OTHER_BROWSER
+    else:
+        refusal = SIGN_IN_FAILED if request.args.get("problem") == "answer" else SIGN_IN_EXPIRED
+    if record is None:
+        signed_in = current_session()
+        if signed_in is not None:  # Back or a reload after sign-in: the browser keeps the session it has
+            return redirect(url_for(_home(signed_in.kind)))
+        return error_page(400, *refusal)
+    svc = services()
+    kind = SessionKind.STAFF if record.get("kind") == SessionKind.STAFF.value else SessionKind.STUDENT
+    identity = svc.staff_identity if kind is SessionKind.STAFF else svc.identity
     try:
-        user = (svc.staff_identity if staff else svc.identity).complete_sign_in(flow, answer)
+        user = identity.complete_sign_in(record["flow"], AuthorityResponse(**record["answer"]))
     except SignInError as exc:
-        log.warning("sign-in refused: %s", exc.code)
-        audit_refusal("sign_in.refused", exc.code)
+        _refused(exc.code)
         svc.events.emit(svc.events.sign_in_failed, None, SignInEvent(request_actor(), code=exc.code))
         if exc.retry_after is not None:
             return busy_page(exc.retry_after)
         return error_page(400, *SIGN_IN_FAILED)
-    if staff:
+    if kind is SessionKind.STAFF:
         from app.web.helpdesk.access import admission_refused
 
         refused = admission_refused(user)  # no MFA in the token, or no staff role: a 403, audited
         if refused is not None:
             return refused
-    # A new session at sign-in: nothing from before (a kiosk's last visitor) survives, and the browser's
-    # previous session token, if any, stops working (rotation).
-    session.clear()
-    kind = SessionKind.STAFF if staff else SessionKind.STUDENT
-    token = svc.sessions.start(kind=kind, upn=user.upn, display_name=user.display_name, mfa=staff,
-                               client_address=client_address(), replaces=request.cookies.get(SESSION_COOKIE))
-    svc.events.emit(svc.events.sign_in_succeeded, None, SignInEvent(owner_of(kind, user.upn), upn=user.upn))
-    response = redirect(url_for("helpdesk.now" if staff else "student.diagnosis"))
+    token = _start_session(user, kind)
+    response = redirect(url_for(_home(kind)))
     set_session_cookie(response, token)
+    response.delete_cookie(BINDING_COOKIE, httponly=True, samesite="Lax", secure=request.is_secure)
     return response
+
+
+def _home(kind: SessionKind) -> str:
+    """Return the endpoint a signed-in person of this kind starts from."""
+    return "helpdesk.now" if kind is SessionKind.STAFF else "student.diagnosis"
+
+
+def _start_session(user, kind: SessionKind) -> str:
+    """Start a new session for the signed-in person and return its token.
+
+    Nothing from before (a kiosk's last visitor) survives, and the browser's previous session token, if any,
+    stops working (rotation): this same-site request carries it, unlike the authority's cross-site POST.
+    """
+    svc = services()
+    session.clear()
+    token = svc.sessions.start(kind=kind, upn=user.upn, display_name=user.display_name,
+                               mfa=kind is SessionKind.STAFF, client_address=client_address(),
+                               replaces=request.cookies.get(SESSION_COOKIE))
+    svc.events.emit(svc.events.sign_in_succeeded, None, SignInEvent(owner_of(kind, user.upn), upn=user.upn))
+    return token
 
 
 def busy_page(wait_seconds: int):

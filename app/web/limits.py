@@ -27,7 +27,7 @@ def student_or_address() -> str:
 def limit_rules(settings: Settings) -> list[tuple[str, Callable[[], str], tuple[str, ...], str | None]]:
     """Return (limit, key function, endpoints, shared scope) for every limited view."""
     return [
-        (settings.rate_limit_sign_in, client_address, ("auth.sign_in", "auth.callback"), None),
+        (settings.rate_limit_sign_in, client_address, ("auth.sign_in", "auth.callback", "auth.complete"), None),
         (settings.rate_limit_diagnosis, student_or_address, ("student.diagnosis",), None),
         (settings.rate_limit_unlock, student_or_address,
          ("student.unlock", "student.cancel", "student.end_and_sign_out"), None),

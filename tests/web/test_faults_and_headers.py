@@ -77,8 +77,9 @@ def test_https_gets_hsts_and_a_secure_session_cookie(client):
     start = client.get("/sign-in", base_url="https://portal.test")
     assert "max-age=" in start.headers["Strict-Transport-Security"]
     state = state_of(start.headers["Location"])
-    answer = client.post("/auth/callback", data={"state": state, "code": fake_code(HALF)},
-                         base_url="https://portal.test")
+    hop = client.post("/auth/callback", data={"state": state, "code": fake_code(HALF)},
+                      base_url="https://portal.test")
+    answer = client.get(hop.headers["Location"], base_url="https://portal.test")
     cookies = answer.headers.getlist("Set-Cookie")
     for name in ("proofup_session=", "proofup_sid="):  # flashes and CSRF; the session token
         cookie = next(c for c in cookies if c.startswith(name))

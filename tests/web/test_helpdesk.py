@@ -27,12 +27,20 @@ def staff_sign_in(client, upn: str, *, mfa: bool = True):
     start = client.get("/helpdesk/sign-in")
     assert start.status_code == 302
     code = fake_code(upn, mfa=mfa)
-    return client.post("/auth/callback", data={"state": state_of(start.headers["Location"]), "code": code})
+    return finish(client, client.post("/auth/callback", data={"state": state_of(start.headers["Location"]),
+                                                              "code": code}))
 
 
 def student_sign_in(client, upn: str):
     start = client.get("/sign-in")
-    return client.post("/auth/callback", data={"state": state_of(start.headers["Location"]), "code": fake_code(upn)})
+    return finish(client, client.post("/auth/callback", data={"state": state_of(start.headers["Location"]),
+                                                              "code": fake_code(upn)}))
+
+
+def finish(client, answer):
+    """Follow the callback's same-site hop: /auth/complete finishes the sign-in in this browser."""
+    assert answer.status_code == 303, answer.status_code
+    return client.get(answer.headers["Location"])
 
 
 def page_csrf(client, path: str) -> str:

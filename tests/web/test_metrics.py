@@ -112,7 +112,8 @@ def test_sign_ins_unlocks_refusals_and_cancels_are_counted_from_the_events(tmp_p
     assert client.post("/cancel", data={"csrf_token": csrf_of(client.get("/guide"))}).status_code == 302
     stranger = portal(tmp_path, services)
     state = state_of(stranger.get("/sign-in").headers["Location"])
-    assert stranger.post("/auth/callback", data={"state": state, "code": "not-a-valid-code"}).status_code == 400
+    assert stranger.post("/auth/callback", data={"state": state, "code": "not-a-valid-code"},
+                         follow_redirects=True).status_code == 400
     privileged = app_client_signed_in(tmp_path, services, "ken.thompson@uni.test")
     privileged.post("/unlock", data={"csrf_token": csrf_of(privileged.get("/diagnosis"))})
     after = scrape(client)

@@ -58,7 +58,7 @@ def test_limited_page_is_translated(tmp_path, services):
 def test_callback_is_limited_per_address(tmp_path, services):
     client = portal(tmp_path, services, rate_limit_sign_in="2 per minute").test_client()
     codes = [client.post("/auth/callback", data={"state": "unknown", "code": "x"}).status_code for _ in range(3)]
-    assert codes == [400, 400, 429]
+    assert codes == [303, 303, 429]
 
 
 def test_limited_unlock_leaves_no_grant_and_no_membership(tmp_path, services, directory):

@@ -58,24 +58,34 @@ def test_an_idle_session_ends_after_the_idle_limit(client, clock, services):
     assert signed_out(client.get("/status"))
 
 
-def test_sign_in_rotates_the_token_and_ends_the_previous_session(app, client, services):
+def test_sign_in_rotates_the_token_and_ends_the_previous_session(app, client, services, clock):
     sign_in(client, HALF)
     before = session_token(client)
-    # A second sign-in finishes in the same browser (the flow was started elsewhere: /sign-in would
-    # send a signed-in browser to its diagnosis).
-    state = state_of(app.test_client().get("/sign-in").headers["Location"])
-    client.post("/auth/callback", data={"state": state, "code": fake_code(OTHER)})
+    clock.advance(services.settings.session_minutes * 60 + 1)  # the browser still holds its ended session's token
+    sign_in(client, OTHER)
     after = session_token(client)
     assert after and after != before
     assert services.sessions.resolve(before) is None
     assert services.sessions.resolve(after).upn == OTHER
 
 
+def test_a_signed_in_browser_keeps_its_session_when_an_answer_arrives(app, client, services):
+    """Back after sign-in, or a second tab: the browser lands on its diagnosis in the session it has."""
+    sign_in(client, HALF)
+    before = session_token(client)
+    client.get("/sign-out")  # a GET changes nothing
+    state = state_of(app.test_client().get("/sign-in").headers["Location"])
+    landed = client.post("/auth/callback", data={"state": state, "code": fake_code(OTHER)}, follow_redirects=True)
+    assert landed.status_code == 200 and session_token(client) == before
+    assert services.sessions.resolve(before).upn == HALF
+
+
 def test_a_planted_token_is_not_adopted(app, client, services):
     planted = "A" * 43  # session fixation: an attacker sets a token of their choosing before the sign-in
     client.set_cookie(SESSION_COOKIE, planted)
     sign_in_page = client.get("/sign-in")
-    client.post("/auth/callback", data={"state": state_of(sign_in_page.headers["Location"]), "code": fake_code(HALF)})
+    client.post("/auth/callback", data={"state": state_of(sign_in_page.headers["Location"]), "code": fake_code(HALF)},
+                follow_redirects=True)
     assert session_token(client) != planted and services.sessions.resolve(planted) is None
 
 
@@ -104,8 +114,9 @@ def test_the_cookie_holds_only_a_random_token_and_the_database_only_its_hash(cli
 
 def test_the_session_cookie_is_httponly_lax_and_ends_with_the_browser(client):
     page_start = client.get("/sign-in")
-    response = client.post("/auth/callback", data={"state": state_of(page_start.headers["Location"]),
-                                                   "code": fake_code(HALF)})
+    hop = client.post("/auth/callback", data={"state": state_of(page_start.headers["Location"]),
+                                              "code": fake_code(HALF)})
+    response = client.get(hop.headers["Location"])  # the same-site hop finishes the sign-in and sets the cookie
     cookie = next(v for v in response.headers.getlist("Set-Cookie") if v.startswith(SESSION_COOKIE + "="))
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert "Expires" not in cookie and "Max-Age" not in cookie

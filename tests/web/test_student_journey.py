@@ -43,7 +43,7 @@ def test_sign_in_keeps_the_flow_server_side_and_renews_the_session(client, servi
 
 
 def test_callback_with_an_unknown_or_reused_state_changes_nothing(client):
-    page = client.post("/auth/callback", data={"state": "forged", "code": fake_code(HALF)})
+    page = client.post("/auth/callback", data={"state": "forged", "code": fake_code(HALF)}, follow_redirects=True)
     assert page.status_code == 400
     assert "sign in again" in text_of(page)
     assert session_token(client) is None
@@ -53,7 +53,7 @@ def test_callback_refused_by_the_identity_adapter_shows_its_message(client):
     from tests.web.fakes import state_of
 
     state = state_of(client.get("/sign-in").headers["Location"])
-    page = client.post("/auth/callback", data={"state": state, "code": "bad"})
+    page = client.post("/auth/callback", data={"state": state, "code": "bad"}, follow_redirects=True)
     assert page.status_code == 400
     assert session_token(client) is None
 
@@ -312,7 +312,8 @@ def test_sign_in_events_reach_the_audit_feed_and_any_other_subscriber(client, se
     sign_in(client, HALF)
     client.delete_cookie(SESSION_COOKIE)
     state = state_of(client.get("/sign-in").headers["Location"])
-    assert client.post("/auth/callback", data={"state": state, "code": "forged"}).status_code == 400
+    assert client.post("/auth/callback", data={"state": state, "code": "forged"},
+                       follow_redirects=True).status_code == 400
     assert [(kind, e.actor.kind.value, e.upn, e.code) for kind, e in heard] == [
         ("ok", "student", HALF, ""), ("failed", "visitor", None, "invalid_token")]
     signed_in = services.store.audit_events(HALF, action="sign_in")[0]
