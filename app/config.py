@@ -20,6 +20,15 @@ from app.domain.mail import valid_address
 ADFS_SUFFIX = "/adfs"
 ENV_FILE_VARIABLE = "PROOFUP_ENV_FILE"  # a file of PROOFUP_* lines, read under the process environment
 DEMO_ENV_FILE = "demo.env"  # what `proofup demo` writes into its state directory for the admin commands
+# Entra's shared authorities accept accounts of any tenant (or any Microsoft account): never for this portal.
+ENTRA_SHARED_TENANTS = frozenset({"common", "organizations", "consumers"})
+_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def authority_tenant(authority: str, tenant_id: str = "") -> str:
+    """Return the tenant id an Entra authority pins: the GUID in its path, else tenant_id ("" if neither)."""
+    segment = urlparse(authority).path.strip("/").split("/")[0].lower()
+    return segment if _GUID.fullmatch(segment) else tenant_id.strip().lower()
 
 
 class SettingsError(ValueError):
@@ -257,6 +266,24 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     return settings
 
 
+def _validate_entra_authority(settings: Settings) -> None:
+    """An Entra sign-in authority must name one tenant, the portal's own, so its tokens can be pinned to it."""
+    segment = urlparse(settings.authority).path.strip("/").split("/")[0].lower()
+    if segment in ENTRA_SHARED_TENANTS:
+        raise SettingsError(f"{env_name('authority')} must name your tenant "
+                            f"(https://login.microsoftonline.com/<tenant id>), not /{segment}: that would let "
+                            "accounts of any tenant sign in")
+    tenant = settings.tenant_id.strip().lower()
+    if tenant and not _GUID.fullmatch(tenant):
+        raise SettingsError(f"{env_name('tenant_id')} must be the tenant's id (a GUID), not {settings.tenant_id!r}")
+    if _GUID.fullmatch(segment) and tenant and segment != tenant:
+        raise SettingsError(f"{env_name('authority')} names tenant {segment}, but {env_name('tenant_id')} "
+                            f"is {tenant}")
+    if not authority_tenant(settings.authority, tenant):
+        raise SettingsError(f"{env_name('tenant_id')} is required when {env_name('authority')} names the tenant "
+                            "by domain: sign-ins are pinned to that tenant id")
+
+
 def validate(settings: Settings) -> None:
     """Raise SettingsError naming the first setting that cannot work."""
     if len(settings.secret_key) < 16:
@@ -270,6 +297,8 @@ def validate(settings: Settings) -> None:
             f"{env_name('authority')} needs a path: https://adfs.example/adfs or "
             "https://login.microsoftonline.com/<tenant>"
         )
+    if not settings.authority_is_adfs:
+        _validate_entra_authority(settings)
     for url in settings.ldap_urls:
         if urlparse(url).scheme not in ("ldap", "ldaps"):
             raise SettingsError(f"{env_name('ldap_url')} entries must be ldap:// or ldaps:// URLs, not {url!r}")

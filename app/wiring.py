@@ -126,7 +126,7 @@ def build_staff_identity(settings: Settings, identity):
     from app.adapters.identity import Identity
 
     return Identity(settings.authority, settings.staff_client_id, settings.staff_client_secret,
-                    ca_file=settings.ca_bundle or None)
+                    tenant_id=settings.tenant_id, ca_file=settings.ca_bundle or None)
 
 
 def build_helpdesk(settings: Settings, *, store, directory, onboarding, grants, sessions, clock=None):

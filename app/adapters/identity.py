@@ -20,6 +20,7 @@ import requests
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
 from app.adapters.http import forget_connections_after_fork, make_session
+from app.config import authority_tenant
 from app.domain.identity import MSG_TRY_AGAIN, AuthorityResponse, SignedInUser, SignInError
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ ALGORITHMS = ["RS256"]  # what AD FS 2019 and Entra sign id_tokens with
 # Claims kept on the signed-in user: identity, roles and groups for the helpdesk role, how they signed in.
 KEPT_CLAIMS = ("name", "upn", "preferred_username", "unique_name", "oid", "tid",
                "roles", "groups", "amr", "authmethod", "auth_time", "idp")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _AUTHORITY_CODE = re.compile(r"\b(AADSTS\d+|MSIS\d+)\b")
 # Errors the authority answers when the person stopped the sign-in themselves (RFC 6749 4.1.2.1, Entra's AADSTS65004).
 _CANCEL_ERRORS = {"access_denied", "consent_required", "interaction_required", "login_required"}
@@ -82,14 +82,17 @@ class _PublicClient(_FreshTelemetry, msal.PublicClientApplication):
 
 
 class IdTokenValidator:
-    """Verify an id_token's signature (JWKS), issuer, audience and lifetime."""
+    """Verify an id_token's signature (JWKS), issuer, audience (and azp), lifetime and, for Entra, tenant."""
 
-    def __init__(self, issuer: str, client_id: str, fetch_jwks: Callable[[], dict], *,
+    def __init__(self, issuer: str, client_id: str, fetch_jwks: Callable[[], dict], *, tenant_id: str = "",
                  leeway: float = LEEWAY_SECONDS, clock: Callable[[], float] = time.time):
         if not issuer or not client_id:
             raise ValueError("an id_token can only be checked against an issuer and a client id")
+        if "{tenantid}" in issuer and not tenant_id:
+            raise ValueError("a multi-tenant issuer can only be checked with the tenant pinned")
         self.issuer = issuer
         self.client_id = client_id
+        self.tenant_id = tenant_id.lower()  # Entra: the token's tid must be this tenant
         self._fetch_jwks = fetch_jwks
         self._leeway = leeway
         self._clock = clock
@@ -104,11 +107,13 @@ class IdTokenValidator:
             if header.get("alg") not in ALGORITHMS:
                 raise jwt.InvalidAlgorithmError(f"algorithm {header.get('alg')!r} is not accepted")
             key = self._key(header.get("kid") or "")
-            return jwt.decode(
+            claims = jwt.decode(
                 id_token, key.key, algorithms=ALGORITHMS, audience=self.client_id,
-                issuer=self._expected_issuer(id_token), leeway=self._leeway,
+                issuer=self._expected_issuer(), leeway=self._leeway,
                 options={"require": ["exp", "iat", "iss", "aud", "sub"]},
             )
+            self._check_party_and_tenant(claims)
+            return claims
         except jwt.ExpiredSignatureError:
             log.warning("id_token rejected: expired")
             raise SignInError("Your sign-in has expired. " + MSG_TRY_AGAIN, "token_expired") from None
@@ -116,14 +121,18 @@ class IdTokenValidator:
             log.warning("id_token rejected: %s", error.__class__.__name__)
             raise SignInError("The sign-in could not be verified. " + MSG_TRY_AGAIN, "invalid_token") from None
 
-    def _expected_issuer(self, id_token: str) -> str:
-        # Entra's multi-tenant metadata says ".../{tenantid}/v2.0"; the token's own tid fills it in.
-        if "{tenantid}" not in self.issuer:
-            return self.issuer
-        tid = str(jwt.decode(id_token, options={"verify_signature": False}).get("tid", ""))
-        if not _GUID.match(tid):
-            raise jwt.InvalidIssuerError("token has no tenant id")
-        return self.issuer.replace("{tenantid}", tid)
+    def _expected_issuer(self) -> str:
+        # Entra's multi-tenant metadata says ".../{tenantid}/v2.0": filled with the pinned tenant, never the token's.
+        return self.issuer.replace("{tenantid}", self.tenant_id)
+
+    def _check_party_and_tenant(self, claims: Mapping[str, Any]) -> None:
+        # OpenID Connect Core 3.1.3.7: a token for several audiences is ours only if we are its authorized party.
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        azp = claims.get("azp")
+        if (any(a != self.client_id for a in audiences) or azp is not None) and azp != self.client_id:
+            raise jwt.InvalidAudienceError("token is for other audiences and its azp is not this client")
+        if self.tenant_id and str(claims.get("tid", "")).lower() != self.tenant_id:
+            raise jwt.InvalidIssuerError("token is from another tenant")
 
     def _key(self, kid: str) -> jwt.PyJWK:
         with self._lock:
@@ -148,7 +157,7 @@ def is_adfs_authority(authority: str) -> bool:
 class Identity:
     """The portal's sign-in: authorization code flow with PKCE and form_post, verified id_token."""
 
-    def __init__(self, authority: str, client_id: str, client_secret: str = "", *,
+    def __init__(self, authority: str, client_id: str, client_secret: str = "", *, tenant_id: str = "",
                  ca_file: str | None = None, timeout: float = 10.0):
         if urlparse(authority).scheme != "https" or not urlparse(authority).path.strip("/"):
             raise ValueError(f"authority must be an https URL with a path, not {authority!r}")
@@ -157,6 +166,10 @@ class Identity:
         self.authority = authority.rstrip("/")
         self.client_id = client_id
         self.is_adfs = is_adfs_authority(authority)
+        # Entra: every token must come from this tenant (the authority's GUID, else the tenant_id given).
+        self.tenant_id = "" if self.is_adfs else authority_tenant(authority, tenant_id)
+        if not self.is_adfs and not self.tenant_id:
+            raise ValueError(f"an Entra authority needs its tenant id pinned: {authority!r}")
         self._client_secret = client_secret
         self._ca_file, self._timeout = ca_file, timeout
         self._token_answer = threading.local()  # status and Retry-After of this thread's last token request
@@ -171,7 +184,8 @@ class Identity:
     @classmethod
     def from_settings(cls, settings) -> "Identity":
         """Build the sign-in adapter from Settings (authority, client_id, client_secret, ca_bundle)."""
-        return cls(settings.authority, settings.client_id, settings.client_secret, ca_file=settings.ca_bundle or None)
+        return cls(settings.authority, settings.client_id, settings.client_secret, tenant_id=settings.tenant_id,
+                   ca_file=settings.ca_bundle or None)
 
     @property
     def discovery_url(self) -> str:
@@ -303,7 +317,7 @@ class Identity:
                     raise SignInError("The sign-in service is not available right now. "
                                       "Please try again in a few minutes.", "unreachable")
                 self._validator = IdTokenValidator(metadata.get("issuer", ""), self.client_id,
-                                                   lambda: self._get_json(jwks_uri))
+                                                   lambda: self._get_json(jwks_uri), tenant_id=self.tenant_id)
             return self._validator
 
     def _get_json(self, url: str) -> dict[str, Any]:

@@ -178,7 +178,9 @@ def tamper(token: str) -> str:
     (lambda sim: resign(sim, aud="another-app"), "invalid_token"),
     (lambda sim: resign(sim, iss="https://evil.example/adfs"), "invalid_token"),
     (lambda sim: resign(sim, exp=int(time.time()) - 3600, iat=int(time.time()) - 7200), "token_expired"),
-], ids=["tampered", "wrong-audience", "wrong-issuer", "expired"])
+    (lambda sim: resign(sim, aud=[sim.portal_client_id, "https://api.other.test"]), "invalid_token"),
+    (lambda sim: resign(sim, azp="another-client"), "invalid_token"),
+], ids=["tampered", "wrong-audience", "wrong-issuer", "expired", "other-audiences-no-azp", "other-azp"])
 def test_bad_id_tokens_are_refused(simulator, identity, rewrite, code):
     identity.http_session.mount(simulator.base_url, TokenRewriter(rewrite(simulator)))
     auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)
@@ -186,6 +188,19 @@ def test_bad_id_tokens_are_refused(simulator, identity, rewrite, code):
         identity.complete_sign_in(flow, answer(drive_authorize(simulator, auth_uri, UPN)))
     assert caught.value.code == code
     assert "token" not in str(caught.value).lower()  # the message is for a person, not a developer
+
+
+def test_an_entra_token_of_another_tenant_is_refused(simulator):
+    """The tenant is pinned: a token signed by the authority's own key but naming another tenant is refused."""
+    identity = Identity(simulator.entra_authority, simulator.portal_client_id,
+                        simulator.secret(simulator.portal_client_id), ca_file=simulator.ca_file)
+    assert identity.tenant_id == simulator.tenant_id
+    other = "00000000-0000-0000-0000-000000000000"
+    identity.http_session.mount(simulator.base_url, TokenRewriter(resign(simulator, tid=other)))
+    auth_uri, flow = identity.begin_sign_in(REDIRECT_URI)
+    with pytest.raises(SignInError) as caught:
+        identity.complete_sign_in(flow, answer(drive_authorize(simulator, auth_uri, UPN)))
+    assert caught.value.code == "invalid_token"
 
 
 def test_an_unreachable_authority_is_a_clear_error(simulator):

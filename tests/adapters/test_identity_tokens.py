@@ -125,15 +125,48 @@ def test_keys_are_cached_and_refreshed_for_a_new_kid(keys):
     assert keys.fetches == 2
 
 
-def test_entra_multi_tenant_issuer_is_filled_from_tid(keys):
-    tid = "8d3f2b4e-6c1a-4f5e-9b7d-2a1c0e9f8b7a"
-    validator = IdTokenValidator("https://login.microsoftonline.com/{tenantid}/v2.0", CLIENT_ID, keys.jwks)
-    good = keys.sign(claims(iss=f"https://login.microsoftonline.com/{tid}/v2.0", tid=tid))
-    assert validator.validate(good)["tid"] == tid
-    other = keys.sign(claims(iss=f"https://login.microsoftonline.com/{tid}/v2.0",
-                             tid="00000000-0000-0000-0000-000000000000"))
-    with pytest.raises(SignInError):
-        validator.validate(other)
+TID = "8d3f2b4e-6c1a-4f5e-9b7d-2a1c0e9f8b7a"
+OTHER_TID = "00000000-0000-0000-0000-000000000000"
+ENTRA_ISSUER = f"https://login.microsoftonline.com/{TID}/v2.0"
+
+
+def test_entra_multi_tenant_issuer_is_filled_from_the_pinned_tenant(keys):
+    validator = IdTokenValidator("https://login.microsoftonline.com/{tenantid}/v2.0", CLIENT_ID, keys.jwks,
+                                 tenant_id=TID)
+    assert validator.validate(keys.sign(claims(iss=ENTRA_ISSUER, tid=TID)))["tid"] == TID
+    for other in (claims(iss=ENTRA_ISSUER, tid=OTHER_TID),
+                  claims(iss=f"https://login.microsoftonline.com/{OTHER_TID}/v2.0", tid=OTHER_TID)):
+        with pytest.raises(SignInError):
+            validator.validate(keys.sign(other))
+    with pytest.raises(ValueError):  # a template issuer without a pinned tenant would accept any tenant
+        IdTokenValidator("https://login.microsoftonline.com/{tenantid}/v2.0", CLIENT_ID, keys.jwks)
+
+
+@pytest.mark.parametrize("tid", [OTHER_TID, None, ""])
+def test_an_entra_token_from_another_tenant_is_refused(keys, tid):
+    validator = IdTokenValidator(ENTRA_ISSUER, CLIENT_ID, keys.jwks, tenant_id=TID)
+    assert validator.validate(keys.sign(claims(iss=ENTRA_ISSUER, tid=TID.upper())))
+    with pytest.raises(SignInError) as caught:
+        validator.validate(keys.sign(claims(iss=ENTRA_ISSUER, tid=tid)))
+    assert caught.value.code == "invalid_token"
+
+
+@pytest.mark.parametrize("aud, azp, accepted", [
+    ([CLIENT_ID], None, True),
+    ([CLIENT_ID, "https://api.other.test"], CLIENT_ID, True),
+    ([CLIENT_ID, "https://api.other.test"], None, False),
+    ([CLIENT_ID, "https://api.other.test"], "another-client", False),
+    (CLIENT_ID, "another-client", False),
+    (CLIENT_ID, CLIENT_ID, True),
+])
+def test_other_audiences_need_this_client_as_authorized_party(keys, validator, aud, azp, accepted):
+    token = keys.sign(claims(aud=aud, azp=azp))
+    if accepted:
+        assert validator.validate(token)
+    else:
+        with pytest.raises(SignInError) as caught:
+            validator.validate(token)
+        assert caught.value.code == "invalid_token"
 
 
 def test_adfs_claims_map_to_a_user():

@@ -29,9 +29,39 @@ def test_minimal_settings_load_with_documented_defaults():
     assert (settings.session_minutes, settings.session_max_minutes, settings.max_unlocks) == (20, 60, 3)
 
 
+TENANT = "8d3f2b4e-6c1a-4f5e-9b7d-2a1c0e9f8b7a"
+
+
 def test_entra_authority_is_not_adfs():
-    settings = load_settings({**BASE, "PROOFUP_AUTHORITY": "https://login.microsoftonline.com/tenant-id"})
+    settings = load_settings({**BASE, "PROOFUP_AUTHORITY": f"https://login.microsoftonline.com/{TENANT}"})
     assert not settings.authority_is_adfs
+
+
+@pytest.mark.parametrize("tenant", ["common", "organizations", "consumers", "Common"])
+def test_a_shared_entra_authority_is_refused_at_start_up(tenant):
+    with pytest.raises(SettingsError, match=f"PROOFUP_AUTHORITY must name your tenant.*not /{tenant.lower()}"):
+        load_settings({**BASE, "PROOFUP_AUTHORITY": f"https://login.microsoftonline.com/{tenant}/v2.0",
+                       "PROOFUP_TENANT_ID": TENANT})
+
+
+@pytest.mark.parametrize("authority, tenant_id, error", [
+    ("https://login.microsoftonline.com/uni.onmicrosoft.com", "", "PROOFUP_TENANT_ID is required"),
+    ("https://login.microsoftonline.com/uni.onmicrosoft.com", "uni.onmicrosoft.com", "must be the tenant's id"),
+    (f"https://login.microsoftonline.com/{TENANT}", "00000000-0000-0000-0000-000000000000", "names tenant"),
+])
+def test_an_entra_authority_must_pin_one_tenant(authority, tenant_id, error):
+    with pytest.raises(SettingsError, match=error):
+        load_settings({**BASE, "PROOFUP_AUTHORITY": authority, "PROOFUP_TENANT_ID": tenant_id})
+
+
+def test_an_entra_authority_named_by_domain_is_pinned_by_tenant_id():
+    from app.config import authority_tenant
+
+    settings = load_settings({**BASE, "PROOFUP_AUTHORITY": "https://login.microsoftonline.com/uni.onmicrosoft.com",
+                              "PROOFUP_TENANT_ID": TENANT.upper()})
+    assert authority_tenant(settings.authority, settings.tenant_id) == TENANT
+    # AD FS needs no tenant; a domain in PROOFUP_TENANT_ID is fine there (only the My Sign-Ins link uses it).
+    assert load_settings({**BASE, "PROOFUP_TENANT_ID": "uni.onmicrosoft.com"}).tenant_id == "uni.onmicrosoft.com"
 
 
 @pytest.mark.parametrize("name", ["PROOFUP_SECRET_KEY", "PROOFUP_AUTHORITY", "PROOFUP_CLIENT_ID"])
