@@ -282,8 +282,6 @@ def test_the_language_switch_beside_the_browser_choice(stack, lang, open_context
     expect(page.locator("html")).to_have_attribute("lang", other)
 
 
-@pytest.mark.xfail(reason="Back after sign-in re-posts the used sign-in until the sign-in callback lands on a "
-                          "same-site hop (the signin helper's change to app/web/auth.py)", strict=False)
 def test_back_after_sign_in_lands_on_the_diagnosis(stack, open_context):
     page = open_context().new_page()
     page.goto(stack.portal_url)
