@@ -5,7 +5,7 @@ import pytest
 
 from app.domain.directory import DirectoryUser, dn_key
 from app.domain.staff import ADFS_MFA, StaffGroups, StaffRole, look_up_query, shows_mfa
-from app.web.helpdesk.export import safe_cell
+from app.domain.cells import safe_cell
 
 PASSWORD = "http://schemas.microsoft.com/ws/2008/06/identity/authenticationmethod/password"
 DESK_G, AUDIT_G = "CN=Desk,OU=Groups,DC=uni,DC=test", "CN=Audit,OU=Groups,DC=uni,DC=test"

@@ -8,6 +8,7 @@
 - budget.py        the Graph request budget's rows
 - outbox.py        mail queued with what caused it, claimed by compare-and-set (OutboxStore)
 - sessions.py      portal sessions behind a random token (SessionStore)
+- batches.py       weekly batches and their rows: checks, invites, reminders (BatchStore)
 - unit_of_work.py  one transaction for a change and its audit event
 
 Each verb of the Store runs in a transaction of its own; `Store.unit_of_work()` joins several (a grant's
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from app.adapters.store.audit import REDACTED, AuditEvent, AuditLog, AuditQuery, AuditStore, redact
 from app.adapters.store.base import MIGRATIONS_DIR, Base, Database, UTCDateTime, schema_is_known, schema_state
+from app.adapters.store.batches import BatchStore
 from app.adapters.store.budget import BudgetState, BudgetStore
 from app.adapters.store.grants import Grants, GrantStore
 from app.adapters.store.leases import LeaseStore
@@ -32,6 +34,7 @@ class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, Un
     """The portal's database with the verbs of every store module (each module keeps its own tables)."""
 
 
-__all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "AuditQuery", "Base", "BudgetState", "Database", "Grants",
+__all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "AuditQuery", "Base", "BatchStore", "BudgetState",
+           "Database", "Grants",
            "OutboxStore", "SessionStore", "Store", "UTCDateTime", "UnitOfWork", "redact",
            "schema_is_known", "schema_state"]

@@ -1,0 +1,216 @@
+"""Weekly batches: the batch, one row per CSV line (its verdict, its invite, its reminders), changed with its audit.
+
+Every change that a desk member or the worker makes commits together with its audit event (and, for a
+reminder, with its queued mail), so a crash leaves all of it or none.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterable, Iterator, Mapping
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, func, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from app.adapters.store.audit import AuditLog
+from app.adapters.store.base import Base, Database, UTCDateTime
+from app.domain.actors import Actor
+from app.domain.batch_csv import IntakeRow
+from app.domain.batches import BatchState
+from app.domain.upn import Upn
+
+_STATES_SQL = "state IN ({})".format(", ".join(f"'{s.value}'" for s in BatchState))
+
+
+class BatchRecord(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    label: Mapped[str] = mapped_column(String(128))
+    file_name: Mapped[str] = mapped_column(String(256), default="")
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_checked: Mapped[int] = mapped_column(Integer, default=0)
+    checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sent_by: Mapped[str] = mapped_column(String(320), default="")
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    closed_by: Mapped[str] = mapped_column(String(320), default="")
+
+    __table_args__ = (CheckConstraint(_STATES_SQL, name="ck_batches_state"),)
+
+    def view(self) -> "BatchView":
+        return BatchView(id=self.id, label=self.label, file_name=self.file_name, state=BatchState(self.state),
+                         created_by=self.created_by, created_at=self.created_at, rows_total=self.rows_total,
+                         rows_checked=self.rows_checked, checked_at=self.checked_at, sent_at=self.sent_at,
+                         sent_by=self.sent_by, closed_at=self.closed_at, closed_by=self.closed_by)
+
+
+class BatchRowRecord(Base):
+    __tablename__ = "batch_rows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(Integer)
+    upn: Mapped[str | None] = mapped_column(String(320), nullable=True, index=True)
+    shown: Mapped[str] = mapped_column(String(128), default="")
+    mail: Mapped[str] = mapped_column(String(256), default="")  # from the CSV, else the directory's at check time
+    name: Mapped[str] = mapped_column(String(256), default="")
+    problem: Mapped[str] = mapped_column(String(32), default="")  # why it is skipped; "" selected (once checked)
+    checked: Mapped[bool] = mapped_column(default=False)
+    diagnosis: Mapped[str] = mapped_column(String(64), default="")  # "state/reason" of the check
+    invite_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    invited_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    last_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_batch_rows_batch", "batch_id", "line"),)
+
+    def view(self) -> "BatchRowView":
+        return BatchRowView(id=self.id, batch_id=self.batch_id, line=self.line,
+                            upn=Upn(self.upn) if self.upn else None, shown=self.shown, mail=self.mail,
+                            name=self.name, problem=self.problem, checked=self.checked, diagnosis=self.diagnosis,
+                            invite_id=self.invite_id, invited_at=self.invited_at, reminders_sent=self.reminders_sent,
+                            last_reminder_at=self.last_reminder_at)
+
+
+@dataclass(frozen=True)
+class BatchView:
+    """One batch as stored."""
+
+    id: int
+    label: str
+    file_name: str
+    state: BatchState
+    created_by: str
+    created_at: datetime
+    rows_total: int
+    rows_checked: int
+    checked_at: datetime | None = None
+    sent_at: datetime | None = None
+    sent_by: str = ""
+    closed_at: datetime | None = None
+    closed_by: str = ""
+
+
+@dataclass(frozen=True)
+class BatchRowView:
+    """One row of a batch: the CSV's line and what the checks, the invite and the reminders made of it."""
+
+    id: int
+    batch_id: int
+    line: int
+    upn: Upn | None
+    shown: str
+    mail: str
+    name: str
+    problem: str
+    checked: bool
+    diagnosis: str
+    invite_id: int | None
+    invited_at: datetime | None
+    reminders_sent: int
+    last_reminder_at: datetime | None
+
+    @property
+    def selected(self) -> bool:
+        """Tell whether the row gets (or got) an invite: checked and nothing wrong."""
+        return self.checked and not self.problem
+
+
+@dataclass(frozen=True)
+class Check:
+    """What the checks found for one row: the skip ("" none), the diagnosis, the mail address to use."""
+
+    problem: str
+    diagnosis: str = ""
+    mail: str = ""
+
+
+class BatchStore:
+    """The batch tables, with the verbs the batch use cases and the worker need."""
+
+    def __init__(self, store: Database):
+        self.store = store
+
+    @contextmanager
+    def _change(self) -> Iterator[tuple[Session, AuditLog]]:
+        with self.store._tx(write=True) as s:  # noqa: SLF001 - the store's own transaction helper
+            yield s, AuditLog(s, self.store.clock)
+
+    def create(self, actor: Actor, *, label: str, file_name: str, rows: Iterable[IntakeRow],
+               client: str = "") -> BatchView:
+        """Write a new batch (checking) with its rows; the CSV's bad rows are checked already, with their problem."""
+        rows = list(rows)
+        with self._change() as (s, audit):
+            batch = BatchRecord(label=label, file_name=file_name, state=BatchState.CHECKING.value,
+                                created_by=actor.id, created_at=self.store.clock(), rows_total=len(rows),
+                                rows_checked=sum(1 for r in rows if not r.ok), sent_by="", closed_by="")
+            s.add(batch)
+            s.flush()
+            s.add_all(BatchRowRecord(batch_id=batch.id, line=r.line, upn=r.upn, shown=r.shown, mail=r.mail,
+                                     name=r.name, problem=r.problem, checked=not r.ok, diagnosis="",
+                                     reminders_sent=0) for r in rows)
+            audit.add(actor, "batch.uploaded", None, batch_id=batch.id, label=label, file_name=file_name,
+                      rows=len(rows), skipped_by_csv=batch.rows_checked, client=client)
+            return batch.view()
+
+    def get(self, batch_id: int) -> BatchView | None:
+        """Return one batch, or None."""
+        with self.store._tx() as s:  # noqa: SLF001
+            row = s.get(BatchRecord, batch_id)
+            return row.view() if row else None
+
+    def recent(self, limit: int = 50) -> list[BatchView]:
+        """Return the newest batches first."""
+        with self.store._tx() as s:  # noqa: SLF001
+            return [r.view() for r in s.scalars(select(BatchRecord).order_by(BatchRecord.id.desc()).limit(limit))]
+
+    def in_state(self, state: BatchState, limit: int = 20) -> list[BatchView]:
+        """Return the oldest batches in a state first (the worker's queue)."""
+        with self.store._tx() as s:  # noqa: SLF001
+            rows = s.scalars(select(BatchRecord).where(BatchRecord.state == state.value)
+                             .order_by(BatchRecord.id).limit(limit))
+            return [r.view() for r in rows]
+
+    def rows(self, batch_id: int) -> list[BatchRowView]:
+        """Return a batch's rows in file order."""
+        with self.store._tx() as s:  # noqa: SLF001
+            rows = s.scalars(select(BatchRowRecord).where(BatchRowRecord.batch_id == batch_id)
+                             .order_by(BatchRowRecord.line, BatchRowRecord.id))
+            return [r.view() for r in rows]
+
+    def unchecked(self, batch_id: int, limit: int) -> list[BatchRowView]:
+        """Return up to limit rows the checks have not reached yet, in file order."""
+        with self.store._tx() as s:  # noqa: SLF001
+            rows = s.scalars(select(BatchRowRecord).where(BatchRowRecord.batch_id == batch_id,
+                                                          BatchRowRecord.checked.is_(False))
+                             .order_by(BatchRowRecord.line).limit(limit))
+            return [r.view() for r in rows]
+
+    def record_checks(self, actor: Actor, batch_id: int, checks: Mapping[int, Check]) -> BatchView | None:
+        """Store the checks of some rows; the batch turns ready when none is left. None if it is not checking."""
+        with self._change() as (s, audit):
+            batch = s.get(BatchRecord, batch_id)
+            if batch is None or batch.state != BatchState.CHECKING.value:
+                return None
+            done = 0
+            for row_id, check in checks.items():
+                values: dict[str, Any] = {"problem": check.problem, "diagnosis": check.diagnosis, "checked": True}
+                if check.mail:
+                    values["mail"] = check.mail
+                done += s.execute(update(BatchRowRecord).where(
+                    BatchRowRecord.id == row_id, BatchRowRecord.batch_id == batch_id,
+                    BatchRowRecord.checked.is_(False)).values(**values)).rowcount
+            batch.rows_checked += done
+            left = s.scalar(select(func.count()).select_from(BatchRowRecord).where(
+                BatchRowRecord.batch_id == batch_id, BatchRowRecord.checked.is_(False)))
+            if not left:
+                batch.state, batch.checked_at = BatchState.READY.value, self.store.clock()
+                selected = s.scalar(select(func.count()).select_from(BatchRowRecord).where(
+                    BatchRowRecord.batch_id == batch_id, BatchRowRecord.problem == ""))
+                audit.add(actor, "batch.checked", None, batch_id=batch_id, rows=batch.rows_total, selected=selected)
+            return batch.view()

@@ -1,0 +1,42 @@
+"""The batch tables on SQLite and PostgreSQL: rows in file order, checks recorded once, ready when all are."""
+from __future__ import annotations
+
+from app.adapters.store import BatchStore
+from app.adapters.store.batches import Check
+from app.domain.actors import WORKER, Actor
+from app.domain.audit import AuditQuery
+from app.domain.batch_csv import read_batch_csv
+from app.domain.batches import BatchState
+
+DESK = Actor.staff("hedy.lamarr@uni.test", role="helpdesk", reason="week 48")
+CSV = b"upn;mail\nada@uni.test;ada@mail.test\n=cmd;\nalan@uni.test;\nada@uni.test;\n"
+
+
+def test_a_batch_is_written_with_its_rows_and_its_audit_event(store):
+    batches = BatchStore(store)
+    batch = batches.create(DESK, label="Week 48", file_name="w48.csv", rows=read_batch_csv(CSV).rows, client="10.0.0.1")
+    assert (batch.state, batch.rows_total, batch.rows_checked) == (BatchState.CHECKING, 4, 2)
+    rows = batches.rows(batch.id)
+    assert [(r.line, r.upn, r.problem, r.checked) for r in rows] == [
+        (2, "ada@uni.test", "", False), (3, None, "formula", True), (4, "alan@uni.test", "", False),
+        (5, "ada@uni.test", "duplicate", True)]
+    (event,) = store.search_audit(AuditQuery(action="batch.uploaded"))
+    assert event.actor == "hedy.lamarr@uni.test" and event.detail["batch_id"] == batch.id
+    assert event.detail["rows"] == 4 and event.reason == "week 48"
+
+
+def test_checks_are_recorded_once_and_the_batch_turns_ready(store):
+    batches = BatchStore(store)
+    batch = batches.create(DESK, label="w", file_name="", rows=read_batch_csv(CSV).rows)
+    first, second = batches.unchecked(batch.id, 10)
+    assert batches.unchecked(batch.id, 1) == [first]
+    half = batches.record_checks(WORKER, batch.id, {first.id: Check("", "stuck/half_registered", "")})
+    assert half.state is BatchState.CHECKING and half.rows_checked == 3
+    again = batches.record_checks(WORKER, batch.id, {first.id: Check("registered")})  # a repeat changes nothing
+    assert again.rows_checked == 3 and batches.rows(batch.id)[0].problem == ""
+    done = batches.record_checks(WORKER, batch.id, {second.id: Check("", "stuck/unregistered", "alan@mail.test")})
+    assert done.state is BatchState.READY and done.rows_checked == 4 and done.checked_at is not None
+    rows = batches.rows(batch.id)
+    assert [r.selected for r in rows] == [True, False, True, False] and rows[2].mail == "alan@mail.test"
+    assert batches.record_checks(WORKER, batch.id, {first.id: Check("x")}) is None  # no longer checking
+    assert [b.id for b in batches.in_state(BatchState.READY)] == [batch.id] and batches.get(batch.id).label == "w"
