@@ -182,7 +182,9 @@ def password_signin():
         return signin_form(handle, upn, BAD_CREDENTIALS)
     simulator.pending.pop(handle)
     session = SsoSession(upn=user.upn, auth_time=int(simulator.world.clock.time()), amr=(PASSWORD_AMR,))
-    return oidc.start_session(continue_signed_in(pending, session), COOKIE, COOKIE_PATH, session)
+    # The farm has "keep me signed in" on (Set-AdfsProperties -EnableKmsi $true): the form's Kmsi box.
+    keep = request.form.get("Kmsi", "") == "true"
+    return oidc.start_session(continue_signed_in(pending, session), COOKIE, COOKIE_PATH, session, keep_signed_in=keep)
 
 
 def continue_signed_in(pending, session: SsoSession) -> Response:
@@ -353,7 +355,11 @@ def pairwise_sub(client_id: str, user: DirectoryUser) -> str:
 
 @bp.get("/oauth2/logout", strict_slashes=False)
 def logout():
-    """End the AD FS session; go back to post_logout_redirect_uri only when it is registered (LogoutUri)."""
+    """End the AD FS session; go back to post_logout_redirect_uri only when it is registered (LogoutUri).
+
+    Only AD FS's own session (MSISAuth) ends: Entra's session and My Sign-Ins' stay, as on a real farm
+    (ad-fs-logout-openid-connect.md); id_token_hint is optional and not needed to find the session.
+    """
     target = sim().clients.logout_target(request.args.get("post_logout_redirect_uri", ""),
                                          request.args.get("client_id", ""))
     response = redirect(target) if target else Response(render_template("signed_out.html", brand="adfs"))

@@ -22,12 +22,15 @@ GRAPH_CLIENT_ID = "0c9e6b74-1f3d-4a58-b2e6-7d4a9f1c3e85"
 LIMITED_CLIENT_ID = "a7d2e9c1-3b4f-4e6a-8d5c-1f2e3a4b5c6d"
 
 PORTAL_REDIRECT_PATHS = ("/auth/callback", "/auth/redirect", "/getAToken")
+PORTAL_LOGOUT_PATHS = ("/", "/kiosk/signed-out/microsoft", "/kiosk/signed-out")
 DEFAULT_REGISTRATIONS = (
     {"client_id": PORTAL_CLIENT_ID, "display_name": "ProofUp Portal",
      "redirect_uris": [f"{scheme}://{host}{path}" for scheme in ("http", "https")
                        for host in ("localhost", "127.0.0.1") for path in PORTAL_REDIRECT_PATHS],
      # AD FS's LogoutUri (Set-AdfsClient -LogoutUri): where end-session may send the browser back to.
-     "logout_uris": [f"{scheme}://{host}/" for scheme in ("http", "https") for host in ("localhost", "127.0.0.1")],
+     # The kiosk's sign-out goes through AD FS, then Microsoft's sign-out, and back to the attract screen.
+     "logout_uris": [f"{scheme}://{host}{path}" for scheme in ("http", "https") for host in ("localhost", "127.0.0.1")
+                     for path in PORTAL_LOGOUT_PATHS],
      "roles": []},
     {"client_id": GRAPH_CLIENT_ID, "display_name": "ProofUp Portal (Graph)", "redirect_uris": [],
      "roles": ["User.Read.All", "UserAuthenticationMethod.ReadWrite.All", "AuditLog.Read.All",

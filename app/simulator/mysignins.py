@@ -51,6 +51,12 @@ def callback_url() -> str:
 
 @bp.get("", strict_slashes=False)
 def security_info():
+    """Show the signed-in visitor's methods.
+
+    A live visit wins over login_hint, and without one the Entra session signs the browser in again
+    silently: the next person at a shared browser lands in the previous person's Security info, with
+    "Add sign-in method" (issue 13). Only Entra's sign-out (or closing a private window) ends both.
+    """
     visit = current_visit()
     if visit is None:
         return sign_in()

@@ -23,7 +23,8 @@ from app.simulator.context import sim
 CODE_LIFETIME = 600
 ACCESS_TOKEN_LIFETIME = 3600
 ID_TOKEN_LIFETIME = 3600
-SSO_LIFETIME = 8 * 3600
+SSO_LIFETIME = 8 * 3600  # AD FS SsoLifetime on an unregistered device (480 minutes by default)
+KMSI_LIFETIME = 24 * 3600  # AD FS "keep me signed in" (KmsiLifetimeMins, 1440 by default): a persistent cookie
 PENDING_LIFETIME = 1800
 OIDC_SCOPES = frozenset({"openid", "profile", "email", "offline_access"})
 
@@ -255,10 +256,17 @@ def current_session(cookie: str) -> SsoSession | None:
     return found if isinstance(found, SsoSession) else None
 
 
-def start_session(response: Response, cookie: str, path: str, session: SsoSession) -> Response:
-    """Remember the sign-in in a cookie (a random handle; the session itself stays on the server)."""
-    handle = sim().sessions.put(session, SSO_LIFETIME)
-    response.set_cookie(cookie, handle, path=path, secure=True, httponly=True, samesite="Lax")
+def start_session(response: Response, cookie: str, path: str, session: SsoSession, *,
+                  keep_signed_in: bool = False) -> Response:
+    """Remember the sign-in in a cookie (a random handle; the session itself stays on the server).
+
+    Without "keep me signed in" the cookie lives until the browser closes (a kiosk browser never closes)
+    and the session 8 hours; with it, the cookie is persistent and both live 24 hours.
+    """
+    lifetime = KMSI_LIFETIME if keep_signed_in else SSO_LIFETIME
+    handle = sim().sessions.put(session, lifetime)
+    response.set_cookie(cookie, handle, path=path, secure=True, httponly=True, samesite="Lax",
+                        max_age=lifetime if keep_signed_in else None)
     return response
 
 

@@ -25,6 +25,8 @@ class _FormParser(HTMLParser):
         if tag == "form":
             self.forms.append(Form(attrs.get("action") or "", (attrs.get("method") or "get").lower()))
         elif tag == "input" and self.forms and attrs.get("name"):
+            if (attrs.get("type") or "").lower() in ("checkbox", "radio") and "checked" not in attrs:
+                return  # a browser sends only the boxes that are ticked
             self.forms[-1].fields[attrs["name"]] = attrs.get("value") or ""
 
 
