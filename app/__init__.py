@@ -10,7 +10,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import logs
-from app.config import TRANSLATIONS_DIR, Settings, load_settings
+from app.config import TRANSLATIONS_DIR, Settings, load_settings, require_public_url
 from app.resources import site_folder
 
 LANGUAGES = ("en", "de")  # each non-default locale has a catalogue in app/translations/<locale>
@@ -27,6 +27,9 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     """Build the portal: settings (validated), services, CSRF, translations, headers, blueprints, errors."""
     logs.install_escaping()  # before anything logs: a request value must never start a line of its own
     settings = settings or load_settings()
+    require_public_url(settings)
+    public = urlparse(settings.public_url)
+    public_is_https = public.scheme == "https"
     app = Flask(__name__, template_folder=site_folder("templates"), static_folder=site_folder("static"))
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -34,8 +37,15 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
         SESSION_COOKIE_NAME="proofup_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=public_is_https,  # what the browser sees, whatever scheme the proxy speaks to us
+        # URLs built outside a request, and the test client, use the public address too (Flask 3.1 no longer
+        # refuses other hosts because of it: app/web/public.py does).
+        SERVER_NAME=public.netloc,
+        PREFERRED_URL_SCHEME=public.scheme,
         WTF_CSRF_TIME_LIMIT=settings.session_minutes * 60,
-        WTF_CSRF_SSL_STRICT=False,  # the callback from the authority carries no same-origin Referer
+        # Flask-WTF's own Referer check compares with the request's Host; app/web/public.py checks Origin and
+        # Referer against PROOFUP_PUBLIC_URL instead (and tolerates a browser that sends neither).
+        WTF_CSRF_SSL_STRICT=False,
         BABEL_DEFAULT_LOCALE="en",
         BABEL_DEFAULT_TIMEZONE=settings.timezone,
         BABEL_TRANSLATION_DIRECTORIES=str(TRANSLATIONS_DIR),
@@ -51,21 +61,24 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
         services = build_services(settings)
     app.extensions["proofup"] = services
     if settings.proxy_hops:
-        # Behind TLS-terminating proxies: the scheme and host of the sign-in redirect URI, HSTS and the
-        # Secure cookie must come from the proxy's X-Forwarded-* headers (only as many hops as configured).
+        # Behind proxies: the client's address (rate limits, audit) and the Host that is checked against
+        # PROOFUP_PUBLIC_URL come from their X-Forwarded-* headers (only as many hops as configured).
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
-    from app.web import errors, headers, limits, site
+    from app.web import errors, headers, limits, public, site
 
+    authority = urlparse(settings.authority)
+    headers.install(app, form_targets=(f"{authority.scheme}://{authority.netloc}",), https=public_is_https)
+    # Right after the request id: a request for another host, or a foreign POST, is refused before CSRF or limits.
+    public.install(app)
     csrf.init_app(app)
     Babel(app, locale_selector=site.select_locale)
+
     from app.web.auth import bp as auth_bp
     from app.web.helpdesk import bp as helpdesk_bp
     from app.web.ops import bp as ops_bp
     from app.web.student import bp as student_bp
 
-    authority = urlparse(settings.authority)
-    headers.install(app, form_targets=(f"{authority.scheme}://{authority.netloc}",))
     errors.install(app)
     site.install(app)
     app.register_blueprint(auth_bp)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
-import shlex
 import re
+import shlex
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
@@ -80,6 +80,9 @@ class Settings:
     redis_url: str = field(default="", repr=False)  # may carry the Redis password
     timezone: str = "UTC"  # IANA name; the pages show times (an unlock's end, sign-ins) in it
     proxy_hops: int = 0  # reverse proxies in front of the portal whose X-Forwarded-* headers are trusted
+    # Where students reach the portal (scheme, host, optional path): every absolute URL is built from it and
+    # requests for any other host are refused. Required to serve pages; plain http only on loopback (the demo).
+    public_url: str = ""
     # Rate limits in Flask-Limiter's notation ("20 per minute", "10/hour;50/day"); app/web/limits.py applies them.
     # Sign-in (per client address): each visit stores a pending sign-in for 10 minutes; 20 a minute lets a
     # student retry freely but stops one address from filling the table (a NAT'ed lab may need more).
@@ -266,6 +269,32 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     return settings
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _validate_public_url(value: str) -> None:
+    """PROOFUP_PUBLIC_URL: https://host[:port][/path], http only for a loopback host."""
+    parts = urlparse(value)
+    try:
+        parts.port
+    except ValueError:
+        raise SettingsError(f"{env_name('public_url')} has a bad port: {value!r}") from None
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment
+            or parts.username or parts.password or parts.params):
+        raise SettingsError(f"{env_name('public_url')} must be the portal's address, scheme, host and optional "
+                            f"path, like https://proofup.uni.example, not {value!r}")
+    if parts.scheme == "http" and not (parts.hostname in LOOPBACK_HOSTS or parts.hostname.startswith("127.")):
+        raise SettingsError(f"{env_name('public_url')} must be an https URL (plain http only on loopback, for "
+                            f"the demo), not {value!r}")
+
+
+def require_public_url(settings: Settings) -> None:
+    """Raise SettingsError unless PROOFUP_PUBLIC_URL is set (every process that serves pages needs it)."""
+    if not settings.public_url:
+        raise SettingsError(f"{env_name('public_url')} is required to serve pages: the address students use, "
+                            "like https://proofup.uni.example (the sign-in redirect URI is built from it)")
+
+
 def _validate_entra_authority(settings: Settings) -> None:
     """An Entra sign-in authority must name one tenant, the portal's own, so its tokens can be pinned to it."""
     segment = urlparse(settings.authority).path.strip("/").split("/")[0].lower()
@@ -319,6 +348,8 @@ def validate(settings: Settings) -> None:
         value = getattr(settings, name)
         if not (math.isfinite(value) and low <= value <= high):
             raise SettingsError(f"{env_name(name)} must be between {low:g} and {high:g} {unit}, not {value:g}")
+    if settings.public_url:
+        _validate_public_url(settings.public_url)
     if not 0 <= settings.proxy_hops <= 5:
         raise SettingsError(f"{env_name('proxy_hops')} must be between 0 and 5")
     try:

@@ -87,6 +87,12 @@ def sign_in(portal_url: str, upn: str, password: str, ca_file: str):
     return portal, landed.text
 
 
+def _not_ready(environ, start_response):
+    """Answer 503 until the demo's portal is built (the server binds before the app exists)."""
+    start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+    return [b"starting"]
+
+
 class DemoStack:
     """Start and stop the whole demo; the Playwright journeys and `proofup demo` both use it."""
 
@@ -209,14 +215,16 @@ class DemoStack:
             values.update(self.mailbox.start().settings(sender=f"proofup@{self.seed.tenant_domain}"))
         if self.directory_file is not None:
             values["demo_directory"] = str(self.directory_file)
+        # Werkzeug's threaded server speaks HTTP/1.1 with keep-alive: enough for one demo; production uses gunicorn.
+        # It binds first (the port may be chosen by the system) so the portal's public address is known.
+        self._portal = make_server(self.host, self.port, _not_ready, threaded=True)
+        values["public_url"] = f"http://{self.host}:{self._portal.server_port}"
         values.update(self.setting_overrides)
         self.settings = load_settings({}, **values)
         self._write_env_file()
         self.services = build_services(self.settings, directory=self.directory)
         warm_up_graph(self.services)  # the first student's diagnosis then answers as fast as the next one
-        app = create_app(self.settings, services=self.services)
-        # Werkzeug's threaded server speaks HTTP/1.1 with keep-alive: enough for one demo; production uses gunicorn.
-        self._portal = make_server(self.host, self.port, app, threaded=True)
+        self._portal.app = create_app(self.settings, services=self.services)
         self._spawn("proofup-portal", self._portal.serve_forever)
         # The simulated AD FS "register" notice links to the portal, as the web-theme change does (deploy-ad.md).
         sim_app.extensions["simulator"].portal_url = self.portal_url

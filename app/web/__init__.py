@@ -72,13 +72,15 @@ def login_required(view):
 
 
 def set_session_cookie(response, token: str) -> None:
-    """Give the browser its session token: HttpOnly, Lax, Secure over https, no expiry date (ends with the browser)."""
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=request.is_secure, path="/")
+    """Give the browser its session token: HttpOnly, Lax, Secure with an https public URL, no expiry date."""
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax",
+                        secure=current_app.config["SESSION_COOKIE_SECURE"], path="/")
 
 
 def clear_session_cookie(response) -> None:
     """Remove the session token from the browser."""
-    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="Lax", secure=request.is_secure, path="/")
+    response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="Lax",
+                           secure=current_app.config["SESSION_COOKIE_SECURE"], path="/")
 
 
 class RefusalThrottle:

@@ -38,6 +38,7 @@ from app.web import (
     signed_in_upn,
 )
 from app.web.errors import error_page, wait_words
+from app.web.public import absolute_url
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def _begin(kind: SessionKind):
     svc = services()
     binding = _browser_binding()
     identity = svc.staff_identity if kind is SessionKind.STAFF else svc.identity
-    auth_uri, flow = identity.begin_sign_in(url_for("auth.callback", _external=True),
+    auth_uri, flow = identity.begin_sign_in(absolute_url("auth.callback"),
                                             force_login=kind is SessionKind.STAFF)
     record = {"flow": flow, "browser": _binding_hash(binding), "kind": kind.value}
     svc.store.put_sign_in_flow(flow["state"], seal_flow(record), FLOW_TTL_SECONDS)
@@ -121,7 +122,7 @@ def _begin(kind: SessionKind):
     # Lax: it comes with the same-site GET that finishes the sign-in, never with a cross-site POST. Path /:
     # a second tab's /sign-in must see it to reuse it, or it would replace the first tab's binding.
     response.set_cookie(BINDING_COOKIE, binding, max_age=FLOW_TTL_SECONDS, httponly=True, samesite="Lax",
-                        secure=request.is_secure)
+                        secure=current_app.config["SESSION_COOKIE_SECURE"])
     return response
 
 
@@ -192,7 +193,8 @@ def complete():
     token = _start_session(user, kind)
     response = redirect(url_for(_home(kind)))
     set_session_cookie(response, token)
-    response.delete_cookie(BINDING_COOKIE, httponly=True, samesite="Lax", secure=request.is_secure)
+    response.delete_cookie(BINDING_COOKIE, httponly=True, samesite="Lax",
+                           secure=current_app.config["SESSION_COOKIE_SECURE"])
     return response
 
 
@@ -234,6 +236,6 @@ def sign_out():
     session.clear()
     flash(SIGNED_OUT, "info")
     identity = svc.staff_identity if record is not None and record.kind is SessionKind.STAFF else svc.identity
-    response = redirect(identity.logout_url(url_for("student.index", _external=True)))
+    response = redirect(identity.logout_url(absolute_url("student.index")))
     clear_session_cookie(response)
     return response

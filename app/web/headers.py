@@ -2,18 +2,10 @@
 from __future__ import annotations
 
 from flask import Flask, g, request
-from flask.sessions import SecureCookieSessionInterface
 
 from app.logs import REQUEST_ID_HEADER, request_id_from
 
 PUBLIC_ENDPOINTS = ("static", "site.logo")  # the same for everyone: may be cached
-
-
-class SchemeAwareSessionInterface(SecureCookieSessionInterface):
-    """Mark the session cookie Secure whenever the request came over https (the demo may use http loopback)."""
-
-    def get_cookie_secure(self, app: Flask) -> bool:
-        return request.is_secure or super().get_cookie_secure(app)
 
 
 def content_security_policy(form_targets: tuple[str, ...]) -> str:
@@ -31,10 +23,9 @@ def content_security_policy(form_targets: tuple[str, ...]) -> str:
     ])
 
 
-def install(app: Flask, *, form_targets: tuple[str, ...]) -> None:
-    """Add the headers after every request."""
+def install(app: Flask, *, form_targets: tuple[str, ...], https: bool) -> None:
+    """Add the headers after every request (HSTS when the portal's public address is https)."""
     csp = content_security_policy(form_targets)
-    app.session_interface = SchemeAwareSessionInterface()
 
     @app.before_request
     def name_the_request():
@@ -47,12 +38,14 @@ def install(app: Flask, *, form_targets: tuple[str, ...]) -> None:
         response.headers["Content-Security-Policy"] = csp
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        # same-origin: nothing leaks to Microsoft or My Sign-Ins, and our own POSTs keep their Origin header
+        # (under no-referrer browsers send "Origin: null" even to the same origin, defeating the Origin check).
+        response.headers["Referrer-Policy"] = "same-origin"
         response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
         if request.endpoint not in PUBLIC_ENDPOINTS:
             # Every page may show one student's data; a shared kiosk or proxy must never keep it.
             response.headers["Cache-Control"] = "no-store"
             response.headers["Pragma"] = "no-cache"
-        if request.is_secure:
+        if https:
             response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         return response

@@ -149,6 +149,25 @@ def test_the_app_refuses_to_start_with_a_bad_setting(monkeypatch):
     monkeypatch.setenv("PROOFUP_AUTHORITY", "http://insecure.test/adfs")
     with pytest.raises(SettingsError, match="PROOFUP_AUTHORITY"):
         create_app()
+    monkeypatch.setenv("PROOFUP_AUTHORITY", "https://adfs.uni.test/adfs")
+    monkeypatch.delenv("PROOFUP_PUBLIC_URL", raising=False)
+    with pytest.raises(SettingsError, match="PROOFUP_PUBLIC_URL is required"):
+        create_app()
+
+
+@pytest.mark.parametrize("value", ["https://proofup.uni.example", "https://proofup.uni.example:8443/portal/",
+                                   "http://127.0.0.1:8000", "http://localhost", "http://[::1]:8000"])
+def test_a_public_url_is_accepted(value):
+    assert load_settings({**BASE, "PROOFUP_PUBLIC_URL": value}).public_url == value
+
+
+@pytest.mark.parametrize("value", ["http://proofup.uni.example", "proofup.uni.example", "ftp://proofup.uni.example",
+                                   "https://proofup.uni.example/?x=1", "https://proofup.uni.example/#top",
+                                   "https://user:pw@proofup.uni.example", "https://proofup.uni.example:99999",
+                                   "https:///path"])
+def test_a_bad_public_url_is_refused(value):
+    with pytest.raises(SettingsError, match="PROOFUP_PUBLIC_URL"):
+        load_settings({**BASE, "PROOFUP_PUBLIC_URL": value})
 
 
 SMTP = {

@@ -29,6 +29,7 @@ def demo_settings(tmp_path, **overrides):
         database_url=f"sqlite:///{tmp_path}/portal.sqlite3",
         mysignins_url="https://mysignins.test/security-info",
         replication_wait_seconds=0.0,
+        public_url="http://localhost",  # the Flask test client's host
     )
     values.update(overrides)
     return load_settings({}, **values)

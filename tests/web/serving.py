@@ -72,6 +72,7 @@ def start_serve(env: dict[str, str], log_path: Path, stack: DemoStack, *, worker
                 args: tuple[str, ...] = ()) -> Served:
     """Start `proofup serve` on a free loopback port and wait for /healthz."""
     port = free_port()
+    env = {"PROOFUP_PUBLIC_URL": f"http://127.0.0.1:{port}", **env}  # the address the tests use, unless given
     log_file = open(log_path, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port),

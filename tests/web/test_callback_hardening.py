@@ -23,7 +23,7 @@ STUDENT = "ada.lovelace@uni.test"
 OTHER = "grace.hopper@uni.test"
 TOKEN_PATH = "/adfs/oauth2/token"
 FORGED = "2026-11-29 20:00:00,000 INFO app.services.grants: grant.active upn=mallory@uni.test"
-HOST = "localhost"  # the Flask test client's host
+HOST = "127.0.0.1"  # the demo portal's host (PROOFUP_PUBLIC_URL), which the test client uses
 POISON = ["x\ny", "€", "x\r\nSet-Cookie: a=b", "\x00", "ä" * 10, "a" * 10_000, "a" * 100_000, "\u2028", "\udcff"]
 
 

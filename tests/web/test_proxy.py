@@ -18,7 +18,7 @@ import pytest
 from app.adapters.http import make_session
 from app.demo import DemoStack, adfs_form_post
 from tests.fixtures.nginx import start_nginx
-from tests.web.serving import portal_env, start_serve
+from tests.web.serving import free_port, portal_env, start_serve
 
 pytestmark = [pytest.mark.samba, pytest.mark.slow]
 
@@ -30,10 +30,12 @@ def proxied(tmp_path_factory, samba_dc):
     """`proofup serve` (2 workers x 4 threads, its defaults) behind a throw-away nginx with the shipped site."""
     workdir = tmp_path_factory.mktemp("proxy")
     stack = DemoStack(workdir / "sim", worker=False).start()
-    env = portal_env(stack, samba_dc, workdir, f"sqlite:///{workdir}/portal.sqlite3", PROOFUP_PROXY_HOPS="1")
+    port = free_port()  # nginx's: the portal's public address, which it must know when it starts
+    env = portal_env(stack, samba_dc, workdir, f"sqlite:///{workdir}/portal.sqlite3", PROOFUP_PROXY_HOPS="1",
+                     PROOFUP_PUBLIC_URL=f"https://127.0.0.1:{port}")
     served = start_serve(env, workdir / "serve.log", stack)
     try:
-        proxy = start_nginx(workdir / "nginx", int(served.url.rsplit(":", 1)[1]))
+        proxy = start_nginx(workdir / "nginx", int(served.url.rsplit(":", 1)[1]), port=port)
     except BaseException:
         served.stop()
         stack.stop()

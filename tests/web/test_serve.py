@@ -46,8 +46,8 @@ def test_a_100_mb_upload_is_refused_before_its_body_is_read(served):
     """No MAX_CONTENT_LENGTH used to mean: the form parser read (and spooled to disk) the whole body first."""
     port = int(served.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        raw.sendall(b"POST /auth/callback HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 104857600\r\n\r\n"
+        raw.sendall(b"POST /auth/callback HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"  # the portal's own address
+                    b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 104857600\r\n\r\n" % port
                     + b"state=x&" * 128)
         started = time.monotonic()
         answer = b""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from functools import wraps
-from urllib.parse import urlsplit
 
 from flask import g, redirect, request, url_for
 from flask_babel import lazy_gettext as _l
@@ -26,8 +25,6 @@ NO_ROLE = (_l("No service desk role"),
               "Ask the console's owner if you need access."))
 READ_ONLY = (_l("Read only"),
              _l("Your role (auditor) can read the console but not change anything. Nothing was changed."))
-CROSS_SITE = (_l("That request came from another site"),
-              _l("The console only accepts forms sent from its own pages. Nothing was changed."))
 
 
 def _refuse(upn: str | None, code: str, page: tuple, status: int = 403, *, kind: SessionKind = SessionKind.STAFF,
@@ -52,22 +49,6 @@ def admission_refused(user: SignedInUser):
     return None
 
 
-def _same_origin() -> bool:
-    """Tell whether a POST comes from the console's own pages, as the browser reports it.
-
-    Browsers send Sec-Fetch-Site; under the portal's no-referrer policy Chromium's Origin is "null", so
-    Origin counts only when it names a site. A client that sends neither still needs the CSRF token.
-    """
-    site = request.headers.get("Sec-Fetch-Site")
-    if site is not None:
-        return site == "same-origin"
-    origin = request.headers.get("Origin", "")
-    if origin and origin != "null":
-        here, there = urlsplit(request.host_url), urlsplit(origin)
-        return (there.scheme, there.netloc) == (here.scheme, here.netloc)
-    return True
-
-
 def staff_required(view):
     """Let in a staff session with MFA whose holder has a role now (re-read from the directory each request).
 
@@ -85,9 +66,6 @@ def staff_required(view):
         member = services().helpdesk.staff_member(record.upn)
         if member is None:  # the role was taken away while signed in
             return _refuse(record.upn, "role_removed", NO_ROLE)
-        if request.method == "POST" and not _same_origin():
-            return _refuse(record.upn, "cross_site", CROSS_SITE, status=400,
-                           origin=(request.headers.get("Origin") or "")[:200])
         g.staff = member
         return view(*args, **kwargs)
 
