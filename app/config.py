@@ -104,6 +104,7 @@ class Settings:
     smtp_reply_to: str = ""  # where replies go, e.g. the desk's mailbox
     smtp_timeout_seconds: float = 30.0  # for connecting and for every answer of the server
     mail_language: str = "en"  # language of a mail when neither the directory nor the student's visit names one
+    invite_days: int = 7  # how long an invite link works (docs/mail.md, "Invites")
     # /metrics answers only a scraper that shows this bearer token or comes from PROOFUP_METRICS_ALLOW's
     # networks (addresses or CIDRs, comma or space separated); with neither set it answers 404.
     metrics_token: str = field(default="", repr=False)
@@ -148,6 +149,7 @@ DURATION_BOUNDS = {
     "check_interval_seconds": (0.5, 3600, "seconds"),
     "worker_interval_seconds": (0.5, 3600, "seconds"),
     "confirm_interval_seconds": (0.5, 3600, "seconds"),
+    "invite_days": (1, 30, "days"),
 }
 BRANDING_TEXT_FIELDS = ("university_name", "desk_text", "desk_hours")
 LOGO_SUFFIXES = (".svg", ".png", ".jpg", ".jpeg", ".webp")

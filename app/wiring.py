@@ -31,6 +31,7 @@ class Services:
     outbox: Any = None  # the mail outbox (OutboxStore); queueing needs PROOFUP_SMTP_HOST, reading does not
     staff_identity: Any = None  # the staff sign-in's application (PROOFUP_STAFF_CLIENT_ID), else `identity`
     helpdesk: Any = None  # the service desk's console (HelpdeskService)
+    invites: Any = None  # invite links (InviteService): the desk's, a batch's, a scan's
 
     def close(self) -> None:
         """Release connections held by the adapters."""
@@ -178,6 +179,19 @@ def subscribe_notices(settings: Settings, events: Events, outbox):
     return notices
 
 
+def build_invites(settings: Settings, store, outbox, clock=None):
+    """Return the invite links' use cases (mail needs PROOFUP_SMTP_HOST and the portal's public address)."""
+    from app.adapters.sealing import Sealer
+    from app.adapters.store import InviteStore
+    from app.services.invites import SEAL_LABEL, InviteService, InviteSettings
+    from app.services.notices import desk_line
+
+    config = InviteSettings(days=settings.invite_days, desk=desk_line(settings), university=settings.university_name,
+                            public_url=settings.public_url, mail_enabled=bool(settings.smtp_host))
+    return InviteService(store, InviteStore(store), outbox, Sealer(settings.secret_key, SEAL_LABEL), config,
+                         clock=clock, locale=_request_locale)
+
+
 def build_mail_sender(services: Services):
     """Return the worker's mail pass, or None when no mail server is configured (PROOFUP_SMTP_HOST)."""
     settings = services.settings
@@ -185,10 +199,13 @@ def build_mail_sender(services: Services):
         return None
     from app.adapters.mail_templates import MailTemplates
     from app.adapters.mailer import SmtpMailer
+    from app.services.invites import InviteLinks
     from app.services.outbox import OutboxSender
 
+    invites = services.invites
+    links = InviteLinks(invites.invites, invites.sealer, invites.settings.public_url)
     return OutboxSender(services.outbox, SmtpMailer.from_settings(settings), MailTemplates(timezone=settings.timezone),
-                        services.directory, language=settings.mail_language)
+                        services.directory, language=settings.mail_language, expanders=(links,))
 
 
 def build_worker(services: Services):
@@ -251,4 +268,4 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
     return Services(settings=settings, directory=directory, graph=graph, identity=identity, store=store,
                     grants=grants, onboarding=onboarding, budget=budget, events=events, sessions=sessions,
                     outbox=outbox, staff_identity=build_staff_identity(settings, identity),
-                    helpdesk=helpdesk)
+                    helpdesk=helpdesk, invites=build_invites(settings, store, outbox, clock))

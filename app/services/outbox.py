@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 from app.adapters.mail_templates import MailTemplates, language_of
 from app.adapters.store import OutboxStore
@@ -67,7 +67,7 @@ class OutboxSender:
 
     def __init__(self, outbox: OutboxStore, mailer: Mailer, templates: MailTemplates, directory, *,
                  language: str = "en", clock: Callable[[], datetime] = utc_now, batch_size: int = BATCH_SIZE,
-                 claim_seconds: float = CLAIM_SECONDS):
+                 claim_seconds: float = CLAIM_SECONDS, expanders: Sequence[Any] = ()):
         self.outbox = outbox
         self.mailer = mailer
         self.templates = templates
@@ -76,6 +76,10 @@ class OutboxSender:
         self.clock = clock
         self.batch_size = batch_size
         self.claim_seconds = claim_seconds
+        # Values only known when sending (an invite's link: never stored in the outbox). Each has params(mail),
+        # a dict of values for the templates (empty if the mail is not its kind; LookupError: it can never go),
+        # and settled(), called after each pass to forget what it kept for mails that are done.
+        self.expanders = tuple(expanders)
 
     def send_due(self, limit: int = MAILS_PER_PASS) -> MailReport:
         """Send due mails, batch by batch, until none is due, `limit` are handled or the server fails."""
@@ -85,6 +89,11 @@ class OutboxSender:
             batch = self.outbox.claim_due(min(self.batch_size, limit - report.handled), self.claim_seconds)
             if not batch or not self._send_batch(batch, report):
                 break
+        for expander in self.expanders:
+            try:
+                expander.settled()
+            except Exception:  # the next pass tries again; nothing is lost by waiting
+                log.exception("mail: could not settle %s", type(expander).__name__)
         report.seconds = time.monotonic() - started
         if report.handled:
             log.info("mail pass: %s", report.summary())
@@ -141,6 +150,11 @@ class OutboxSender:
         if not valid_address(address):
             raise Undeliverable(f"not a usable mail address: {address!r}")
         params = {"name": name or (mail.upn or address).split("@")[0], "upn": mail.upn or "", **mail.params}
+        for expander in self.expanders:
+            try:
+                params.update(expander.params(mail))
+            except LookupError as exc:
+                raise Undeliverable(str(exc)) from None
         rendered = self.templates.render(mail.kind, language or self.language, params)
         return OutgoingMail(message_id=mail.message_id, to=address, subject=rendered.subject,
                             text=rendered.text, html=rendered.html)

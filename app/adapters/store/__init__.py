@@ -7,6 +7,7 @@
 - leases.py        named expiring leases (one worker at a time)
 - budget.py        the Graph request budget's rows
 - outbox.py        mail queued with what caused it, claimed by compare-and-set (OutboxStore)
+- invites.py       invite links under the hash of their token, their mail, their derived state (InviteStore)
 - sessions.py      portal sessions behind a random token (SessionStore)
 - batches.py       weekly batches and their rows: checks, invites, reminders (BatchStore)
 - unit_of_work.py  one transaction for a change and its audit event
@@ -23,6 +24,7 @@ from app.adapters.store.base import MIGRATIONS_DIR, Base, Database, UTCDateTime,
 from app.adapters.store.batches import BatchStore
 from app.adapters.store.budget import BudgetState, BudgetStore
 from app.adapters.store.grants import Grants, GrantStore
+from app.adapters.store.invites import InviteFilter, Invites, InviteStore
 from app.adapters.store.leases import LeaseStore
 from app.adapters.store.outbox import OutboxStore
 from app.adapters.store.sessions import SessionStore
@@ -35,6 +37,6 @@ class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, Un
 
 
 __all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "AuditQuery", "Base", "BatchStore", "BudgetState",
-           "Database", "Grants",
+           "Database", "Grants", "InviteFilter", "InviteStore", "Invites",
            "OutboxStore", "SessionStore", "Store", "UTCDateTime", "UnitOfWork", "redact",
            "schema_is_known", "schema_state"]

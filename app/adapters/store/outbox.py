@@ -113,6 +113,14 @@ class OutboxStore:
         with self.store._tx() as s:  # noqa: SLF001
             return s.scalar(query) or ""
 
+    def mail_id_for(self, dedupe_key: str, session: Session | None = None) -> int | None:
+        """Return the id of the mail queued for a cause, or None."""
+        query = select(OutboxRow.id).where(OutboxRow.dedupe_key == dedupe_key)
+        if session is not None:
+            return session.scalar(query)
+        with self.store._tx() as s:  # noqa: SLF001
+            return s.scalar(query)
+
     def claim_due(self, limit: int, claim_seconds: float) -> list[MailRecord]:
         """Take up to `limit` due mails for one sender (compare-and-set: two senders never get the same one)."""
         now = self.store.clock()
