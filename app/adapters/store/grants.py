@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, Text, func, select, text, update
+from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, Text, case, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -208,16 +208,17 @@ class GrantStore(Database):
 
     def grant_counts(self, now: datetime) -> dict[str, int]:
         """Count open grants by state, and those among them whose end has passed ("past_end")."""
+        # Summed per state, not grouped by the comparison: PostgreSQL sees the two copies of `expires_at < :now`
+        # a GROUP BY would need as different expressions and refuses the query.
+        past_end = func.sum(case((GrantRow.expires_at < now, 1), else_=0))
         with self._tx() as s:
             rows = s.execute(
-                select(GrantRow.state, GrantRow.expires_at < now, func.count())
-                .where(GrantRow.state.in_(_OPEN)).group_by(GrantRow.state, GrantRow.expires_at < now)
+                select(GrantRow.state, func.count(), past_end).where(GrantRow.state.in_(_OPEN)).group_by(GrantRow.state)
             ).all()
         counts: dict[str, int] = {"past_end": 0}
-        for state, past_end, n in rows:
-            counts[state] = counts.get(state, 0) + n
-            if past_end:
-                counts["past_end"] += n
+        for state, n, past in rows:
+            counts[state] = n
+            counts["past_end"] += int(past or 0)
         return counts
 
     def grants_ended_since(self, state: GrantState, since: datetime, limit: int = 50) -> list[GrantView]:
