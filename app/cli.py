@@ -1,4 +1,5 @@
-"""The `proofup` command: demo, serve, simulator, worker, and admin commands (diagnose, grant, release, doctor)."""
+"""The `proofup` command: demo, serve, simulator, worker, and admin commands (diagnose, grant, release,
+remove-member, backup, doctor)."""
 from __future__ import annotations
 
 import argparse
@@ -149,6 +150,36 @@ def cmd_release(args, settings: Settings) -> int:
     return OK
 
 
+def cmd_remove_member(args, settings: Settings) -> int:
+    """Remove a bypass member that no open grant backs (the desk's button on "now", from the server)."""
+    from app.services.helpdesk import StaffRefused
+
+    actor = _actor(args.reason)
+    svc = _services(settings)
+    try:
+        removed = svc.helpdesk.remove_unrecorded(actor, args.dn, client="cli")
+    except StaffRefused as refused:
+        why = {"not_a_member": "it is not in the bypass group",
+               "has_open_grant": "an open grant backs it: use `proofup release` with the student's UPN"}
+        return _fail(f"not removed: {why.get(refused.code, refused.code)}", REFUSED)
+    finally:
+        svc.close()
+    print(f"removed from the bypass group: {args.dn}" if removed else f"already gone from the bypass group: {args.dn}")
+    return OK
+
+
+def cmd_backup(args, settings: Settings) -> int:
+    """Copy the SQLite database to a file while the portal runs (SQLite's online backup); PostgreSQL: pg_dump."""
+    from app.adapters.store.backup import BackupError, backup_sqlite
+
+    try:
+        pages = backup_sqlite(settings.database_url, args.target)
+    except BackupError as exc:
+        return _fail(str(exc), REFUSED)
+    print(f"backed up: {args.target} ({pages} pages)")
+    return OK
+
+
 def cmd_doctor(args, settings: Settings) -> int:
     """Check the settings against every outside part, changing nothing; print one line per check."""
     from app.doctor import run_checks
@@ -190,7 +221,7 @@ def cmd_worker(args, settings: Settings) -> int:
         return _fail(f"another worker holds the lease; nothing done (waited {ONCE_WAIT_SECONDS:.0f} s)", REFUSED)
     print(f"worker: one cycle run: {reports[0].summary()}")
     for member in reports[0].foreign_members:
-        print(f"  in the bypass group without a grant (left alone; remove by hand if wrong): {member}")
+        print(f"  in the bypass group without a grant (left alone; `proofup remove-member` if wrong): {member}")
     return OK
 
 
@@ -307,13 +338,24 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("upn", type=_upn)
     release.add_argument("--reason", required=True, help="why, e.g. a ticket number (required)")
 
+    remove = sub.add_parser("remove-member", parents=[against],
+                            help="remove a member of the bypass group that no open grant backs (listed on the "
+                                 "desk's Now page and by `proofup worker --once`), as cli:<your user name>")
+    remove.add_argument("dn", help="the member's distinguished name, as listed")
+    remove.add_argument("--reason", required=True, help="why, e.g. a ticket number (required)")
+
+    backup = sub.add_parser("backup", parents=[against],
+                            help="copy the SQLite database to a file while the portal runs (docs/backup.md; "
+                                 "for PostgreSQL use pg_dump)")
+    backup.add_argument("target", help="the new file (it must not exist)")
+
     sub.add_parser("doctor", parents=[against], help="check the settings against the database, sign-in authority, "
                    "Graph, AD and Redis; changes nothing")
     return parser
 
 
 COMMANDS = {"diagnose": cmd_diagnose, "grant": cmd_grant, "release": cmd_release, "doctor": cmd_doctor,
-            "worker": cmd_worker, "serve": cmd_serve}
+            "worker": cmd_worker, "serve": cmd_serve, "remove-member": cmd_remove_member, "backup": cmd_backup}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -63,6 +63,7 @@ class StateCounts(Protocol):
     """The database reads a scrape needs."""
 
     def grant_counts(self, now: datetime) -> dict[str, int]: ...
+    def last_bypass_check(self) -> Any: ...
 
 
 class OutboxCounts(Protocol):
@@ -70,7 +71,8 @@ class OutboxCounts(Protocol):
 
 
 class StateCollector:
-    """Read the present from the database at scrape time: open grants, grants past their end, the mail outbox."""
+    """Read the present from the database at scrape time: open grants, grants past their end, the worker's last look
+    at the bypass group, the mail outbox."""
 
     def __init__(self, store: StateCounts, clock: Callable[[], datetime], outbox: OutboxCounts | None = None):
         self.store = store
@@ -87,6 +89,16 @@ class StateCollector:
         yield GaugeMetricFamily(
             "proofup_grants_past_end", "Open grants whose end has passed: their bypass membership outlives them.",
             value=counts.get("past_end", 0))
+        check = self.store.last_bypass_check()
+        if check is not None:  # before the worker's first reconcile there is nothing to tell
+            yield GaugeMetricFamily(
+                "proofup_bypass_members_without_grant", "Members of the bypass group that no open grant backs, as "
+                "the worker last saw them: added by hand, or by a grant that a restored database forgot.",
+                value=check.without_grant)
+            yield GaugeMetricFamily("proofup_bypass_members", "Members of the bypass group, as the worker last saw "
+                                    "them.", value=check.members)
+            yield GaugeMetricFamily("proofup_bypass_checked_timestamp_seconds", "When the worker last listed the "
+                                    "bypass group (Unix time).", value=check.checked_at.timestamp())
         mails = GaugeMetricFamily("proofup_outbox_mails", "Mails in the outbox, by state (queued and sending are "
                                   "its depth; bounced and failed are kept until retention removes them).",
                                   labels=["state"])

@@ -29,6 +29,7 @@ NOW_WINDOW = timedelta(days=1)  # "now" lists failures and refusals of the last 
 NOW_LIMIT = 200  # rows per "now" section at most
 EXPORT_LIMIT = 10_000  # audit events one CSV export holds at most (the filter narrows it)
 STUDENT_KINDS = (SessionKind.STUDENT, SessionKind.KIOSK)
+MAX_DN = 1024  # the longest member DN a removal looks at (the grants table's limit)
 
 
 class StaffRefused(Exception):
@@ -239,16 +240,20 @@ class HelpdeskService:
         return count
 
     def remove_unrecorded(self, actor: Actor, dn: str, *, client: str = "") -> bool:
-        """Remove a bypass member nobody granted through the portal (checked again now); True if removed."""
-        if actor.role != StaffRole.HELPDESK.value:
-            raise self.refuse(actor, "helpdesk.remove_member", "read_only", client=client, member_dn=dn[:1024],
-                              severity="warning")
+        """Remove a bypass member no open grant backs (checked again now); True if removed.
+
+        The desk's button and `proofup remove-member` (an admin at the server, actor kind cli) both end here.
+        """
+        dn = dn[:MAX_DN]
+        action = "cli.remove_member" if actor.kind is ActorKind.CLI else "helpdesk.remove_member"
+        if actor.kind is not ActorKind.CLI and actor.role != StaffRole.HELPDESK.value:
+            raise self.refuse(actor, action, "read_only", client=client, member_dn=dn, severity="warning")
         if dn_key(dn) not in {dn_key(m) for m in self.directory.list_members(self.bypass_group_dn)}:
-            raise self.refuse(actor, "helpdesk.remove_member", "not_a_member", client=client, member_dn=dn[:1024])
+            raise self.refuse(actor, action, "not_a_member", client=client, member_dn=dn)
         if self.store.open_grant_for_dn(dn) is not None:
-            raise self.refuse(actor, "helpdesk.remove_member", "has_open_grant", client=client, member_dn=dn)
+            raise self.refuse(actor, action, "has_open_grant", client=client, member_dn=dn)
         removed = self.directory.remove_member(self.bypass_group_dn, dn)
-        self._done(actor, "helpdesk.remove_member", None, None, client, member_dn=dn, removed=removed)
+        self._done(actor, action, None, None, client, member_dn=dn, removed=removed)
         return removed
 
     # -- now -------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ class CycleReport:
     reconciled_removed: int = 0  # members the portal added and no longer backs, removed
     reconciled_ended: int = 0  # active grants whose membership had gone, ended
     foreign_members: tuple[str, ...] = ()  # members no grant ever backed: reported, never touched
+    members_without_grant: int = 0  # members left in the group that no open grant backs (foreign, or not removable)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -59,7 +60,8 @@ class CycleReport:
         return (f"expired={self.expired} recovered={self.recovered} replicated={self.replicated} "
                 f"checked={self.checked} deferred={self.deferred} confirmed={self.confirmed} released={self.released} "
                 f"reconciled_removed={self.reconciled_removed} reconciled_ended={self.reconciled_ended} "
-                f"foreign={len(self.foreign_members)} errors={len(self.errors)} seconds={self.seconds:.2f}")
+                f"foreign={len(self.foreign_members)} without_grant={self.members_without_grant} "
+                f"errors={len(self.errors)} seconds={self.seconds:.2f}")
 
 
 class Sweeper:
@@ -214,7 +216,7 @@ class Sweeper:
         except Exception as exc:
             self._fail(report, "reconcile", exc)
             return
-        foreign = []
+        foreign, stuck = [], 0
         for dn in unbacked:
             if not ours[dn]:
                 foreign.append(dn)
@@ -227,9 +229,17 @@ class Sweeper:
                     self._audit_quietly("reconcile.removed", member_dn=dn,
                                         reason="portal-added member without an open grant")
             except Exception as exc:
+                stuck += 1
                 self._fail(report, f"reconcile removal of {dn}", exc)
         report.foreign_members = tuple(foreign)
+        report.members_without_grant = len(foreign) + stuck
         self._report_foreign(foreign)
+        try:
+            # For /metrics (and its alert): every instance reads what this worker saw, from the database.
+            self.store.record_bypass_check(members=len(members) - report.reconciled_removed,
+                                           without_grant=report.members_without_grant, at=self.clock())
+        except Exception as exc:
+            self._fail(report, "recording the bypass group check", exc)
         member_keys = {dn_key(dn) for dn in members}
         settled_before = self.clock() - timedelta(seconds=self.pending_grace_seconds)
         for grant in active:

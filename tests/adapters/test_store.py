@@ -27,7 +27,7 @@ def test_upgrade_creates_every_table_and_is_repeatable(store):
     store.upgrade()  # second run: nothing to do, no error
     tables = set(inspect(store.engine).get_table_names())
     assert {"grants", "audit_events", "leases", "rate_budget", "sign_in_flows", "outbox", "portal_sessions",
-            "alembic_version"} <= tables
+            "bypass_checks", "alembic_version"} <= tables
     head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
@@ -155,6 +155,22 @@ def test_claim_check_lets_one_poller_of_many_ask_graph(store, clock):
     assert store.get_grant(grant.id).check_count == 2
     store.move_grant(grant.id, GrantState.RELEASED, ended_at=clock())
     assert not store.claim_check(grant.id, clock(), clock())  # ended grants are never checked
+
+
+def test_grant_counts_tell_open_grants_by_state_and_those_past_their_end(store, clock):
+    assert store.grant_counts(clock()) == {"past_end": 0}
+    short = make_grant(store, clock, minutes=5)[0]
+    make_grant(store, clock, upn="alan.turing@uni.test", dn="CN=Alan Turing,OU=Students,DC=uni,DC=test")
+    store.move_grant(short.id, GrantState.ACTIVE, activated_at=clock())
+    assert store.grant_counts(clock() + timedelta(minutes=10)) == {"pending": 1, "active": 1, "past_end": 1}
+
+
+def test_the_last_bypass_check_is_overwritten(store, clock):
+    assert store.last_bypass_check() is None
+    store.record_bypass_check(members=3, without_grant=1, at=clock())
+    store.record_bypass_check(members=2, without_grant=0, at=clock() + timedelta(seconds=30))
+    check = store.last_bypass_check()
+    assert (check.members, check.without_grant, check.checked_at) == (2, 0, clock() + timedelta(seconds=30))
 
 
 def test_ping(store):

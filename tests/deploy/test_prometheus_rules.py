@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import yaml
 
 from app import metrics
+from app.adapters.store import BypassCheck
 from tests.support import real_tool
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
@@ -53,6 +55,9 @@ def exported_names() -> set[str]:
     class NoGrants:
         def grant_counts(self, now):
             return {}
+
+        def last_bypass_check(self):
+            return BypassCheck(datetime.now(timezone.utc), members=0, without_grant=0)
 
     names |= {family.name for family in metrics.StateCollector(NoGrants(), lambda: None).collect()}
     return names

@@ -139,10 +139,26 @@ def test_reconcile_removes_what_the_portal_added_and_reports_the_rest(world, see
     report = world.sweeper.run_cycle()
     assert report.reconciled_removed == 1 and report.foreign_members == (world.dn(GRACE),)
     assert world.members() == {dn_key(world.dn(GRACE)), dn_key(kept.user_dn)}
+    check = world.store.last_bypass_check()  # what /metrics reports, whichever instance answers the scrape
+    assert (report.members_without_grant, check.without_grant, check.members) == (1, 1, 2)
     assert world.store.audit_events(action="reconcile.removed")[0].detail["member_dn"] == old.user_dn
     world.sweeper.run_cycle()
     assert len(world.store.audit_events(action="reconcile.foreign_members")) == 1  # reported once, not every cycle
     assert dn_key(world.dn(GRACE)) in world.members()
+
+
+def test_a_member_the_worker_could_not_remove_counts_as_without_grant(store, seed, clock):
+    flaky = FlakyDirectory(EmbeddedDirectory(seed))
+    w = World(store, flaky, seed, clock)
+    old = w.open(ADA)
+    w.grants.close_grant(old.id, outcome="released", actor=ADMIN, reason="done")
+    flaky.add_member(seed.bypass_group_dn, old.user_dn)
+    flaky.failures = {"remove_member": DirectoryUnavailable("dc1: connection refused")}
+    report = w.sweeper.run_cycle()
+    assert report.reconciled_removed == 0 and report.foreign_members == () and report.members_without_grant == 1
+    assert store.last_bypass_check().without_grant == 1
+    flaky.failures = {}
+    assert w.sweeper.run_cycle().reconciled_removed == 1 and store.last_bypass_check().without_grant == 0
 
 
 def test_active_grant_whose_membership_vanished_is_ended(world, seed):

@@ -6,6 +6,7 @@
 - signin_flows.py  pending sign-in flows (single use)
 - leases.py        named expiring leases (one worker at a time)
 - budget.py        the Graph request budget's rows
+- bypass_checks.py the worker's last look at the bypass group (counts for /metrics)
 - outbox.py        mail queued with what caused it, claimed by compare-and-set (OutboxStore)
 - invites.py       invite links under the hash of their token, their mail, their derived state (InviteStore)
 - sessions.py      portal sessions behind a random token (SessionStore)
@@ -23,6 +24,7 @@ from app.adapters.store.audit import REDACTED, AuditEvent, AuditLog, AuditQuery,
 from app.adapters.store.base import MIGRATIONS_DIR, Base, Database, UTCDateTime, schema_is_known, schema_state
 from app.adapters.store.batches import BatchStore
 from app.adapters.store.budget import BudgetState, BudgetStore
+from app.adapters.store.bypass_checks import BypassCheck, BypassCheckStore
 from app.adapters.store.grants import Grants, GrantStore
 from app.adapters.store.invites import InviteFilter, Invites, InviteStore
 from app.adapters.store.leases import LeaseStore
@@ -32,11 +34,11 @@ from app.adapters.store.signin_flows import SignInFlowStore
 from app.adapters.store.unit_of_work import UnitOfWork, UnitOfWorkStore
 
 
-class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, UnitOfWorkStore):
+class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, BypassCheckStore, UnitOfWorkStore):
     """The portal's database with the verbs of every store module (each module keeps its own tables)."""
 
 
 __all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "AuditQuery", "Base", "BatchStore", "BudgetState",
-           "Database", "Grants", "InviteFilter", "InviteStore", "Invites",
+           "BypassCheck", "Database", "Grants", "InviteFilter", "InviteStore", "Invites",
            "OutboxStore", "SessionStore", "Store", "UTCDateTime", "UnitOfWork", "redact",
            "schema_is_known", "schema_state"]
