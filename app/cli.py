@@ -189,7 +189,7 @@ def cmd_doctor(args, settings: Settings) -> int:
     results = run_checks(settings)
     print("ok   settings   valid")
     for check in results:
-        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:10} {check.detail}")
+        print(f"{('warn' if check.warning else 'ok  ') if check.ok else 'FAIL'} {check.name:10} {check.detail}")
     if any(check.misconfigured for check in results):
         return MISCONFIGURED
     return OK if all(check.ok for check in results) else UNAVAILABLE

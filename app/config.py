@@ -16,6 +16,7 @@ from limits import parse_many
 
 from app.domain.grants import GrantError, check_minutes
 from app.domain.mail import valid_address
+from app.domain.tap import REMEDY_SETTINGS
 
 ADFS_SUFFIX = "/adfs"
 ENV_FILE_VARIABLE = "PROOFUP_ENV_FILE"  # a file of PROOFUP_* lines, read under the process environment
@@ -65,6 +66,9 @@ class Settings:
     session_minutes: int = 20  # idle limit: a session nobody used for this long ends
     session_max_minutes: int = 60  # absolute limit: a student session ends this long after sign-in, however active
     max_unlocks: int = 3  # unlocks (of any remedy) per student in a rolling 7 days; then the service desk decides
+    # Which way through the loop the portal offers (docs/tap.md): bypass (the AD group for a while), tap (a
+    # Temporary Access Pass, where the tenant's policy allows it), or both (the pass first, the group otherwise).
+    remedy: str = "bypass"
     check_interval_seconds: float = 5.0
     worker_interval_seconds: float = 30.0
     confirm_interval_seconds: float = 5.0  # the worker's bulk method checks between full cycles
@@ -126,6 +130,11 @@ class Settings:
     def authority_is_adfs(self) -> bool:
         """Tell whether the sign-in authority is AD FS (path ends in /adfs) rather than Entra."""
         return urlparse(self.authority).path.rstrip("/").lower().endswith(ADFS_SUFFIX)
+
+    @property
+    def remedies(self) -> tuple:
+        """Return the remedies PROOFUP_REMEDY allows, the preferred first."""
+        return REMEDY_SETTINGS[self.remedy]
 
     @property
     def ldap_urls(self) -> tuple[str, ...]:
@@ -344,6 +353,8 @@ def validate(settings: Settings) -> None:
                             f"({settings.session_minutes}) and {MAX_SESSION_MINUTES} minutes")
     if not 1 <= settings.staff_session_max_minutes <= MAX_SESSION_MINUTES:
         raise SettingsError(f"{env_name('staff_session_max_minutes')} must be between 1 and {MAX_SESSION_MINUTES}")
+    if settings.remedy not in REMEDY_SETTINGS:
+        raise SettingsError(f"{env_name('remedy')} must be bypass, tap or both, not {settings.remedy!r}")
     if not 1 <= settings.max_unlocks <= 100:
         raise SettingsError(f"{env_name('max_unlocks')} must be between 1 and 100")
     for name, (low, high, unit) in DURATION_BOUNDS.items():

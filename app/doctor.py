@@ -23,13 +23,18 @@ class Check:
     ok: bool
     detail: str
     misconfigured: bool = False
+    warning: bool = False  # it passed, but something needs a look (printed as "warn")
+
+
+class Caveat(Exception):
+    """A check passed with a caveat worth a person's attention."""
 
 
 def run_checks(settings: Settings) -> list[Check]:
     """Run every check; none changes anything (no file, no row, no membership)."""
     checks = [("database", lambda: database(settings)), ("sign-in", lambda: sign_in_authority(settings)),
               ("graph", lambda: graph(settings)), ("directory", lambda: directory(settings)),
-              ("ttl", lambda: ttl(settings))]
+              ("ttl", lambda: ttl(settings)), ("tap", lambda: temporary_access_pass(settings))]
     if settings.redis_url:
         checks.append(("redis", lambda: redis(settings)))
     if settings.smtp_host:
@@ -40,6 +45,8 @@ def run_checks(settings: Settings) -> list[Check]:
 def _run(name: str, probe: Callable[[], str]) -> Check:
     try:
         return Check(name, True, probe())
+    except Caveat as caveat:
+        return Check(name, True, str(caveat), warning=True)
     except SettingsError as exc:
         return Check(name, False, str(exc), misconfigured=True)
     except Exception as exc:  # doctor reports every failure and carries on
@@ -122,6 +129,41 @@ def graph(settings: Settings) -> str:
     if any(not roles.intersection(names) for names in SIGN_IN_LOG_ROLES):
         note = "; without AuditLog.Read.All and Directory.Read.All a half-registered student looks unregistered"
     return f"app-only token with {', '.join(sorted(roles))}; $batch answered{note}"
+
+
+# Reading the TAP policy and the domains' federation (docs/deploy-identity.md section 4).
+TAP_POLICY_ROLES = ("Policy.Read.AuthenticationMethod", "Policy.ReadWrite.AuthenticationMethod")
+FEDERATION_ROLES = ("Domain.Read.All", "Domain.ReadWrite.All")
+
+
+def temporary_access_pass(settings: Settings) -> str:
+    """Read the tenant's TAP policy and each federated domain's federatedIdpMfaBehavior; warn where a pass fails."""
+    from app.adapters.budget import UnlimitedBudget
+    from app.domain.tap import ENFORCE_MFA_BY_FEDERATED_IDP, Remedy
+    from app.wiring import build_graph
+
+    wanted = Remedy.TAP in settings.remedies
+    client = build_graph(settings, UnlimitedBudget())
+    roles = client.granted_roles()
+    if roles.isdisjoint(TAP_POLICY_ROLES) or roles.isdisjoint(FEDERATION_ROLES):
+        lacking = "Policy.Read.AuthenticationMethod and Domain.Read.All"
+        if not wanted:
+            return f"not read (PROOFUP_REMEDY={settings.remedy}; a TAP needs {lacking})"
+        raise PermissionError(f"{env_name('remedy')}={settings.remedy}, but the Graph app lacks {lacking} "
+                              "(docs/deploy-identity.md section 4)")
+    if wanted and not roles.intersection(("UserAuthenticationMethod.ReadWrite.All",)):
+        raise PermissionError("creating a pass needs UserAuthenticationMethod.ReadWrite.All")
+    policy = client.tap_policy()
+    if wanted and not policy.enabled:
+        raise SettingsError(f"{env_name('remedy')}={settings.remedy}, but the tenant's Temporary Access Pass "
+                            "policy is disabled (Entra admin centre: Authentication methods)")
+    enforced = [d for d in client.federated_domains()
+                if client.federated_idp_mfa_behavior(d) == ENFORCE_MFA_BY_FEDERATED_IDP]
+    line = f"policy {policy.summary()}; offered: {'yes' if wanted else 'no'} (PROOFUP_REMEDY={settings.remedy})"
+    if enforced:
+        raise Caveat(f"{line}; {', '.join(enforced)} has federatedIdpMfaBehavior=enforceMfaByFederatedIdp: "
+                       "Entra may still send a pass holder to AD FS for MFA, which AD FS cannot do with a pass")
+    return line
 
 
 def _demo_directory(settings: Settings) -> bool:

@@ -56,6 +56,7 @@ from app.domain.evidence import (
     TemporaryAccessPass,
 )
 from app.domain.ports import DIRECTORY, REPORTS, RequestBudget
+from app.domain.tap import ALL_USERS, TapPolicy
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,9 @@ PART_RETRY_ROUNDS = 2  # resends of the $batch parts Graph answered 429, each af
 FALLBACK_BACKOFF = 2.0  # Retry-After missing on a 429: back off exponentially from this
 MAX_BACKOFF = 60.0
 TAP_MINUTES = (10, 43200)  # Graph: 10 minutes to 30 days
+TAP_POLICY_PATH = "/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/TemporaryAccessPass"
+# The tenant's TAP policy changes seldom; reading it once per few minutes per process spares the budget.
+TAP_POLICY_CACHE_SECONDS = 300.0
 # Characters Entra allows in a UPN's user part (learn.microsoft.com: "A-Z a-z 0-9 ' . - _ ! # ^ ~").
 _UPN = re.compile(r"^[A-Za-z0-9'.\-_!#^~]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -140,13 +144,14 @@ def error_for(status: int, body: Any, headers: Mapping[str, str] | None, what: s
     error = body.get("error", {}) if isinstance(body, dict) else {}
     code = str(error.get("code", "")) if isinstance(error, dict) else ""
     message = f"Graph answered {status}{f' ({code})' if code else ''} for {what}"
+    said = str(error.get("message", ""))[:300] if isinstance(error, dict) else ""
     lowered = {k.lower(): v for k, v in (headers or {}).items()}
     retry_after = parse_retry_after(lowered.get("retry-after"))
     if status == 429:
-        return GraphThrottled(message, status, code, retry_after)
+        return GraphThrottled(message, status, code, retry_after, said)
     if status >= 500:
-        return GraphUnavailable(message, status, code, retry_after)
-    return GraphError(message, status, code)
+        return GraphUnavailable(message, status, code, retry_after, said)
+    return GraphError(message, status, code, graph_message=said)
 
 
 def _parse(body: Any, model: type) -> Any:
@@ -163,6 +168,26 @@ def _models():
     from msgraph.generated.models.sign_in_collection_response import SignInCollectionResponse
     from msgraph.generated.models.user import User
     return User, AuthenticationMethodCollectionResponse, DirectoryObjectCollectionResponse, SignInCollectionResponse
+
+
+def map_tap_policy(body: Any) -> TapPolicy:
+    """Map temporaryAccessPassAuthenticationMethodConfiguration to TapPolicy (group targets by id)."""
+    if not isinstance(body, dict):
+        raise ValueError("the TAP policy is not a JSON object")
+
+    def ids(name: str) -> tuple[str, ...]:
+        return tuple(str(t.get("id", "")) for t in body.get(name) or () if isinstance(t, dict) and t.get("id"))
+
+    def minutes(name: str, default: int) -> int:
+        value = body.get(name)
+        return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+    return TapPolicy(
+        enabled=body.get("state") == "enabled", include_group_ids=ids("includeTargets") or (ALL_USERS,),
+        exclude_group_ids=ids("excludeTargets"), minimum_minutes=minutes("minimumLifetimeInMinutes", 60),
+        maximum_minutes=minutes("maximumLifetimeInMinutes", 480),
+        default_minutes=minutes("defaultLifetimeInMinutes", 60), usable_once=body.get("isUsableOnce") is True,
+        default_length=minutes("defaultLength", 8))
 
 
 def map_user(body: Any) -> EntraUser:
@@ -360,6 +385,7 @@ class GraphClient:
         self._adapter_lock = threading.Lock()
         self._msal_lock = threading.Lock()
         self._strikes: dict[str, int] = {}  # consecutive 429s per budget category, for the fallback back-off
+        self._tap_policy: tuple[float, TapPolicy] | None = None  # (when read, the policy)
         forget_connections_after_fork(self)
 
     @classmethod
@@ -450,6 +476,60 @@ class GraphClient:
             id=created.id or "", code=created.temporary_access_pass,
             lifetime_minutes=created.lifetime_in_minutes or int(lifetime_minutes),
             one_time=bool(created.is_usable_once), start=created.start_date_time)
+
+    def tap_policy(self) -> TapPolicy:
+        """Return the tenant's Temporary Access Pass policy (read through Graph, kept for a few minutes)."""
+        kept = self._tap_policy
+        if kept is not None and time.monotonic() - kept[0] < TAP_POLICY_CACHE_SECONDS:
+            return kept[1]
+        body = self._read_json("GET", TAP_POLICY_PATH)
+        try:
+            policy = map_tap_policy(body)
+        except ValueError as error:
+            raise GraphError(f"Graph's TAP policy could not be read: {error}", 200, "unreadable") from None
+        self._tap_policy = (time.monotonic(), policy)
+        return policy
+
+    def federated_idp_mfa_behavior(self, domain: str) -> str:
+        """Return the federated domain's federatedIdpMfaBehavior ("" for a domain that is not federated)."""
+        if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,63}", domain or ""):
+            raise ValueError(f"not a domain name: {domain!r}")
+        try:
+            body = self._read_json("GET", f"/domains/{domain}/federationConfiguration")
+        except GraphError as error:
+            if error.status == 404:
+                return ""
+            raise
+        found = [f for f in body.get("value") or () if isinstance(f, dict)] if isinstance(body, dict) else []
+        return str(found[0].get("federatedIdpMfaBehavior") or "") if found else ""
+
+    def federated_domains(self) -> list[str]:
+        """List the tenant's federated domains (GET /domains)."""
+        body = self._read_json("GET", "/domains")
+        return [str(d["id"]) for d in (body.get("value") or ()) if isinstance(d, dict) and d.get("id")
+                and str(d.get("authenticationType", "")).lower() == "federated"]
+
+    def member_groups(self, user_id: str, group_ids: Sequence[str]) -> frozenset[str]:
+        """Return which of these groups (at most 20) the user is a member of, transitively (checkMemberGroups)."""
+        validate_user_id(user_id)
+        wanted = [g for g in group_ids if _GUID.match(g)]
+        if not wanted:
+            return frozenset()
+        body = self._read_json("POST", f"{user_path(user_id)}/checkMemberGroups", {"groupIds": wanted[:20]})
+        return frozenset(str(g) for g in (body.get("value") or ()) if isinstance(body, dict))
+
+    def delete_temporary_access_pass(self, user_id: str, method_id: str) -> bool:
+        """Delete a user's pass; False when it was already gone (used up and removed, expired, replaced)."""
+        validate_user_id(user_id)
+        if not _GUID.match(method_id or ""):
+            raise ValueError(f"not a method id: {method_id!r}")
+        try:
+            self._read_json("DELETE", f"{user_path(user_id)}/authentication/temporaryAccessPassMethods/{method_id}")
+        except GraphError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     def granted_roles(self) -> frozenset[str]:
         """Return the application permissions the tenant granted this app: the roles of a fresh app-only token."""
@@ -566,6 +646,29 @@ class GraphClient:
         self._settle(DIRECTORY, [r for r in results.values() if isinstance(r, GraphError)])
         return results
 
+    def _read_json(self, method: str, path: str, body: dict | None = None) -> Any:
+        """Send one small request (budgeted, bounded retries) and return its JSON body ({} when it has none)."""
+        if not self.budget.take(DIRECTORY, 1, wait_seconds=self.budget_wait):
+            raise GraphThrottled(f"Graph budget exhausted: {method} {path.split('/')[1]} not sent", 429, "budget",
+                                 self._blocked_for(DIRECTORY))
+        result, _ = self._run(self._send_json(method, path, body), DIRECTORY)
+        self._settle(DIRECTORY, [])
+        return result
+
+    async def _send_json(self, method: str, path: str, body: dict | None) -> Any:
+        info = RequestInformation(Method[method], "{+baseurl}" + path)
+        info.headers.try_add("Accept", "application/json")
+        if body is not None:
+            info.headers.try_add("Content-Type", "application/json")
+            info.content = json.dumps(body).encode()
+        # Reads may be retried; a DELETE is idempotent (a second one answers 404, which the caller reads as gone).
+        info.add_request_options([RetryHandlerOption(delay=0.0, max_retries=self.interactive_retries)])
+        raw = await self._request_adapter().send_primitive_async(info, "bytes", None)
+        try:
+            return json.loads(raw) if raw else {}
+        except ValueError:
+            raise GraphUnavailable("Graph answered with something that is not JSON", 502) from None
+
     async def _post_tap(self, user_id: str, minutes: int, one_time: bool):
         from msgraph.generated.models.temporary_access_pass_authentication_method import (
             TemporaryAccessPassAuthenticationMethod,
@@ -656,4 +759,4 @@ def _odata_body(error: APIError) -> dict[str, Any]:
     """Return {"error": {"code": ...}} from the SDK's ODataError, or {} for other API errors."""
     main = getattr(error, "error", None)
     code = getattr(main, "code", None)
-    return {"error": {"code": code}} if code else {}
+    return {"error": {"code": code, "message": getattr(main, "message", None) or ""}} if code else {}

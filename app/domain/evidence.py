@@ -35,11 +35,13 @@ AUTHENTICATOR_APP_ID = "4813382a-8fa7-425e-ab75-3b753aab3abb"
 class GraphError(Exception):
     """A Graph call failed; `status` is the HTTP status (0 when no answer came)."""
 
-    def __init__(self, message: str, status: int = 0, code: str = "", retry_after: float | None = None):
+    def __init__(self, message: str, status: int = 0, code: str = "", retry_after: float | None = None,
+                 graph_message: str = ""):
         super().__init__(message)
         self.status = status
         self.code = code
         self.retry_after = retry_after
+        self.graph_message = graph_message  # Graph's own words (the TAP refusals are told apart by them)
 
     @property
     def transient(self) -> bool:

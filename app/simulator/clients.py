@@ -34,7 +34,7 @@ DEFAULT_REGISTRATIONS = (
      "roles": []},
     {"client_id": GRAPH_CLIENT_ID, "display_name": "ProofUp Portal (Graph)", "redirect_uris": [],
      "roles": ["User.Read.All", "UserAuthenticationMethod.ReadWrite.All", "AuditLog.Read.All",
-               "Directory.Read.All"]},
+               "Directory.Read.All", "Policy.Read.AuthenticationMethod", "Domain.Read.All"]},
     {"client_id": LIMITED_CLIENT_ID, "display_name": "Least-privilege test app", "redirect_uris": [],
      "roles": ["User.Read.All"]},
 )

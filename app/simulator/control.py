@@ -241,6 +241,52 @@ def make_blueprint(get_sim) -> Blueprint:
         method = world.add_method(user.id, kind, delay=delay)
         return jsonify({"id": method.id, "kind": kind}), 201
 
+    @bp.post("/tap-policy")
+    def set_tap_policy():
+        """Change the tenant's Temporary Access Pass policy (as an admin would); every value is checked first."""
+        data, world = body(), get_sim().world
+        known = {"state": str, "include_group_ids": list, "exclude_group_ids": list, "minimum_minutes": int,
+                 "maximum_minutes": int, "default_minutes": int, "usable_once": bool, "default_length": int}
+        unknown = set(data) - set(known)
+        if unknown:
+            return _bad(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        for name, kind in known.items():
+            if name in data and (type(data[name]) is not kind
+                                 or (kind is list and not all(isinstance(g, str) for g in data[name]))):
+                return _bad(f"{name} must be a {kind.__name__}")
+        merged = {**asdict(world.tap_policy), **data}
+        if merged["state"] not in ("enabled", "disabled"):
+            return _bad("state must be enabled or disabled")
+        if not (10 <= merged["minimum_minutes"] <= merged["default_minutes"] <= merged["maximum_minutes"] <= 43200
+                and 8 <= merged["default_length"] <= 48):
+            return _bad("lifetimes must satisfy 10 <= minimum <= default <= maximum <= 43200; length 8 to 48")
+        for name, value in data.items():
+            setattr(world.tap_policy, name, value)
+        return jsonify(asdict(world.tap_policy))
+
+    @bp.post("/entra-groups")
+    def set_entra_group():
+        """Put a user in (or out of) an Entra group, by the group's id (for the TAP policy's targets)."""
+        data, world = body(), get_sim().world
+        user = world.find_user(str(data.get("upn", "")))
+        group = str(data.get("group_id", ""))
+        if user is None or not group or not isinstance(data.get("member", True), bool):
+            return _bad("send upn (a user in Entra), group_id and member (true or false)")
+        with world.lock:
+            members = world.entra_groups.setdefault(group, set())
+            (members.add if data.get("member", True) else members.discard)(user.id)
+        return jsonify({"group_id": group, "members": len(members)})
+
+    @bp.post("/federation")
+    def set_federation():
+        """Set the federated domain's federatedIdpMfaBehavior."""
+        value = str(body().get("federatedIdpMfaBehavior", ""))
+        if value not in ("acceptIfMfaDoneByFederatedIdp", "enforceMfaByFederatedIdp", "rejectMfaByFederatedIdp"):
+            return _bad("federatedIdpMfaBehavior must be acceptIfMfaDoneByFederatedIdp, enforceMfaByFederatedIdp "
+                        "or rejectMfaByFederatedIdp")
+        get_sim().world.federated_idp_mfa_behavior = value
+        return jsonify({"federatedIdpMfaBehavior": value})
+
     @bp.get("/users")
     def users():
         """List the seeded Entra users and their state (never passwords)."""

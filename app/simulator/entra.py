@@ -172,12 +172,18 @@ def username_page(handle: str, error: str = "") -> Response:
                     headers={"Cache-Control": "no-store"})
 
 
+def posted_flow() -> tuple[str, oidc.AuthRequest | None]:
+    """Return the handle a sign-in form posted (ctx) and its sign-in in progress, None when that has expired."""
+    handle = request.form.get("ctx", "")
+    req = sim().pending.get(handle)
+    return handle, req if isinstance(req, oidc.AuthRequest) else None
+
+
 @bp.post("/common/login")
 def username_entered():
     """Home realm discovery: the university's domain is federated, so the browser goes on to AD FS."""
-    handle = request.form.get("ctx", "")
-    req = sim().pending.get(handle)
-    if not isinstance(req, oidc.AuthRequest):
+    handle, req = posted_flow()
+    if req is None:
         return error_page("expired_flow")
     req.login_hint = request.form.get("login", "").strip()
     if "@" not in req.login_hint:
@@ -185,11 +191,17 @@ def username_entered():
     return federate(handle, req)
 
 
-def federate(handle: str, req: oidc.AuthRequest) -> Response:
+def federate(handle: str, req: oidc.AuthRequest, *, password_instead: bool = False) -> Response:
+    """Send the browser to AD FS, unless the user holds a usable Temporary Access Pass: Entra asks for it then."""
     simulator = sim()
     domain = req.login_hint.rsplit("@", 1)[-1].lower() if req.login_hint else req.domain_hint.lower()
     if domain != simulator.seed.tenant_domain.lower():
         return error_page("no_account", upn=req.login_hint)
+    user = simulator.world.find_user(req.login_hint) if req.login_hint else None
+    if user is not None and not password_instead and simulator.world.usable_tap(user.id) is not None:
+        # "A user with a TAP completes the authentication in Microsoft Entra ID and isn't redirected to the
+        # federated IdP" (learn.microsoft.com, howto-authentication-temporary-access-pass).
+        return tap_page(handle, user.upn)
     query = {"wa": "wsignin1.0", "wtrealm": adfs.M365_REALM, "wctx": handle,
              "wreply": simulator.base_url + "/login.srf"}
     if req.login_hint:
@@ -197,6 +209,38 @@ def federate(handle: str, req: oidc.AuthRequest) -> Response:
     if req.force_login:
         query["wfresh"] = "0"  # Entra passes prompt=login on to the federated IdP this way
     return redirect(f"{simulator.base_url}/adfs/ls/?{urlencode(query)}")
+
+
+def tap_page(handle: str, upn: str, error: str = "", status: int = 200) -> Response:
+    return Response(render_template("entra_tap.html", ctx=handle, upn=upn, error=error), status=status,
+                    headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/common/tap")
+def tap_entered():
+    """Check the Temporary Access Pass typed in (a form field: it never appears in a URL or the request log)."""
+    simulator = sim()
+    handle, req = posted_flow()
+    if req is None:
+        return error_page("expired_flow")
+    user = simulator.world.find_user(req.login_hint)
+    if user is None or not user.account_enabled:
+        return error_page("no_account", upn=req.login_hint)
+    if not simulator.world.sign_in_with_tap(user.id, request.form.get("tap", "").strip()):
+        return tap_page(handle, user.upn, "Your Temporary Access Pass is incorrect or no longer valid. Try again, "
+                                          "or ask your admin for a new one.", status=400)
+    simulator.pending.pop(handle)
+    session = SsoSession(user.upn, int(simulator.world.clock.time()), ("tap",))
+    return oidc.start_session(complete(req, user, session), COOKIE, "/", session)
+
+
+@bp.post("/common/federate")
+def password_instead():
+    """"Use your password instead": go on to the federated IdP after all."""
+    handle, req = posted_flow()
+    if req is None:
+        return error_page("expired_flow")
+    return federate(handle, req, password_instead=True)
 
 
 @bp.post("/login.srf")

@@ -31,6 +31,13 @@ READ_USERS = ("User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Dire
 READ_METHODS = ("UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All")
 WRITE_METHODS = ("UserAuthenticationMethod.ReadWrite.All",)
 READ_AUDIT = ("AuditLog.Read.All",)
+READ_METHOD_POLICY = ("Policy.Read.AuthenticationMethod", "Policy.ReadWrite.AuthenticationMethod")
+READ_FEDERATION = ("Domain-InternalFederation.Read.All", "Domain-InternalFederation.ReadWrite.All", "Domain.Read.All",
+                   "Domain.ReadWrite.All")
+READ_GROUP_MEMBERS = ("GroupMember.Read.All", "Group.Read.All", "Directory.Read.All", "Directory.ReadWrite.All")
+# What Graph answers when the TAP policy does not cover the user (or TAP is off): azure-docs issue #111778.
+TAP_POLICY_REFUSAL = ("Converged UserCredentialPolicy does not allow creating or updating this authentication "
+                      "method. AuthMethodType [TemporaryAccessPass].")
 
 # Typed method collections: segment -> (kind, @odata.type, fields shown besides id).
 COLLECTIONS = {
@@ -77,7 +84,7 @@ USER_DEFAULT_PROPERTIES = ("businessPhones", "displayName", "givenName", "jobTit
                            "officeLocation", "preferredLanguage", "surname", "userPrincipalName", "id")
 USER_SELECTABLE = USER_DEFAULT_PROPERTIES + ("accountEnabled", "userType", "onPremisesImmutableId",
                                              "onPremisesSyncEnabled", "createdDateTime")
-TAP_MIN_MINUTES, TAP_MAX_MINUTES, TAP_DEFAULT_MINUTES = 10, 43200, 60
+TAP_MIN_MINUTES, TAP_MAX_MINUTES = 10, 43200  # Graph's own range; the tenant's policy narrows it
 SIGNIN_MAX_TOP = 1000
 FILTER_CLAUSE = re.compile(r"^\s*(\w+)\s+(eq|ge|gt|le|lt)\s+('(?:[^']|'')*'|[\w:.\-+]+)\s*$", re.IGNORECASE)
 
@@ -203,7 +210,8 @@ def tap_usability(method: Method) -> dict:
     start = dt.datetime.fromisoformat(method.details["startDateTime"].replace("Z", "+00:00"))
     end = start + dt.timedelta(minutes=method.details["lifetimeInMinutes"])
     now = sim().world.clock.now()
-    reason = "NotYetValid" if now < start else "Expired" if now >= end else "EnabledByPolicy"
+    reason = ("NotYetValid" if now < start else "Expired" if now >= end
+              else "OneTimeUsed" if method.details.get("used") else "EnabledByPolicy")
     return {"isUsable": reason == "EnabledByPolicy", "methodUsabilityReason": reason, "temporaryAccessPass": None}
 
 
@@ -263,11 +271,18 @@ def create_tap(user_ref: str):
     if not isinstance(body, dict):
         return graph_error(400, "badRequest", "The request body must be a JSON object.")
     world = sim().world
-    lifetime = body.get("lifetimeInMinutes", TAP_DEFAULT_MINUTES)
+    policy = world.tap_policy
+    if not policy.covers(world.groups_of(user.id)):
+        return graph_error(400, "badRequest", TAP_POLICY_REFUSAL)
+    lifetime = body.get("lifetimeInMinutes", policy.default_minutes)
     once = body.get("isUsableOnce", False)
     if isinstance(lifetime, bool) or not isinstance(lifetime, int) or not TAP_MIN_MINUTES <= lifetime <= TAP_MAX_MINUTES:
         return graph_error(400, "badRequest", f"lifetimeInMinutes must be between {TAP_MIN_MINUTES} and "
                                               f"{TAP_MAX_MINUTES}.")
+    if not policy.minimum_minutes <= lifetime <= policy.maximum_minutes:
+        # The tenant's own range, narrower than Graph's (glueckkanja/MyWorkID #123 quotes this answer).
+        return graph_error(400, "badRequest", f"Invalid LifetimeInMinutes, valid range between "
+                                              f"{policy.minimum_minutes} and {policy.maximum_minutes}")
     if not isinstance(once, bool):
         return graph_error(400, "badRequest", "isUsableOnce must be true or false.")
     try:
@@ -283,8 +298,10 @@ def create_tap(user_ref: str):
     for previous in world.methods_of(user.id, "temporaryAccessPass"):
         world.delete_method(previous)
     method = world.add_method(user.id, "temporaryAccessPass", delay=0.0, details={
-        "startDateTime": iso(start), "lifetimeInMinutes": lifetime, "isUsableOnce": once})
-    code = "".join(secrets.choice(string.ascii_letters + string.digits + "!@#$%&*") for _ in range(8))
+        "startDateTime": iso(start), "lifetimeInMinutes": lifetime, "isUsableOnce": once or policy.usable_once})
+    code = "".join(secrets.choice(string.ascii_letters + string.digits + "!@#$%&*")
+                   for _ in range(policy.default_length))
+    world.keep_tap_code(method, code)
     created = {"@odata.context": context_url(f"users('{user_ref}')/authentication/temporaryAccessPassMethods/"
                                              "$entity"), **method_json(method), "temporaryAccessPass": code}
     response = jsonify(created)
@@ -292,6 +309,73 @@ def create_tap(user_ref: str):
     response.headers["Location"] = (f"{sim().base_url}{PREFIX}/users/{user.id}/authentication/"
                                     f"temporaryAccessPassMethods/{method.id}")
     return response
+
+
+@bp.get("/policies/authenticationMethodsPolicy/authenticationMethodConfigurations/<config_id>")
+def method_configuration(config_id: str):
+    """Read the Temporary Access Pass policy (the only method configuration the portal reads)."""
+    require(*READ_METHOD_POLICY)
+    if config_id.lower() != "temporaryaccesspass":
+        return not_found(config_id)
+    policy = sim().world.tap_policy
+    return jsonify({
+        "@odata.context": context_url("policies/authenticationMethodsPolicy/authenticationMethodConfigurations/"
+                                      "$entity"),
+        "@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethodConfiguration",
+        "id": "TemporaryAccessPass", "state": policy.state,
+        "defaultLifetimeInMinutes": policy.default_minutes, "defaultLength": policy.default_length,
+        "minimumLifetimeInMinutes": policy.minimum_minutes, "maximumLifetimeInMinutes": policy.maximum_minutes,
+        "isUsableOnce": policy.usable_once,
+        "includeTargets": [{"targetType": "group", "id": g, "isRegistrationRequired": False}
+                           for g in policy.include_group_ids],
+        "excludeTargets": [{"targetType": "group", "id": g} for g in policy.exclude_group_ids],
+    })
+
+
+@bp.get("/domains")
+def domains():
+    """List the tenant's domains: the university's (federated to AD FS) and the initial onmicrosoft.com one."""
+    require("Domain.Read.All", "Domain.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All")
+    seed = sim().seed
+    initial = seed.tenant_domain.split(".")[0] + ".onmicrosoft.com"
+    return jsonify({"@odata.context": context_url("domains"), "value": [
+        {"id": seed.tenant_domain, "authenticationType": "Federated", "isDefault": True, "isInitial": False,
+         "isVerified": True},
+        {"id": initial, "authenticationType": "Managed", "isDefault": False, "isInitial": True, "isVerified": True},
+    ]})
+
+
+@bp.get("/domains/<domain>/federationConfiguration")
+def federation_configuration(domain: str):
+    """List the domain's federation (one internalDomainFederation; none for a managed domain)."""
+    require(*READ_FEDERATION)
+    simulator = sim()
+    if domain.lower() != simulator.seed.tenant_domain.lower():
+        return graph_error(404, "Request_ResourceNotFound", f"Resource '{domain}' does not exist or one of its "
+                                                            "queried reference-property objects are not present.")
+    base = simulator.base_url
+    return jsonify({"@odata.context": context_url(f"domains('{domain}')/federationConfiguration"), "value": [{
+        "@odata.type": "#microsoft.graph.internalDomainFederation",
+        "id": "6601d14b-d113-8f64-fda2-9b5ddda18ecc", "displayName": "University AD FS",
+        "issuerUri": f"{base}/adfs/services/trust", "metadataExchangeUri": f"{base}/adfs/services/trust/mex",
+        "passiveSignInUri": f"{base}/adfs/ls/", "signOutUri": f"{base}/adfs/ls/?wa=wsignout1.0",
+        "preferredAuthenticationProtocol": "wsFed",
+        "federatedIdpMfaBehavior": simulator.world.federated_idp_mfa_behavior,
+        "isSignedAuthenticationRequestRequired": False, "promptLoginBehavior": "nativeSupport",
+    }]})
+
+
+@bp.post("/users/<user_ref>/checkMemberGroups")
+def check_member_groups(user_ref: str):
+    """Return which of up to 20 group ids the user is a member of (transitively, in Graph)."""
+    user = permitted_user(user_ref, READ_GROUP_MEMBERS)
+    body = request.get_json(silent=True)
+    wanted = body.get("groupIds") if isinstance(body, dict) else None
+    if not isinstance(wanted, list) or not all(isinstance(g, str) for g in wanted) or not 1 <= len(wanted) <= 20:
+        return graph_error(400, "Request_BadRequest", "groupIds must list 1 to 20 group ids.")
+    groups = sim().world.groups_of(user.id)
+    return jsonify({"@odata.context": context_url("Collection(Edm.String)"),
+                    "value": [g for g in wanted if g in groups]})
 
 
 @bp.get("/users/<user_ref>/registeredDevices")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 import secrets
 import threading
 import time
@@ -107,6 +109,32 @@ class Tunables:
     notice_seconds: int = 5  # the AD FS notice counts down this long before it redirects
 
 
+ALL_USERS = "all_users"  # the includeTarget id Entra uses for "every user"
+
+
+@dataclass
+class TapPolicy:
+    """The tenant's Temporary Access Pass policy (Graph: temporaryAccessPassAuthenticationMethodConfiguration).
+
+    Defaults are Entra's in practice: 1 h minimum and default, 8 h maximum, reusable (DOMAIN.md section 7).
+    """
+
+    state: str = "enabled"
+    include_group_ids: list = field(default_factory=lambda: [ALL_USERS])
+    exclude_group_ids: list = field(default_factory=list)
+    minimum_minutes: int = 60
+    maximum_minutes: int = 480
+    default_minutes: int = 60
+    usable_once: bool = False
+    default_length: int = 8
+
+    def covers(self, user_groups: set) -> bool:
+        """Tell whether the policy lets a user with these Entra groups have a pass (exclusions win)."""
+        if self.state != "enabled" or user_groups & set(self.exclude_group_ids):
+            return False
+        return ALL_USERS in self.include_group_ids or bool(user_groups & set(self.include_group_ids))
+
+
 class World:
     """Everything the simulated Entra knows, behind one lock (the server runs one process, many threads)."""
 
@@ -119,6 +147,11 @@ class World:
         self.methods: list[Method] = []
         self.sign_ins: list[SignIn] = []
         self.devices: list[Device] = []
+        self.tap_policy = TapPolicy()
+        self.entra_groups: dict[str, set[str]] = {}  # Entra group id -> member user ids (for the TAP policy)
+        self.federated_idp_mfa_behavior = "acceptIfMfaDoneByFederatedIdp"
+        # A pass's code is Entra's to check, so it keeps a salted hash of it: never the code itself.
+        self._tap_hashes: dict[str, tuple[bytes, bytes]] = {}
         for su in seed.users:
             if su.in_entra:
                 self._load_user(su)
@@ -222,6 +255,41 @@ class World:
         """Delete a method from now on (the lagging report still shows it for a while)."""
         with self.lock:
             method.deleted_at = self.clock.now()
+
+    def groups_of(self, user_id: str) -> set[str]:
+        """Return the Entra group ids a user is a member of."""
+        with self.lock:
+            return {group for group, members in self.entra_groups.items() if user_id in members}
+
+    def keep_tap_code(self, method: Method, code: str) -> None:
+        """Remember a salted hash of a pass's code, so that a sign-in can check it."""
+        salt = secrets.token_bytes(16)
+        with self.lock:
+            self._tap_hashes[method.id] = (salt, hashlib.sha256(salt + code.encode()).digest())
+
+    def usable_tap(self, user_id: str) -> Method | None:
+        """Return the user's pass if it can sign in now: within its lifetime, not spent, the policy allowing it."""
+        now = self.clock.now()
+        for method in self.methods_of(user_id, "temporaryAccessPass"):
+            start = dt.datetime.fromisoformat(method.details["startDateTime"].replace("Z", "+00:00"))
+            end = start + dt.timedelta(minutes=method.details["lifetimeInMinutes"])
+            if start <= now < end and not method.details.get("used") and self.tap_policy.covers(self.groups_of(user_id)):
+                return method
+        return None
+
+    def sign_in_with_tap(self, user_id: str, code: str) -> bool:
+        """Check a pass typed at sign-in; a one-time pass is spent by its first good use."""
+        with self.lock:
+            method = self.usable_tap(user_id)
+            kept = self._tap_hashes.get(method.id) if method else None
+            if method is None or kept is None:
+                return False
+            salt, digest = kept
+            if not hmac.compare_digest(hashlib.sha256(salt + code.encode()).digest(), digest):
+                return False
+            if method.details.get("isUsableOnce"):
+                method.details["used"] = True
+            return True
 
     def record_sign_in(self, user_id: str, app_id: str, app_display_name: str, at: dt.datetime | None = None,
                        resource: str = "Microsoft Graph") -> SignIn:

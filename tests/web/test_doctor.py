@@ -39,7 +39,7 @@ def doctor(simulator_stack, samba_dc, tmp_path, monkeypatch, capsys):
         monkeypatch.setattr(cli, "load_settings", lambda: settings)
         code = cli.main(["doctor"])
         out = capsys.readouterr().out
-        return code, {line[5:15].strip(): line for line in out.splitlines() if line[:4] in ("ok  ", "FAIL")}, out
+        return code, {line[5:15].strip(): line for line in out.splitlines() if line[:4] in ("ok  ", "warn", "FAIL")}, out
 
     run.settings = base
     return run
@@ -48,13 +48,14 @@ def doctor(simulator_stack, samba_dc, tmp_path, monkeypatch, capsys):
 def test_doctor_passes_and_changes_nothing(doctor, tmp_path):
     code, lines, out = doctor(database_url="sqlite:///instance/proofup.sqlite3")  # the default, relative
     assert code == cli.OK, out
-    assert set(lines) == {"settings", "database", "sign-in", "graph", "directory", "ttl", "mail"}
+    assert set(lines) == {"settings", "database", "sign-in", "graph", "directory", "ttl", "tap", "mail"}
     assert "FAIL" not in out
     assert "no database yet" in lines["database"]
     assert "signing key(s)" in lines["sign-in"] and "UserAuthenticationMethod.ReadWrite.All" in lines["graph"]
     assert "may write the bypass group's member and nothing else" in lines["directory"]
     assert "off (the forest lacks Privileged Access Management)" in lines["ttl"]
     assert "answered: plain SMTP on this machine" in lines["mail"]  # the demo's mailbox
+    assert "policy enabled for all users; lifetime 60 to 480 min" in lines["tap"] and "offered: no" in lines["tap"]
     assert not (tmp_path / "instance").exists()  # it used to create instance/proofup.sqlite3 here
     secrets = (doctor.settings.ldap_password, doctor.settings.graph_client_secret, doctor.settings.client_secret,
                doctor.settings.secret_key)
@@ -136,3 +137,23 @@ def test_doctor_logs_in_to_the_mail_server_and_blames_the_setting_when_refused(d
     assert "Smtp-Doctor-Password-5" not in out and server.messages == []
     code, lines, out = doctor(**mail, smtp_password="wrong")
     assert code == cli.MISCONFIGURED and lines["mail"].startswith("FAIL") and "refused the login" in lines["mail"]
+
+
+def test_doctor_reads_the_tap_policy_and_warns_where_ad_fs_would_still_be_asked(doctor, simulator_stack):
+    simulator_stack.control("POST", "/federation", {"federatedIdpMfaBehavior": "enforceMfaByFederatedIdp"})
+    try:
+        code, lines, out = doctor(remedy="both")
+        assert code == cli.OK, out
+        assert lines["tap"].startswith("warn") and "offered: yes" in lines["tap"]
+        assert "uni.test has federatedIdpMfaBehavior=enforceMfaByFederatedIdp" in lines["tap"]
+    finally:
+        simulator_stack.control("POST", "/federation", {"federatedIdpMfaBehavior": "acceptIfMfaDoneByFederatedIdp"})
+    simulator_stack.control("POST", "/tap-policy", {"state": "disabled"})
+    try:
+        code, lines, out = doctor(remedy="tap")
+        assert code == cli.MISCONFIGURED and lines["tap"].startswith("FAIL") and "disabled" in lines["tap"], out
+    finally:
+        simulator_stack.control("POST", "/tap-policy", {"state": "enabled"})
+    secret = read_client_secrets(simulator_stack.state_dir / "simulator")[LIMITED_CLIENT_ID]
+    code, lines, out = doctor(graph_client_id=LIMITED_CLIENT_ID, graph_client_secret=secret, remedy="tap")
+    assert "Policy.Read.AuthenticationMethod" in lines["tap"] and lines["tap"].startswith("FAIL"), out
