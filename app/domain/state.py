@@ -9,6 +9,7 @@ from app.domain.actors import Actor, ActorKind
 from app.domain.directory import DirectoryUser, dn_key
 from app.domain.evidence import Evidence
 from app.domain.grants import GrantState
+from app.domain.tap import Remedy, TapRefusal
 from app.domain.upn import Upn
 
 
@@ -41,8 +42,8 @@ class Reason(str, Enum):
     GRANT_EXPIRED = "grant_expired"
 
 
-# Unlocks are counted over a rolling window; every remedy counts (the bypass group now, a Temporary
-# Access Pass later), whoever opened it, except one that failed (the unlock never completed).
+# Unlocks are counted over a rolling window; every remedy counts (the bypass group and a Temporary
+# Access Pass alike: both are grants), whoever opened it, except one that failed (the unlock never completed).
 UNLOCK_WINDOW = timedelta(days=7)
 UNLOCK_CAP = "unlock_cap"  # the refusal code when the cap is reached
 
@@ -211,3 +212,25 @@ def unlock_refusal(diagnosis: Diagnosis, actor: Actor, *, override_cap: bool = F
     if diagnosis.capped and not (override_cap and actor.acts_for_others):
         return UNLOCK_CAP
     return None
+
+
+def remedy_refusal(diagnosis: Diagnosis, actor: Actor, remedy: Remedy, configured: tuple[Remedy, ...],
+                   tap: TapRefusal | None = None, *, override_cap: bool = False) -> str | None:
+    """Return why this remedy must be refused (a short code), or None: unlock_refusal's rules, then the remedy's.
+
+    `configured` is what PROOFUP_REMEDY allows; `tap` is why the tenant would refuse a pass (None: it would not).
+    """
+    refusal = unlock_refusal(diagnosis, actor, override_cap=override_cap)
+    if refusal:
+        return refusal
+    if remedy not in configured:
+        return f"{remedy.value}_not_configured"
+    if remedy is Remedy.TAP and tap is not None:
+        return tap.value
+    return None
+
+
+def remedies_offered(diagnosis: Diagnosis, actor: Actor, configured: tuple[Remedy, ...],
+                     tap: TapRefusal | None = None) -> tuple[Remedy, ...]:
+    """Return the remedies this actor may start for this student now, the preferred first."""
+    return tuple(r for r in configured if remedy_refusal(diagnosis, actor, r, configured, tap) is None)
