@@ -10,6 +10,7 @@ from app.domain.sessions import Lifetime, SessionKind, SessionPolicy
 from app.domain.state import Policy
 from app import metrics
 from app.services.events import Events, subscribe_audit_feed
+from app.services.bulk_diagnosis import BulkDiagnosisService
 from app.services.onboarding import OnboardingService
 from app.services.sessions import SessionService
 
@@ -32,6 +33,7 @@ class Services:
     staff_identity: Any = None  # the staff sign-in's application (PROOFUP_STAFF_CLIENT_ID), else `identity`
     helpdesk: Any = None  # the service desk's console (HelpdeskService)
     invites: Any = None  # invite links (InviteService): the desk's, a batch's, a scan's
+    bulk_diagnosis: Any = None  # many students at once (BulkDiagnosisService): batches and the scan
 
     def close(self) -> None:
         """Release connections held by the adapters."""
@@ -265,7 +267,10 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
     sessions = build_sessions(settings, store, clock)
     helpdesk = build_helpdesk(settings, store=store, directory=directory, onboarding=onboarding, grants=grants,
                               sessions=sessions, clock=clock)
+    bulk_diagnosis = BulkDiagnosisService(directory=directory, graph=graph, store=store,
+                                          policy=policy_from(settings), clock=clock)
     return Services(settings=settings, directory=directory, graph=graph, identity=identity, store=store,
                     grants=grants, onboarding=onboarding, budget=budget, events=events, sessions=sessions,
                     outbox=outbox, staff_identity=build_staff_identity(settings, identity),
-                    helpdesk=helpdesk, invites=build_invites(settings, store, outbox, clock))
+                    helpdesk=helpdesk, invites=build_invites(settings, store, outbox, clock),
+                    bulk_diagnosis=bulk_diagnosis)

@@ -33,6 +33,7 @@ IN_CHAIN = "1.2.840.113556.1.4.1941"  # LDAP_MATCHING_RULE_IN_CHAIN: transitive 
 UF_ACCOUNTDISABLE = 0x2
 MAX_VAL_RANGE = 1500  # AD's default MaxValRange: values of `member` per answer
 PAGE_SIZE = 1000  # AD's default MaxPageSize
+UPNS_PER_SEARCH = 100  # UPNs OR-ed into one filter by find_users: short filters, few round trips
 POLL_INTERVAL = 0.5  # seconds between reads while waiting for replication
 RETRY_PAUSE = 0.2
 CONFIRM_GRACE = 1.0  # seconds past the wait for a last read to come back
@@ -286,6 +287,95 @@ class LdapDirectory:
             return sorted((u for u in found if u is not None), key=lambda u: u.upn)[:limit]
 
         return self._primary("search for users", search)
+
+    def find_users(self, upns: Sequence[str], groups: Sequence[str]) -> dict[str, DirectoryUser]:
+        """Find many users by UPN, 100 to a search, with their effective membership of `groups` only.
+
+        Per 100 UPNs: one search for the users and one in-chain search per group limited to them, instead of
+        a user search and an in-chain search per user (find_user). Keyed by lower-cased UPN; unknown ones left out.
+        """
+        wanted = list(dict.fromkeys(u.strip().lower() for u in upns if isinstance(u, str) and u.strip()))
+        group_dns = [_require_dn(g, "the group") for g in dict.fromkeys(groups)]
+        found: dict[str, DirectoryUser] = {}
+        for start in range(0, len(wanted), UPNS_PER_SEARCH):
+            chunk = wanted[start:start + UPNS_PER_SEARCH]
+            names = "".join(f"(userPrincipalName={escape_filter_chars(u)})" for u in chunk)
+            users_filter = f"(&(objectCategory=person)(objectClass=user)(|{names}))"
+
+            def lookup(conn: ldap3.Connection, users_filter: str = users_filter) -> dict[str, DirectoryUser]:
+                entries = _search_all(conn, self._base_dn, users_filter, USER_ATTRIBUTES)
+                memberships: dict[str, set[str]] = {}
+                for group_dn in group_dns:
+                    in_group = f"(&{users_filter}(memberOf:{IN_CHAIN}:={escape_filter_chars(group_dn)}))"
+                    for dn, _ in _search_all(conn, self._base_dn, in_group, []):
+                        memberships.setdefault(dn_key(dn), set()).add(dn_key(group_dn))
+                users: dict[str, DirectoryUser] = {}
+                for dn, attrs in entries:
+                    user = _user_from(dn, attrs, "", frozenset(memberships.get(dn_key(dn), ())))
+                    if user is None:
+                        continue
+                    if user.upn in users:
+                        raise DirectoryError(f"several accounts share the UPN {user.upn!r}; fix the directory")
+                    users[user.upn] = user
+                return users
+
+            found.update(self._primary("look up users", lookup))
+        return found
+
+    def users_in_group(self, group_dn: str, limit: int) -> list[DirectoryUser]:
+        """List the user accounts in a group, nested groups followed, sorted by UPN; no memberships read.
+
+        `member` is read with range retrieval (AD hands out 1,500 values at a time), the member DNs are
+        resolved 100 to a search (each DN escaped in the filter), and each nested group is opened once, so a
+        loop of groups ends. More than `limit` users raise DirectoryError rather than a partial list.
+        """
+        _require_dn(group_dn, "the group")
+
+        def collect(conn: ldap3.Connection) -> list[DirectoryUser]:
+            users: dict[str, DirectoryUser] = {}
+            opened, pending = {dn_key(group_dn)}, [group_dn]
+            while pending:
+                group = pending.pop()
+                conn.search(group, "(objectClass=group)", ldap3.BASE, attributes=[])
+                if not any(r.get("type") == "searchResEntry" for r in conn.response or []):
+                    raise DirectoryError(f"{group} is not a group")
+                members = _ranged_members(conn, group, self._range_size)
+                for start in range(0, len(members), UPNS_PER_SEARCH):
+                    names = "".join(f"(distinguishedName={escape_filter_chars(dn)})"
+                                    for dn in members[start:start + UPNS_PER_SEARCH])
+                    for dn, attrs in _search_all(conn, self._base_dn, f"(|{names})",
+                                                 [*USER_ATTRIBUTES, "objectClass"]):
+                        classes = {str(c).lower() for c in attrs.get("objectClass") or ()}
+                        if "group" in classes and dn_key(dn) not in opened:
+                            opened.add(dn_key(dn))
+                            pending.append(dn)
+                        elif "user" in classes and "computer" not in classes:
+                            user = _user_from(dn, attrs, "", frozenset())
+                            if user is not None:
+                                users[user.upn] = user
+                    if len(users) > limit:
+                        raise DirectoryError(f"{group_dn} holds more than {limit} users")
+            return sorted(users.values(), key=lambda u: u.upn)
+
+        return self._primary(f"list the users in {group_dn}", collect)
+
+    def users_under(self, base_dn: str, limit: int) -> list[DirectoryUser]:
+        """List the user accounts in the subtree under an OU (paged search), sorted by UPN; no memberships read.
+
+        More than `limit` users raise DirectoryError rather than a partial list.
+        """
+        _require_dn(base_dn, "the OU")
+        users_filter = "(&(objectCategory=person)(objectClass=user))"
+
+        def collect(conn: ldap3.Connection) -> list[DirectoryUser]:
+            found = [_user_from(dn, attrs, "", frozenset())
+                     for dn, attrs in _search_all(conn, base_dn, users_filter, USER_ATTRIBUTES)]
+            users = sorted((u for u in found if u is not None), key=lambda u: u.upn)
+            if len(users) > limit:
+                raise DirectoryError(f"{base_dn} holds more than {limit} users")
+            return users
+
+        return self._primary(f"list the users under {base_dn}", collect)
 
     def verify_password(self, upn: str, password: str) -> bool:
         """Tell whether the password is right for an enabled user, by a simple bind as that user over TLS."""

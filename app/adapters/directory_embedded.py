@@ -14,10 +14,10 @@ import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from app.adapters.file_lock import exclusive_lock
-from app.domain.directory import DirectoryPermissionError, DirectoryUser, MembershipCheck, dn_key
+from app.domain.directory import DirectoryError, DirectoryPermissionError, DirectoryUser, MembershipCheck, dn_key
 from app.domain.upn import Upn
 from app.seed import Seed
 
@@ -174,6 +174,43 @@ class EmbeddedDirectory:
             if entry is None:
                 return None
             return replace(entry.user, group_dns=self._effective_groups(dn_key(entry.user.dn)))
+
+    def find_users(self, upns: Sequence[str], groups: Sequence[str]) -> dict[str, DirectoryUser]:
+        """Find many users by UPN with their effective membership of `groups` only (as the LDAP adapter does)."""
+        asked = frozenset(dn_key(g) for g in groups)
+        found: dict[str, DirectoryUser] = {}
+        with self._reading():
+            for upn in upns:
+                entry = self._users.get(Upn.parse(upn)) if isinstance(upn, str) else None
+                if entry is not None:
+                    groups_of = self._effective_groups(dn_key(entry.user.dn)) & asked
+                    found[entry.user.upn] = replace(entry.user, group_dns=groups_of)
+        return found
+
+    def users_in_group(self, group_dn: str, limit: int) -> list[DirectoryUser]:
+        """List the user accounts in a group, nested groups followed, sorted by UPN (as the LDAP adapter does)."""
+        key = dn_key(group_dn)
+        with self._reading():
+            if key not in self._groups:
+                raise DirectoryError(f"{group_dn} is not a group")
+            found = [e.user for e in self._users.values() if key in self._effective_groups(dn_key(e.user.dn))]
+        return self._bounded(found, group_dn, limit)
+
+    def users_under(self, base_dn: str, limit: int) -> list[DirectoryUser]:
+        """List the user accounts under a DN (an OU), sorted by UPN; an OU nothing lives under is unknown."""
+        key = dn_key(base_dn)
+        with self._reading():
+            known = any(k == key or k.endswith("," + key) for k in (*self._names, *self._groups))
+            if not known:
+                raise DirectoryError(f"{base_dn}: no such entry")
+            found = [e.user for e in self._users.values() if dn_key(e.user.dn).endswith("," + key)]
+        return self._bounded(found, base_dn, limit)
+
+    @staticmethod
+    def _bounded(users: list[DirectoryUser], where: str, limit: int) -> list[DirectoryUser]:
+        if len(users) > limit:
+            raise DirectoryError(f"{where} holds more than {limit} users")
+        return sorted(users, key=lambda u: u.upn)
 
     def search_users(self, prefix: str, limit: int) -> list[DirectoryUser]:
         """Find users whose UPN, account name, display name or a word of it starts with prefix (as LDAP would)."""

@@ -113,6 +113,25 @@ class Evidence:
     def complete(self) -> bool:
         return not self.errors
 
+    @property
+    def loop_traces(self) -> bool:
+        """Tell whether the person left traces of a half-done registration (Authenticator sign-ins or a device)."""
+        return bool(self.authenticator_sign_ins or self.devices)
+
+
+@dataclass(frozen=True)
+class EvidenceSweep:
+    """What Graph says about many people at once: each one's Evidence and what gathering it cost.
+
+    `evidence` is keyed by the lower-cased UPN asked for; `requests` counts HTTP round trips to Graph (a
+    $batch is one), `sign_in_pages` the tenant-wide sign-in pages read (the reports budget: 5 per 10 s).
+    """
+
+    evidence: Mapping[str, Evidence]
+    requests: int = 0
+    sign_in_pages: int = 0
+    seconds: float = 0.0
+
 
 @dataclass(frozen=True)
 class TemporaryAccessPass:

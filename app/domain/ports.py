@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from app.domain.actors import Actor
 from app.domain.directory import DirectoryUser, MembershipCheck
-from app.domain.evidence import AuthMethod, Evidence, GraphError, TemporaryAccessPass
+from app.domain.evidence import AuthMethod, Evidence, EvidenceSweep, GraphError, TemporaryAccessPass
 from app.domain.grants import GrantState, GrantView
 from app.domain.identity import AuthorityResponse, SignedInUser
 from app.domain.mail import OutgoingMail
@@ -25,6 +25,20 @@ class Directory(Protocol):
 
     def search_users(self, prefix: str, limit: int) -> list[DirectoryUser]:
         """Find at most limit users whose UPN, account name or name starts with prefix (escaped; no groups read)."""
+
+    def find_users(self, upns: Sequence[str], groups: Sequence[str]) -> dict[str, DirectoryUser]:
+        """Find many users by UPN in few searches, keyed by lower-cased UPN (the unknown are left out).
+
+        Each user's group_dns holds only those of `groups` the user is an effective (nested) member of.
+        """
+
+    def users_in_group(self, group_dn: str, limit: int) -> list[DirectoryUser]:
+        """List the user accounts in a group, nested groups followed (ranged reads), sorted by UPN, no groups read;
+        raise DirectoryError for a DN that is no group or for more than limit users."""
+
+    def users_under(self, base_dn: str, limit: int) -> list[DirectoryUser]:
+        """List the user accounts under an OU (its whole subtree), sorted by UPN, no groups read; raise
+        DirectoryError for an unknown DN or for more than limit users."""
 
     def add_member(self, group_dn: str, member_dn: str, ttl_seconds: int | None = None) -> bool:
         """Add a member; True if added, False if it already was one. TTL only where supported."""
@@ -61,6 +75,11 @@ class Graph(Protocol):
 
     def methods_for(self, user_ids: Sequence[str]) -> dict[str, tuple[AuthMethod, ...] | GraphError]:
         """Fetch the methods of many users, 20 per $batch; failures per user, never raised."""
+
+    def sweep_evidence(self, upns: Sequence[str], *, since: datetime,
+                       progress: Callable[[int, int], None] | None = None) -> EvidenceSweep:
+        """Gather the evidence about many people: $batch of 20, the Authenticator's sign-ins tenant-wide since
+        `since` in pages; inside the budget; progress(done, total) after each request; failures per person."""
 
     def create_temporary_access_pass(self, user_id: str, lifetime_minutes: int = 60,
                                      one_time: bool = True) -> TemporaryAccessPass:

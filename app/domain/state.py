@@ -179,7 +179,7 @@ def classify(
         return result(State.REGISTERED, Reason.HAS_STRONG_METHOD)
     if last_grant is not None and last_grant.state is GrantState.EXPIRED:
         return result(State.EXPIRED, Reason.GRANT_EXPIRED)
-    if evidence.authenticator_sign_ins or evidence.devices:
+    if evidence.loop_traces:
         return result(State.STUCK, Reason.HALF_REGISTERED)
     return result(State.STUCK, Reason.UNREGISTERED)
 

@@ -130,6 +130,18 @@ def grant_facts(record: GrantRecord | None) -> GrantFacts | None:
                       dc_confirmed=bool(record.dc_confirmed))
 
 
+def diagnosis_from(upn: Upn, user: DirectoryUser | None, evidence: Evidence | None, policy: Policy,
+                   store: GrantStore, *, now: datetime, required_directly: bool) -> Diagnosis:
+    """Classify one student from what AD and Graph said and their grant history (every diagnosis goes here)."""
+    history = [grant_facts(g) for g in store.grants_for(upn)]
+    open_grant = next((g for g in history if g.open), None)
+    last_closed = next((g for g in history if not g.open), None)
+    # Counted in the database, so every instance applies the same cap.
+    used = store.unlocks_since(user.upn, now - UNLOCK_WINDOW) if user else 0
+    return classify(upn, user, evidence, policy, open_grant=open_grant, last_grant=last_closed,
+                    required_directly=required_directly, unlocks_in_window=used)
+
+
 class OnboardingService:
     """Diagnose, unlock, confirm and cancel for one student at a time."""
 
@@ -181,14 +193,9 @@ class OnboardingService:
         return self.clock() - gathered_at < timedelta(seconds=EVIDENCE_REUSE_SECONDS)
 
     def _classify(self, upn: Upn, user: DirectoryUser | None, evidence: Evidence | None) -> Diagnosis:
-        history = [grant_facts(g) for g in self.store.grants_for(upn)]
-        open_grant = next((g for g in history if g.open), None)
-        last_closed = next((g for g in history if not g.open), None)
         directly = bool(user) and self.directory.is_member(self.policy.required_group_dn, user.dn)
-        # Counted in the database, so every instance applies the same cap.
-        used = self.store.unlocks_since(user.upn, self.clock() - UNLOCK_WINDOW) if user else 0
-        return classify(upn, user, evidence, self.policy, open_grant=open_grant, last_grant=last_closed,
-                        required_directly=directly, unlocks_in_window=used)
+        return diagnosis_from(upn, user, evidence, self.policy, self.store, now=self.clock(),
+                              required_directly=directly)
 
     # -- unlock -------------------------------------------------------------------------------
 

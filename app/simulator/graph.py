@@ -12,6 +12,7 @@ import json
 import re
 import secrets
 import string
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.test import EnvironBuilder
@@ -86,6 +87,14 @@ USER_SELECTABLE = USER_DEFAULT_PROPERTIES + ("accountEnabled", "userType", "onPr
                                              "onPremisesSyncEnabled", "createdDateTime")
 TAP_MIN_MINUTES, TAP_MAX_MINUTES = 10, 43200  # Graph's own range; the tenant's policy narrows it
 SIGNIN_MAX_TOP = 1000
+USERS_DEFAULT_TOP, USERS_MAX_TOP = 100, 999  # Graph's list users: 100 a page unless $top says up to 999
+IN_FILTER_LIMIT = 15  # Graph's default limit of values in one `in` clause (filter-query-parameter, limitations)
+USERS_FILTER = re.compile(r"^\s*userPrincipalName\s+(eq|in)\s+(.+?)\s*$", re.IGNORECASE)
+STRING_LITERAL = re.compile(r"'((?:[^']|'')*)'")
+EXPAND_DEVICES = re.compile(r"^registeredDevices(?:\(\$select=([\w,]+)\))?$")
+DEVICE_FIELDS = ("id", "deletedDateTime", "accountEnabled", "approximateLastSignInDateTime", "deviceId", "displayName",
+                 "isCompliant", "isManaged", "operatingSystem", "operatingSystemVersion", "registrationDateTime",
+                 "trustType")
 FILTER_CLAUSE = re.compile(r"^\s*(\w+)\s+(eq|ge|gt|le|lt)\s+('(?:[^']|'')*'|[\w:.\-+]+)\s*$", re.IGNORECASE)
 
 bp = Blueprint("graph", __name__, url_prefix=PREFIX)
@@ -174,11 +183,10 @@ def method_or_404(user: EntraUser, method_id: str, kind: str | None = None) -> M
     raise GraphProblem(graph_error(404, "itemNotFound", f"Authentication method '{method_id}' was not found."))
 
 
-@bp.get("/users/<user_ref>")
-def get_user(user_ref: str):
-    user = permitted_user(user_ref, READ_USERS)
+def user_properties(user: EntraUser) -> dict:
+    """Return every property of a user this simulator knows, as Graph names them."""
     given, _, surname = user.display_name.partition(" ")
-    everything = {
+    return {
         "businessPhones": [], "displayName": user.display_name, "givenName": given, "jobTitle": None,
         "mail": user.mail, "mobilePhone": None, "officeLocation": None, "preferredLanguage": None,
         "surname": surname or None, "userPrincipalName": user.upn, "id": user.id,
@@ -186,14 +194,110 @@ def get_user(user_ref: str):
         "onPremisesImmutableId": user.id.replace("-", "")[:24], "createdDateTime": iso(sim().world.clock.now()
                                                                                        - dt.timedelta(days=400)),
     }
+
+
+def selected_user_fields() -> list[str]:
+    """Return the user properties $select asks for (the defaults without it); answer 400 for an unknown one."""
     selected = [p.strip() for p in request.args.get("$select", "").split(",") if p.strip()]
     for name in selected:
         if name not in USER_SELECTABLE:
-            return graph_error(400, "Request_BadRequest",
-                               f"Could not find a property named '{name}' on type 'microsoft.graph.user'.")
-    fields = selected or list(USER_DEFAULT_PROPERTIES)
-    fragment = f"users({','.join(selected)})/$entity" if selected else "users/$entity"
+            raise GraphProblem(graph_error(400, "Request_BadRequest",
+                                           f"Could not find a property named '{name}' on type 'microsoft.graph.user'."))
+    return selected or list(USER_DEFAULT_PROPERTIES)
+
+
+@bp.get("/users/<user_ref>")
+def get_user(user_ref: str):
+    user = permitted_user(user_ref, READ_USERS)
+    fields = selected_user_fields()
+    everything = user_properties(user)
+    fragment = f"users({','.join(fields)})/$entity" if request.args.get("$select") else "users/$entity"
     return jsonify({"@odata.context": context_url(fragment), **{f: everything[f] for f in fields}})
+
+
+def wanted_upns(text: str) -> set[str] | None:
+    """Parse `userPrincipalName eq '..'` or `userPrincipalName in ('..', ..)`; None for no filter; raise ValueError."""
+    if not text.strip():
+        return None
+    match = USERS_FILTER.match(text)
+    if not match:
+        raise ValueError(text)
+    op, rest = match.group(1).lower(), match.group(2)
+    if op == "in":
+        if not (rest.startswith("(") and rest.endswith(")")):
+            raise ValueError(text)
+        inner = rest[1:-1]
+        values = STRING_LITERAL.findall(inner)
+        if not values or STRING_LITERAL.sub("", inner).replace(",", "").strip():
+            raise ValueError(text)
+        if len(values) > IN_FILTER_LIMIT:
+            raise GraphProblem(graph_error(400, "Request_UnsupportedQuery",
+                                           f"Too many values in the 'in' operator: at most {IN_FILTER_LIMIT}."))
+    else:
+        values = STRING_LITERAL.findall(rest)
+        if len(values) != 1 or STRING_LITERAL.sub("", rest).strip():
+            raise ValueError(text)
+    return {v.replace("''", "'").lower() for v in values}
+
+
+def device_json(d) -> dict:
+    return {
+        "@odata.type": "#microsoft.graph.device", "id": d.id, "deletedDateTime": None, "accountEnabled": True,
+        "approximateLastSignInDateTime": iso(d.registered), "deviceId": d.device_id, "displayName": d.display_name,
+        "isCompliant": None, "isManaged": None, "operatingSystem": d.operating_system,
+        "operatingSystemVersion": d.operating_system_version, "registrationDateTime": iso(d.registered),
+        "trustType": "Workplace",
+    }
+
+
+def next_link(path: str, skip: int) -> str:
+    """Return the @odata.nextLink of a collection page: the same query with a $skiptoken, URL-encoded."""
+    query = {k: v for k, v in request.args.items() if k != "$skiptoken"}
+    query["$skiptoken"] = str(skip)
+    return f"{sim().base_url}{PREFIX}{path}?" + urlencode(query, safe="$',()")
+
+
+@bp.get("/users")
+def list_users():
+    """List users: $filter on userPrincipalName (eq, or in with at most 15 values), $select, $top and
+    $expand=registeredDevices (Graph expands at most 20 related objects per user)."""
+    require(*READ_USERS)
+    try:
+        upns = wanted_upns(request.args.get("$filter", ""))
+    except ValueError as exc:
+        return graph_error(400, "BadRequest", f"Invalid filter clause: {exc}")
+    fields = selected_user_fields()
+    expand = request.args.get("$expand", "")
+    expand_match = EXPAND_DEVICES.match(expand) if expand else None
+    if expand and expand_match is None:
+        return graph_error(400, "BadRequest", f"Could not find a property named '{expand}' on type "
+                                              "'microsoft.graph.user'.")
+    device_fields = [f for f in (expand_match.group(1) or "").split(",") if f] if expand_match else []
+    if any(f not in DEVICE_FIELDS for f in device_fields):
+        return graph_error(400, "BadRequest", "Could not find a property named in $select on type "
+                                              "'microsoft.graph.device'.")
+    top_raw, skip_raw = request.args.get("$top", str(USERS_DEFAULT_TOP)), request.args.get("$skiptoken", "0")
+    if not top_raw.isdigit() or not 1 <= int(top_raw) <= USERS_MAX_TOP or not skip_raw.isdigit():
+        return graph_error(400, "BadRequest", f"Invalid page size or skip token (1 to {USERS_MAX_TOP}).")
+    top, skip = int(top_raw), int(skip_raw)
+    world = sim().world
+    with world.lock:
+        users = sorted((u for u in world.users.values() if upns is None or u.upn.lower() in upns),
+                       key=lambda u: u.upn.lower())
+    page = []
+    for user in users[skip:skip + top]:
+        everything = user_properties(user)
+        row = {f: everything[f] for f in fields}
+        if expand_match:
+            devices = [device_json(d) for d in world.devices_of(user.id)][:20]
+            row["registeredDevices"] = [{"@odata.type": d["@odata.type"], **({f: d[f] for f in device_fields}
+                                                                             if device_fields else d)}
+                                        for d in devices]
+        page.append(row)
+    body = {"@odata.context": context_url("users"), "value": page}
+    if skip + top < len(users):
+        body["@odata.nextLink"] = next_link("/users", skip + top)
+    return jsonify(body)
 
 
 def method_json(method: Method) -> dict:
@@ -381,13 +485,8 @@ def check_member_groups(user_ref: str):
 @bp.get("/users/<user_ref>/registeredDevices")
 def registered_devices(user_ref: str):
     user = permitted_user(user_ref, READ_USERS)
-    return jsonify({"@odata.context": context_url("directoryObjects"), "value": [{
-        "@odata.type": "#microsoft.graph.device", "id": d.id, "deletedDateTime": None, "accountEnabled": True,
-        "approximateLastSignInDateTime": iso(d.registered), "deviceId": d.device_id, "displayName": d.display_name,
-        "isCompliant": None, "isManaged": None, "operatingSystem": d.operating_system,
-        "operatingSystemVersion": d.operating_system_version, "registrationDateTime": iso(d.registered),
-        "trustType": "Workplace",
-    } for d in sim().world.devices_of(user.id)]})
+    return jsonify({"@odata.context": context_url("directoryObjects"),
+                    "value": [device_json(d) for d in sim().world.devices_of(user.id)]})
 
 
 @bp.get("/reports/authenticationMethods/userRegistrationDetails/<user_ref>")
@@ -465,10 +564,7 @@ def sign_ins():
     page = rows[skip:skip + top]
     body = {"@odata.context": context_url("auditLogs/signIns"), "value": [sign_in_json(r) for r in page]}
     if skip + top < len(rows):
-        query = {k: v for k, v in request.args.items() if k != "$skiptoken"}
-        query["$skiptoken"] = str(skip + top)
-        body["@odata.nextLink"] = (f"{sim().base_url}{PREFIX}/auditLogs/signIns?"
-                                   + "&".join(f"{k}={v}" for k, v in query.items()))
+        body["@odata.nextLink"] = next_link("/auditLogs/signIns", skip + top)
     return jsonify(body)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import pytest
 
 from app.adapters.directory_embedded import EmbeddedDirectory
-from app.domain.directory import DirectoryPermissionError, dn_key
+from app.domain.directory import DirectoryError, DirectoryPermissionError, dn_key
 from app.seed import load_seed
 
 SEED = load_seed()
 PASSWORD = SEED.user("ada.lovelace@uni.test").password
 ADA = "ada.lovelace@uni.test"
 GRACE = "grace.hopper@uni.test"
+STUDENTS_OU = f"{SEED.users_ou},{SEED.base_dn}"
 
 
 @pytest.fixture(params=["embedded", "embedded-file", pytest.param("samba", marks=pytest.mark.samba)])
@@ -167,3 +168,84 @@ class TestSearchUsers:
         assert desk.in_group(SEED.helpdesk_group_dn) and not desk.in_group(SEED.auditor_group_dn)
         assert desk.in_group(SEED.service_desk_group_dn)  # the direct one; the helpdesk group only through nesting
         assert auditor.in_group(SEED.auditor_group_dn) and not auditor.in_group(SEED.helpdesk_group_dn)
+
+
+class TestFindUsers:
+    """Many students at once (bulk diagnosis): few searches, each user with the asked groups only."""
+
+    POLICY_GROUPS = [SEED.required_group_dn, SEED.bypass_group_dn, SEED.privileged_group_dn]
+
+    def test_finds_many_with_their_membership_of_the_asked_groups_only(self, directory):
+        found = directory.find_users([ADA, "EDSGER.Dijkstra@uni.test ", "ken.thompson@uni.test", "nobody@uni.test",
+                                      "margaret.hamilton@uni.test"], self.POLICY_GROUPS)
+        assert set(found) == {ADA, "edsger.dijkstra@uni.test", "ken.thompson@uni.test", "margaret.hamilton@uni.test"}
+        assert found[ADA].group_dns == {dn_key(SEED.required_group_dn)}
+        assert found["edsger.dijkstra@uni.test"].in_group(SEED.required_group_dn)  # through the nested cohort
+        assert not found["edsger.dijkstra@uni.test"].in_group(SEED.nested_required_group_dn)  # not asked for
+        assert found["ken.thompson@uni.test"].in_group(SEED.privileged_group_dn)
+        assert found["margaret.hamilton@uni.test"].group_dns == frozenset()
+
+    def test_each_user_is_what_find_user_says_within_the_asked_groups(self, directory):
+        directory.add_member(SEED.bypass_group_dn, dn_of(GRACE))
+        upns = [u.upn for u in SEED.users] + [f"ghost{i}@uni.test" for i in range(150)]  # two searches' worth
+        found = directory.find_users(upns, self.POLICY_GROUPS)
+        asked = {dn_key(g) for g in self.POLICY_GROUPS}
+        for upn in upns:
+            one = directory.find_user(upn)
+            if one is None:
+                assert upn not in found
+                continue
+            many = found[upn]
+            assert (dn_key(many.dn), many.upn, many.enabled, many.admin_count, many.mail, many.display_name) == (
+                dn_key(one.dn), one.upn, one.enabled, one.admin_count, one.mail, one.display_name)
+            assert many.group_dns == one.group_dns & asked, upn
+        assert found[GRACE].in_group(SEED.bypass_group_dn)
+
+    @pytest.mark.parametrize("upns", [["*"], ["*)(userPrincipalName=*"], ["ada*"], ["\\2a"], [""], []])
+    def test_injection_and_nonsense_find_nobody(self, directory, upns):
+        assert directory.find_users(upns, self.POLICY_GROUPS) == {}
+
+
+class TestUsersInGroupOrOu:
+    """Who a scan looks at: the users of a group (nested, ranged) or of an OU, the same from both directories."""
+
+    def test_a_group_lists_its_users_through_nested_groups(self, directory):
+        found = [u.upn for u in directory.users_in_group(SEED.required_group_dn, 100)]
+        expected = sorted(u.upn for u in SEED.users if u.in_directory and u.mfa_required)
+        assert found == expected and "edsger.dijkstra@uni.test" in found  # a member of the nested cohort group
+        assert all(u.group_dns == frozenset() for u in directory.users_in_group(SEED.required_group_dn, 100))
+
+    def test_a_large_group_is_read_in_ranges(self, directory):
+        upns = [u.upn for u in SEED.users if u.in_directory]
+        for upn in upns:
+            directory.add_member(SEED.bypass_group_dn, dn_of(upn))
+        if hasattr(directory, "_range_size"):
+            directory._range_size = 3  # AD hands out 1,500 values at a time; Samba all at once unless asked
+        assert [u.upn for u in directory.users_in_group(SEED.bypass_group_dn, 100)] == sorted(upns)
+
+    def test_more_users_than_the_limit_is_refused_not_cut(self, directory):
+        with pytest.raises(DirectoryError):
+            directory.users_in_group(SEED.required_group_dn, 2)
+        with pytest.raises(DirectoryError):
+            directory.users_under(STUDENTS_OU, 2)
+
+    def test_an_ou_lists_the_users_under_it(self, directory):
+        ou = STUDENTS_OU
+        found = [u.upn for u in directory.users_under(ou, 100)]
+        assert ADA in found and "ken.thompson@uni.test" in found and found == sorted(found)
+        assert "radia.perlman@uni.test" in found  # in AD though not in Entra
+
+    @pytest.mark.parametrize("dn", ["CN=Nobody,OU=Groups,DC=uni,DC=test", "not a dn", "CN=x)(objectClass=*",
+                                    "", "<GUID=1234>"])
+    def test_a_missing_or_malformed_group_is_an_error(self, directory, dn):
+        with pytest.raises(DirectoryError):
+            directory.users_in_group(dn, 100)
+
+    def test_a_user_is_not_a_group(self, directory):
+        with pytest.raises(DirectoryError):
+            directory.users_in_group(dn_of(ADA), 100)
+
+    @pytest.mark.parametrize("dn", ["OU=Nowhere,DC=uni,DC=test", "not a dn", ""])
+    def test_a_missing_or_malformed_ou_is_an_error(self, directory, dn):
+        with pytest.raises(DirectoryError):
+            directory.users_under(dn, 100)
