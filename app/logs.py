@@ -40,6 +40,15 @@ def _escaped(match: re.Match) -> str:
     return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
 
+# An invite link's token (mailed, valid for days) in a request line or path: the log keeps only "/invite/…".
+_INVITE_LINK = re.compile(r"(/invite/)[A-Za-z0-9_-]{8,}")
+
+
+def scrub_links(text: str) -> str:
+    """Return text with the token of every invite link in it replaced (a log must not open an invite)."""
+    return _INVITE_LINK.sub(r"\1(token)", text) if "/invite/" in text else text
+
+
 def escape_block(text: str) -> str:
     """Escape a multi-line block (a traceback) line by line and indent every line after the first."""
     lines = [escape(line) for line in text.rstrip("\n").split("\n")]
@@ -58,7 +67,7 @@ class SafeLogRecord(logging.LogRecord):
             self.stack_info = escape_block(self.stack_info)
 
     def getMessage(self) -> str:  # noqa: N802 - logging's name
-        return escape(super().getMessage())
+        return scrub_links(escape(super().getMessage()))
 
 
 def install_escaping() -> None:
@@ -117,8 +126,8 @@ class JsonFormatter(logging.Formatter):
         }
         if record.name == "gunicorn.access" and isinstance(record.args, dict):
             # gunicorn hands its access atoms as the arguments: keep the harmless ones, as fields.
-            out.update({name: record.args[atom] for atom, name in _ACCESS_FIELDS.items()
-                        if record.args.get(atom) not in (None, "-")})
+            out.update({name: scrub_links(str(record.args[atom])) if name == "path" else record.args[atom]
+                        for atom, name in _ACCESS_FIELDS.items() if record.args.get(atom) not in (None, "-")})
             out["message"] = f"{out.get('method', '')} {out.get('path', '')} {out.get('status', '')}".strip()
         request_id = getattr(record, "request_id", "-")
         if request_id != "-":

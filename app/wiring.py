@@ -181,7 +181,7 @@ def subscribe_notices(settings: Settings, events: Events, outbox):
     return notices
 
 
-def build_invites(settings: Settings, store, outbox, clock=None):
+def build_invites(settings: Settings, store, outbox, directory=None, clock=None):
     """Return the invite links' use cases (mail needs PROOFUP_SMTP_HOST and the portal's public address)."""
     from app.adapters.sealing import Sealer
     from app.adapters.store import InviteStore
@@ -191,7 +191,7 @@ def build_invites(settings: Settings, store, outbox, clock=None):
     config = InviteSettings(days=settings.invite_days, desk=desk_line(settings), university=settings.university_name,
                             public_url=settings.public_url, mail_enabled=bool(settings.smtp_host))
     return InviteService(store, InviteStore(store), outbox, Sealer(settings.secret_key, SEAL_LABEL), config,
-                         clock=clock, locale=_request_locale)
+                         directory=directory, clock=clock, locale=_request_locale)
 
 
 def build_mail_sender(services: Services):
@@ -272,5 +272,5 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
     return Services(settings=settings, directory=directory, graph=graph, identity=identity, store=store,
                     grants=grants, onboarding=onboarding, budget=budget, events=events, sessions=sessions,
                     outbox=outbox, staff_identity=build_staff_identity(settings, identity),
-                    helpdesk=helpdesk, invites=build_invites(settings, store, outbox, clock),
+                    helpdesk=helpdesk, invites=build_invites(settings, store, outbox, directory, clock),
                     bulk_diagnosis=bulk_diagnosis)

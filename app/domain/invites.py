@@ -84,6 +84,15 @@ class InviteView:
         return state_of(self, now)
 
 
+@dataclass(frozen=True)
+class InviteFilter:
+    """Which invites a list shows: by student, state, batch (each optional)."""
+
+    upn: str = ""
+    state: InviteState | None = None
+    batch_id: int | None = None
+
+
 def state_of(invite: InviteView, now: datetime) -> InviteState:
     """Derive the state from the record: spent and taken back first, then the mail, then the clock."""
     if invite.used_at is not None:

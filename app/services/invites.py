@@ -19,12 +19,13 @@ from datetime import datetime
 from typing import Callable, Iterable
 
 from app.adapters.sealing import Sealer
-from app.adapters.store.invites import InviteFilter, Invites, InviteStore
+from app.adapters.store.invites import Invites, InviteStore
 from app.domain.actors import Actor, ActorKind
 from app.domain.invites import (
     DEFAULT_INVITE_DAYS,
     INVITE_MAIL,
     InviteError,
+    InviteFilter,
     InviteRefusal,
     InviteView,
     expiry,
@@ -70,8 +71,9 @@ class InviteService:
     """Make, check, open, redeem and revoke invites."""
 
     def __init__(self, store, invites: InviteStore, outbox, sealer: Sealer, settings: InviteSettings, *,
-                 clock: Callable[[], datetime] | None = None, locale: Callable[[], str] = lambda: ""):
+                 directory=None, clock: Callable[[], datetime] | None = None, locale: Callable[[], str] = lambda: ""):
         self.store = store  # for its unit of work
+        self.directory = directory  # invite() checks the one student is there and has a mail address
         self.invites = invites
         self.outbox = outbox
         self.sealer = sealer
@@ -82,7 +84,14 @@ class InviteService:
     # -- make ------------------------------------------------------------------------------------
 
     def invite(self, upn: str, actor: Actor, *, client: str = "") -> InviteView:
-        """Invite one student (the desk's button): mail queued with the invite and its audit line."""
+        """Invite one student (the desk's button): they must be in the directory with a mail address."""
+        self._may_invite(actor)
+        if self.directory is not None:
+            user = self.directory.find_user(Upn(upn))
+            if user is None:
+                raise InviteError("missing_in_ad", "there is no such account in the directory")
+            if not user.mail:
+                raise InviteError("no_address", "the directory has no mail address for this student")
         return self.invite_many([upn], actor, client=client)[0]
 
     def invite_many(self, upns: Iterable[str], actor: Actor, *, reason: str | None = None,

@@ -100,23 +100,25 @@ def sign_in():
     """Send the visitor to the authority's sign-in page."""
     if signed_in_upn():
         return redirect(url_for("student.diagnosis"))
-    return _begin(SessionKind.STUDENT)
+    return begin_sign_in(SessionKind.STUDENT)
 
 
 @bp.get("/helpdesk/sign-in")
 def staff_sign_in():
     """Send a staff member to the authority: a fresh sign-in (prompt=login) through the staff application."""
-    return _begin(SessionKind.STAFF)
+    return begin_sign_in(SessionKind.STAFF)
 
 
-def _begin(kind: SessionKind):
+def begin_sign_in(kind: SessionKind, *, invite_id: int | None = None, login_hint: str | None = None):
     """Start an auth-code flow for an audience and keep it, sealed and bound to this browser, until it is finished."""
     svc = services()
     binding = _browser_binding()
     identity = svc.staff_identity if kind is SessionKind.STAFF else svc.identity
     auth_uri, flow = identity.begin_sign_in(absolute_url("auth.callback"),
-                                            force_login=kind is SessionKind.STAFF)
+                                            force_login=kind is SessionKind.STAFF, login_hint=login_hint)
     record = {"flow": flow, "browser": _binding_hash(binding), "kind": kind.value}
+    if invite_id is not None:  # an invite link's "Continue": spent after the sign-in, for its own account only
+        record["invite"] = invite_id
     svc.store.put_sign_in_flow(flow["state"], seal_flow(record), FLOW_TTL_SECONDS)
     response = redirect(auth_uri)
     # Lax: it comes with the same-site GET that finishes the sign-in, never with a cross-site POST. Path /:
@@ -188,6 +190,12 @@ def complete():
         from app.web.helpdesk.access import admission_refused
 
         refused = admission_refused(user)  # no MFA in the token, or no staff role: a 403, audited
+        if refused is not None:
+            return refused
+    if kind is SessionKind.STUDENT and isinstance(record.get("invite"), int):
+        from app.web.invites import redeem_after_sign_in
+
+        refused = redeem_after_sign_in(record["invite"], user.upn)  # another account: a 403, audited, not spent
         if refused is not None:
             return refused
     token = _start_session(user, kind)

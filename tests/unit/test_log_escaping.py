@@ -68,3 +68,21 @@ def test_the_cli_logs_escaped():
     logged = [line for line in done.stderr.splitlines() if "diagnose" in line]
     assert len(logged) == 1 and FORGED in logged[0], done.stderr
     assert not any(line.startswith(FORGED) for line in done.stderr.splitlines())
+
+
+def test_an_invite_links_token_never_reaches_a_written_line():
+    import logging
+
+    from app.logs import JsonFormatter, install_escaping, scrub_links
+
+    install_escaping()
+    token = "Ab3_-" * 8 + "xyz"
+    record = logging.getLogger("gunicorn.access").makeRecord(
+        "gunicorn.access", logging.INFO, __file__, 1, '"GET /invite/%s HTTP/1.1" 200 "https://p.test/invite/%s"',
+        (token, token), None)
+    assert token not in record.getMessage() and record.getMessage().count("/invite/(token)") == 2
+    access = logging.getLogger("gunicorn.access").makeRecord(
+        "gunicorn.access", logging.INFO, __file__, 1, "%(U)s", ({"U": f"/invite/{token}", "m": "GET", "s": "200"},),
+        None)
+    assert token not in JsonFormatter().format(access)
+    assert scrub_links("/invite/") == "/invite/" and scrub_links("/diagnosis") == "/diagnosis"

@@ -59,6 +59,15 @@ def logged_text(caplog) -> str:
     return "\n".join(parts)
 
 
+def written_log(caplog, receiving_server: str = "mail.log") -> str:
+    """Return every captured record as the portal's handlers write it, plain and JSON (not its raw arguments: a
+    link in a request line is scrubbed when the line is written), leaving out the receiving mail server's own
+    debug lines (aiosmtpd, the student's side, which holds the mail by definition)."""
+    as_json = JsonFormatter()
+    records = [r for r in caplog.records if r.name != receiving_server]
+    return "\n".join(line for r in records for line in (caplog.handler.format(r), as_json.format(r)))
+
+
 def database_dump(store) -> str:
     """Return every row of every table of the portal's store."""
     names = inspect(store.engine).get_table_names()
@@ -171,3 +180,40 @@ def test_sending_mail_with_a_login_leaves_no_smtp_password_in_logs_or_database(
             assert form not in logs and form not in database
     assert password not in repr(settings) and password not in repr(mailer)
     store.dispose()
+
+
+def test_an_invite_token_reaches_only_the_students_mail(stack, every_log):
+    """The desk invites, the worker mails the link, the student continues and signs in; a forged link is refused.
+
+    The token may be in the mail (that is its purpose) and nowhere else: no log, no table (invites, outbox,
+    audit), not the simulator's request log.
+    """
+    from app.domain.actors import Actor
+    from app.wiring import build_mail_sender
+
+    stack.services.invites.invite(STUDENT, Actor.staff("hedy.lamarr@uni.test", role="helpdesk", reason="t-1"))
+    assert build_mail_sender(stack.services).send_due().sent == 1
+    (mail,) = stack.mailbox.wait_for(1)
+    link = re.search(r"\S+/invite/(\S+)", mail.get_body(("plain",)).get_content())
+    token = link.group(1)
+    client = stack.app.test_client()
+    page = client.get(f"/invite/{token}")
+    assert page.status_code == 200
+    answer = client.post(f"/invite/{token}", data={"csrf_token": csrf_of(page)})
+    assert "login_hint=" in answer.headers["Location"]
+    posted = adfs_form_post(answer.headers["Location"], STUDENT, stack.seed.user(STUDENT).password,
+                            stack.settings.ca_bundle)
+    landed = client.post("/auth/callback", data=posted.fields, follow_redirects=True)
+    assert 'data-reason="half_registered"' in landed.get_data(as_text=True)
+    assert client.get(f"/invite/{token}").status_code == 404  # used: refused and audited
+    # What an access log writes for these requests (gunicorn's line holds the request line and the referrer).
+    logging.getLogger("gunicorn.access").info('127.0.0.1 - - "POST /invite/%s HTTP/1.1" 302 "%s/invite/%s"',
+                                              token, stack.settings.public_url, token)
+
+    logs = written_log(every_log)
+    database = database_dump(stack.services.store)
+    simulator = json.dumps(stack.control("GET", "/requests")["requests"])
+    assert "/invite/(token)" in logs and "invites:" in database and "outbox:" in database and "/adfs/oauth2/token" in simulator
+    assert "invite.used" in database and "invite.refused" in database
+    for where, haystack in (("a log", logs), ("the database", database), ("the simulator's request log", simulator)):
+        assert token not in haystack, f"the invite token reached {where}"

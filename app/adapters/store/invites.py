@@ -7,7 +7,6 @@ revoke and a sign-in racing each other end in exactly one outcome.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Index, Integer, String, Text, and_, func, not_, or_, select, update
@@ -15,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.adapters.store.base import Base, Database, UTCDateTime
 from app.adapters.store.outbox import OutboxRow
-from app.domain.invites import InviteState, InviteView
+from app.domain.invites import InviteFilter, InviteState, InviteView
 from app.domain.mail import DONE_STATES, PROBLEM_STATES, MailState
 from app.domain.upn import Upn
 
@@ -42,15 +41,6 @@ class InviteRow(Base):
     sealed_token: Mapped[str | None] = mapped_column(Text, nullable=True)  # erased once the mail is sent
 
     __table_args__ = (Index("uq_invites_token_hash", "token_hash", unique=True),)
-
-
-@dataclass(frozen=True)
-class InviteFilter:
-    """Which invites the desk's list shows: by student, state, batch (all optional)."""
-
-    upn: str = ""
-    state: InviteState | None = None
-    batch_id: int | None = None
 
 
 def _view(row: InviteRow, mail_state: str | None, mail_error: str | None) -> InviteView:

@@ -3,6 +3,7 @@
 - access.py   who may enter: staff sessions with MFA, the role re-read from the directory, Origin checks
 - views.py    now, look-up, a student's file and the actions on it, the audit trail and its export
 - export.py   the audit trail as CSV, safe against formula injection
+- invites.py  invite a student by mail, the invites by state, revoke, the mail that was not delivered
 
 Later parts of the console (kiosk enrolment, batches) add their views to this blueprint and a tab to NAV.
 """
@@ -21,3 +22,4 @@ NAV: list[tuple[str, object]] = [
 ]
 
 from app.web.helpdesk import views  # noqa: E402,F401  (registers the views on bp)
+from app.web.helpdesk import invites  # noqa: E402,F401  (the invites' views and tab)

@@ -10,6 +10,7 @@ from flask_babel import lazy_gettext as _l
 from app.domain.actors import MAX_REASON, ActorError
 from app.domain.audit import AuditQuery
 from app.domain.grants import MAX_GRANT_MINUTES, MIN_GRANT_MINUTES
+from app.domain.invites import InviteFilter
 from app.domain.staff import LOOKUP_LIMIT, MIN_QUERY, look_up_query
 from app.domain.upn import Upn
 from app.services.helpdesk import StaffRefused
@@ -124,8 +125,10 @@ def student(upn: str):
     if target is None:
         return error_page(404, *UNKNOWN_STUDENT)
     file = services().helpdesk.student_file(target)
+    invites = services().invites.search(InviteFilter(upn=target), limit=10)
     return render_template("helpdesk/student.html", file=file, d=file.diagnosis, staff=g.staff,
-                           grant_minutes=services().settings.grant_minutes)
+                           grant_minutes=services().settings.grant_minutes, invites=invites,
+                           now=services().invites.clock(), invite_days=services().settings.invite_days)
 
 
 @bp.post("/student/<path:upn>/<action>")
