@@ -113,6 +113,10 @@ class Settings:
     # networks (addresses or CIDRs, comma or space separated); with neither set it answers 404.
     metrics_token: str = field(default="", repr=False)
     metrics_allow: str = ""
+    # /health/dependencies and the proofup_dependency_up gauges: each process checks the directory (every DC),
+    # the sign-in authority, Graph's token, the mail server and Redis at most this often, in the background,
+    # when a scrape asks; /readyz never waits for them.
+    dependency_check_seconds: float = 15.0
     # Retention (docs/privacy.md): the worker deletes audit events and ended grants older than this.
     retain_audit_days: int = 365
     retain_grant_days: int = 365
@@ -159,6 +163,7 @@ DURATION_BOUNDS = {
     "worker_interval_seconds": (0.5, 3600, "seconds"),
     "confirm_interval_seconds": (0.5, 3600, "seconds"),
     "invite_days": (1, 30, "days"),
+    "dependency_check_seconds": (1, 3600, "seconds"),
 }
 BRANDING_TEXT_FIELDS = ("university_name", "desk_text", "desk_hours")
 LOGO_SUFFIXES = (".svg", ".png", ".jpg", ".jpeg", ".webp")

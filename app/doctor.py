@@ -50,7 +50,12 @@ def _run(name: str, probe: Callable[[], str]) -> Check:
     except SettingsError as exc:
         return Check(name, False, str(exc), misconfigured=True)
     except Exception as exc:  # doctor reports every failure and carries on
-        return Check(name, False, f"{type(exc).__name__}: {exc}")
+        return Check(name, False, describe_failure(exc))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Say what went wrong in one line for an admin: the kind of error and its message."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def database(settings: Settings) -> str:
@@ -94,7 +99,11 @@ def sign_in_authority(settings: Settings) -> str:
     """Fetch the authority's discovery document and its signing keys."""
     from app.wiring import build_identity
 
-    identity = build_identity(settings)
+    return authority_discovery(build_identity(settings))
+
+
+def authority_discovery(identity) -> str:
+    """Fetch the discovery document and the signing keys through an Identity's session; say what answered."""
     found = identity.http_session.get(identity.discovery_url)
     found.raise_for_status()
     metadata = found.json()
@@ -115,11 +124,7 @@ def graph(settings: Settings) -> str:
     from app.wiring import build_graph
 
     client = build_graph(settings, UnlimitedBudget())
-    roles = client.granted_roles()
-    lacking = [" or ".join(names) for names in REQUIRED_ROLES if not roles.intersection(names)]
-    if lacking:
-        raise PermissionError("the Graph app lacks the application permission(s) " + "; ".join(lacking)
-                              + " (docs/deploy-identity.md section 4)")
+    roles = graph_permissions(client)
     # A user that cannot exist: one $batch proves the token, the permissions and the route, and changes nothing.
     evidence = client.gather_evidence("proofup-doctor-probe@invalid.example")
     failed = {part: err for part, err in evidence.errors.items() if err.status != 404}
@@ -166,7 +171,17 @@ def temporary_access_pass(settings: Settings) -> str:
     return line
 
 
-def _demo_directory(settings: Settings) -> bool:
+def graph_permissions(client) -> frozenset[str]:
+    """Get an app-only token (MSAL's cached one while valid) and return its roles; raise if the portal's are missing."""
+    roles = client.granted_roles()
+    lacking = [" or ".join(names) for names in REQUIRED_ROLES if not roles.intersection(names)]
+    if lacking:
+        raise PermissionError("the Graph app lacks the application permission(s) " + "; ".join(lacking)
+                              + " (docs/deploy-identity.md section 4)")
+    return roles
+
+
+def uses_demo_directory(settings: Settings) -> bool:
     """Tell whether the portal runs on the demo's directory file instead of LDAP (build_directory's rule)."""
     return bool(settings.demo_directory and not settings.ldap_url)
 
@@ -177,11 +192,13 @@ def directory(settings: Settings) -> str:
 
     if not settings.bypass_group_dn:
         raise SettingsError(f"{env_name('bypass_group_dn')} is not set")
-    if _demo_directory(settings):
+    if uses_demo_directory(settings):
         return f"the running demo's directory file {settings.demo_directory} (no LDAP, no access rights to check)"
     ldap = build_directory(settings)
     try:
-        ldap.find_user("doctor@invalid")  # needs a working bind
+        failed = [error for error in ldap.check_servers().values() if error is not None]  # a bind on every DC
+        if failed:
+            raise failed[0]
         writable = ldap.writable_attributes(settings.bypass_group_dn)  # raises if the group does not exist
         if "member" not in writable:
             raise PermissionError(f"the service account may not write member of {settings.bypass_group_dn}")
@@ -201,7 +218,7 @@ def ttl(settings: Settings) -> str:
     """Say whether memberships can carry AD's time-to-live, and whether the setting matches."""
     from app.wiring import build_directory
 
-    if _demo_directory(settings):
+    if uses_demo_directory(settings):
         return "off (the demo's directory has no time-to-live); the worker ends memberships"
     ldap = build_directory(settings)
     try:

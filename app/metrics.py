@@ -222,8 +222,8 @@ def mark_dead(pid: int) -> None:
         multiprocess.mark_process_dead(pid)
 
 
-def exposition(state: StateCollector | None = None) -> bytes:
-    """Return the text a scrape receives: every process's values plus the database's present."""
+def exposition(*collectors: Any) -> bytes:
+    """Return the text a scrape receives: every process's values plus what the collectors read now."""
     registry = CollectorRegistry(auto_describe=False)
     directory = multiprocess_dir()
     if directory is not None:
@@ -232,8 +232,8 @@ def exposition(state: StateCollector | None = None) -> bytes:
         multiprocess.MultiProcessCollector(registry, path=str(directory))
     else:
         registry.register(_Forward(REGISTRY))
-    if state is not None:
-        registry.register(state)
+    for collector in collectors:
+        registry.register(collector)
     return generate_latest(registry)
 
 

@@ -34,6 +34,7 @@ class Services:
     helpdesk: Any = None  # the service desk's console (HelpdeskService)
     invites: Any = None  # invite links (InviteService): the desk's, a batch's, a scan's
     bulk_diagnosis: Any = None  # many students at once (BulkDiagnosisService): batches and the scan
+    dependencies: Any = None  # the dependency checks monitoring reads (app.health.DependencyMonitor)
 
     def close(self) -> None:
         """Release connections held by the adapters."""
@@ -238,6 +239,15 @@ def build_retention(services: Services):
     return Retention(services.store, policy, sessions=SessionStore(services.store), outbox=services.outbox)
 
 
+def build_dependency_monitor(settings: Settings, clock=None):
+    """Return the background checks of the directory, the authority, Graph, mail and Redis (app/health.py)."""
+    from app.domain.grants import utc_now
+    from app.health import DependencyMonitor, dependency_probes
+
+    return DependencyMonitor(lambda: dependency_probes(settings), settings.dependency_check_seconds,
+                             clock=clock or utc_now)
+
+
 def warm_up_graph(services: Services) -> None:
     """Import msgraph's typed models now (about 1,200 modules: 1 s, 40 MB), not on the first diagnosis."""
     warm_up = getattr(services.graph, "warm_up", None)
@@ -269,7 +279,8 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
                               sessions=sessions, clock=clock)
     bulk_diagnosis = BulkDiagnosisService(directory=directory, graph=graph, store=store,
                                           policy=policy_from(settings), clock=clock)
-    return Services(settings=settings, directory=directory, graph=graph, identity=identity, store=store,
+    return Services(settings=settings, dependencies=build_dependency_monitor(settings, clock),
+                    directory=directory, graph=graph, identity=identity, store=store,
                     grants=grants, onboarding=onboarding, budget=budget, events=events, sessions=sessions,
                     outbox=outbox, staff_identity=build_staff_identity(settings, identity),
                     helpdesk=helpdesk, invites=build_invites(settings, store, outbox, directory, clock),

@@ -73,7 +73,8 @@ def _translate(exc: Exception, what: str, where: str) -> DirectoryError:
         if code == NO_SUCH_OBJECT:
             return DirectoryError(f"{where}: cannot {what}: no such entry ({detail})")
         return DirectoryError(f"{where}: cannot {what}: {detail}")
-    if isinstance(exc, (lx.LDAPCertificateError, ssl.SSLError)):
+    # Only a refused certificate is one: ldap3 wraps every TLS failure (a DC hanging up mid-handshake too) as SSLError.
+    if isinstance(exc, (lx.LDAPCertificateError, ssl.SSLCertVerificationError)):
         return DirectoryUnavailable(f"{where}: TLS certificate check failed while trying to {what}: {exc}")
     return DirectoryUnavailable(f"{where} did not answer while trying to {what}: {exc}")
 
@@ -117,12 +118,31 @@ class _Link:
         try:
             result = self._run(what, operation)
         except Exception:
-            if self.observe is not None:
-                self.observe(self.url, False)
+            self._tell(False)
             raise
-        if self.observe is not None:
-            self.observe(self.url, True)
+        self._tell(True)
         return result
+
+    def check(self, what: str, operation: Callable[[ldap3.Connection], object]) -> None:
+        """Run operation once on a connection of its own, closed after (never waits for the shared one's lock)."""
+        conn = None
+        try:
+            conn = self._open_connection(self.server, self._bind_dn, self._password)
+            operation(conn)
+        except Exception as exc:  # ldap3 raises many unrelated classes; classify them once here
+            self._tell(False)
+            raise _translate(exc, what, self.url) from exc
+        finally:
+            if conn is not None:
+                try:
+                    conn.unbind()
+                except Exception:  # the socket is already gone; nothing to release
+                    pass
+        self._tell(True)
+
+    def _tell(self, succeeded: bool) -> None:
+        if self.observe is not None:
+            self.observe(self.url, succeeded)
 
     def _run(self, what: str, operation: Callable[[ldap3.Connection], T]) -> T:
         with self._lock:
@@ -544,6 +564,25 @@ class LdapDirectory:
     def servers(self) -> tuple[str, ...]:
         """Name the DCs this directory talks to, first one first (it takes the writes)."""
         return self._urls
+
+    def check_servers(self) -> dict[str, DirectoryError | None]:
+        """Bind on every DC afresh and read the base entry, one attempt each, in parallel; None where it worked.
+
+        For health checks: each DC gets a connection of its own, so a check never queues behind (or holds up)
+        a student's look-up, and a dead DC costs one connection attempt, not the retries a look-up makes.
+        """
+        def read_base(conn: ldap3.Connection) -> None:
+            conn.search(self._base_dn, "(objectClass=*)", ldap3.BASE, attributes=["1.1"])  # 1.1: no attributes
+
+        def check(link: _Link) -> DirectoryError | None:
+            try:
+                link.check("answer a health check", read_base)
+            except DirectoryError as exc:
+                return exc
+            return None
+
+        with ThreadPoolExecutor(max_workers=len(self._links), thread_name_prefix="dc-check") as pool:
+            return dict(zip(self._urls, pool.map(check, self._links)))
 
     def close(self) -> None:
         """Release every DC connection; the next call reconnects."""

@@ -1,4 +1,4 @@
-"""Health and readiness for load balancers and orchestrators; metrics for Prometheus."""
+"""Liveness and readiness for load balancers; dependency health and metrics for monitoring (app/health.py)."""
 from __future__ import annotations
 
 import hmac
@@ -7,11 +7,13 @@ import logging
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 
+from app import health
 from app.config import parse_networks
 from app.web import services
 
 bp = Blueprint("ops", __name__)
 log = logging.getLogger(__name__)
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 @bp.get("/healthz")
@@ -22,18 +24,21 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Say whether the database and the directory answer; 503 names what does not."""
+    """Say whether this instance can serve its pages (settings, database, schema); 503 names what cannot.
+
+    AD, Graph and the rest are not asked (app/health.py): the portal's own page says when they are down.
+    """
+    checks = health.readiness(services().store)
+    ready = all(v == health.OK for v in checks.values())
+    return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503, NO_STORE
+
+
+@bp.get("/health/dependencies")
+def dependencies():
+    """Report this process's last check of each dependency (for monitoring: opened like /metrics)."""
+    _require_scraper()
     svc = services()
-    checks: dict[str, str] = {}
-    for name, probe in (("database", svc.store.ping), ("directory", lambda: svc.directory.find_user("readyz@invalid"))):
-        try:
-            probe()
-            checks[name] = "ok"
-        except Exception as exc:  # any failure means not ready; the reason goes to the log, not the caller
-            log.warning("readiness check %s failed: %s", name, exc)
-            checks[name] = "failed"
-    ready = all(v == "ok" for v in checks.values())
-    return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503
+    return jsonify(svc.dependencies.report().as_json(svc.onboarding.clock())), NO_STORE
 
 
 @bp.get("/metrics")
@@ -41,15 +46,21 @@ def metrics():
     """Answer Prometheus, if the scraper shows the metrics token or comes from an allowed network."""
     from app import metrics as m
 
+    _require_scraper()
+    svc = services()
+    body = m.exposition(m.StateCollector(svc.store, svc.onboarding.clock, svc.outbox),
+                        health.DependencyCollector(svc.dependencies))
+    return Response(body, content_type=m.CONTENT_TYPE, headers=NO_STORE)
+
+
+def _require_scraper() -> None:
+    """Refuse anyone but the metrics token's holder or an allowed network; 404 while neither is set."""
     settings = current_app.config["PROOFUP_SETTINGS"]
     if not settings.metrics_token and not settings.metrics_allow:
         abort(404)  # closed unless an admin opened it
     if not (_bearer_matches(settings.metrics_token) or _address_allowed(settings.metrics_allow)):
-        log.warning("metrics scrape refused from %s", request.remote_addr)
+        log.warning("scrape of %s refused from %s", request.path, request.remote_addr)
         abort(403)
-    svc = services()
-    body = m.exposition(m.StateCollector(svc.store, svc.onboarding.clock, svc.outbox))
-    return Response(body, content_type=m.CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 
 def _bearer_matches(token: str) -> bool:

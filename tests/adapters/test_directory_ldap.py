@@ -146,6 +146,21 @@ class TestFailures:
             samba_dc.directory(urls=[down]).find_user("ada.lovelace@uni.test")
         assert time.monotonic() - started < 2
 
+    def test_health_check_binds_on_every_dc_once_each_on_its_own_connections(self, samba_dc):
+        down = f"ldaps://{samba.free_loopback_ip()}"
+        directory = samba_dc.directory(urls=[samba_dc.urls[0], down])
+        operations: list[tuple[str, bool]] = []
+        directory.observe_operations(lambda dc, ok: operations.append((dc, ok)))
+        checked = directory.check_servers()
+        assert checked[samba_dc.urls[0]] is None
+        assert isinstance(checked[down], DirectoryUnavailable) and "did not answer" in str(checked[down])
+        assert sorted(operations) == sorted([(samba_dc.urls[0], True), (down, False)])  # no retry of the dead one
+        assert directory._links[0]._conn is None  # the look-ups' shared connection was neither used nor opened
+
+    def test_health_check_names_a_wrong_password(self, samba_dc):
+        checked = samba_dc.directory(password="not-the-password").check_servers()
+        assert isinstance(checked[samba_dc.urls[0]], DirectoryAuthError)
+
     def test_hung_dc_times_out(self, samba_dc):
         listener, url = silent_listener()
         try:

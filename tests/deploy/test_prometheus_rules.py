@@ -11,6 +11,7 @@ import yaml
 
 from app import metrics
 from app.adapters.store import BypassCheck
+from app.health import DependencyCollector, DependencyReport, DependencyStatus
 from tests.support import real_tool
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
@@ -60,6 +61,13 @@ def exported_names() -> set[str]:
             return BypassCheck(datetime.now(timezone.utc), members=0, without_grant=0)
 
     names |= {family.name for family in metrics.StateCollector(NoGrants(), lambda: None).collect()}
+
+    class Checked:
+        def report(self):
+            return DependencyReport((DependencyStatus("directory", "ldaps://dc1", True, "answered"),),
+                                    datetime.now(timezone.utc), False, 15.0)
+
+    names |= {family.name for family in DependencyCollector(Checked()).collect()}
     return names
 
 

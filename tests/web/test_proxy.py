@@ -1,8 +1,8 @@
 """deploy/nginx/proofup.conf in front of `proofup serve`: Debian's nginx, TLS, loopback only.
 
 What the proxy is there for: slow and half-sent requests stay in nginx (the portal's 8 gunicorn threads
-keep serving), oversized bodies and headers are refused before the portal sees them, /metrics is
-closed, and the portal trusts the proxy's forwarded scheme and address (PROOFUP_PROXY_HOPS=1).
+keep serving), oversized bodies and headers are refused before the portal sees them, /metrics and
+/health/dependencies are closed, and the portal trusts the proxy's forwarded scheme and address (PROOFUP_PROXY_HOPS=1).
 Every test opens a bounded number of connections and closes them.
 """
 from __future__ import annotations
@@ -165,3 +165,5 @@ def test_oversized_headers_are_refused_by_nginx(proxied):
 def test_metrics_are_closed_to_the_world(proxied):
     _, proxy = proxied
     assert make_session(proxy.ca_file).get(proxy.url + "/metrics").status_code == 403
+    assert make_session(proxy.ca_file).get(proxy.url + "/health/dependencies").status_code == 403
+    assert make_session(proxy.ca_file).get(proxy.url + "/readyz").status_code == 200

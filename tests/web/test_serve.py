@@ -108,12 +108,27 @@ def test_metrics_under_gunicorn_add_up_every_worker_and_start_afresh(tmp_path, s
         scraped = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(
             scraper.get(served.url + "/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"}).text)
             for s in family.samples}
+        checked = checked_dependencies(scraper, served.url, "metrics-token-0123456789")
     finally:
         served.stop()
     assert scraped[("proofup_sign_ins_total", (("outcome", "succeeded"), ("reason", "ok")))] == 3
     assert scraped[("proofup_worker_cycle_seconds_count", ())] == 1
     assert scraped[("proofup_worker_last_success_timestamp_seconds", ())] > time.time() - 300
     assert sum(v for (name, _), v in scraped.items() if name == "proofup_ldap_operations_total") >= 3
+    # Each forked worker checks the real Samba and the simulator for itself, after the fork.
+    assert {(d["name"], d["ok"]) for d in checked["dependencies"]} == {("directory", True), ("sign-in", True),
+                                                                        ("graph", True)}, checked
+
+
+def checked_dependencies(scraper, url: str, token: str) -> dict:
+    """Ask /health/dependencies until the answering worker has finished a round (each worker checks alone)."""
+    deadline, report = time.monotonic() + 30, {}
+    while time.monotonic() < deadline:
+        report = scraper.get(url + "/health/dependencies", headers={"Authorization": f"Bearer {token}"}).json()
+        if report["status"] != "checking":
+            return report
+        time.sleep(0.2)
+    raise AssertionError(f"no round of dependency checks finished within 30 s: {report}")
 
 
 def test_json_logs_under_gunicorn_are_one_object_per_line_with_the_request_id(tmp_path, samba_dc, stack):

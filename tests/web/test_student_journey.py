@@ -250,8 +250,8 @@ def test_health_and_readiness(client, directory, monkeypatch):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     monkeypatch.setattr(directory, "find_user", lambda _upn: (_ for _ in ()).throw(DirectoryUnavailable("x")))
-    ready = client.get("/readyz")
-    assert ready.status_code == 503 and ready.get_json()["checks"]["directory"] == "failed"
+    ready = client.get("/readyz")  # the directory is not this instance's readiness (tests/web/test_readiness.py)
+    assert ready.status_code == 200 and "directory" not in ready.get_json()["checks"]
 
 
 def test_unknown_page_is_a_friendly_404(client):

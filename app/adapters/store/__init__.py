@@ -21,7 +21,8 @@ through app/migrations on SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 from app.adapters.store.audit import REDACTED, AuditEvent, AuditLog, AuditQuery, AuditStore, redact
-from app.adapters.store.base import MIGRATIONS_DIR, Base, Database, UTCDateTime, schema_is_known, schema_state
+from app.adapters.store.base import (MIGRATIONS_DIR, Base, Database, UTCDateTime, schema_head, schema_is_known,
+                                     schema_state)
 from app.adapters.store.batches import BatchStore
 from app.adapters.store.budget import BudgetState, BudgetStore
 from app.adapters.store.bypass_checks import BypassCheck, BypassCheckStore
@@ -41,4 +42,4 @@ class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, By
 __all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "AuditQuery", "Base", "BatchStore", "BudgetState",
            "BypassCheck", "Database", "Grants", "InviteFilter", "InviteStore", "Invites",
            "OutboxStore", "SessionStore", "Store", "UTCDateTime", "UnitOfWork", "redact",
-           "schema_is_known", "schema_state"]
+           "schema_head", "schema_is_known", "schema_state"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -58,6 +59,14 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
+@lru_cache(maxsize=1)
+def schema_head() -> str:
+    """Return the newest schema revision this code has (read from the migrations once per process)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() or ""
+
+
 def schema_state(url: str) -> tuple[str | None, str, bool]:
     """Return (the database's schema revision, the newest this code has, whether the database exists).
 
@@ -66,9 +75,8 @@ def schema_state(url: str) -> tuple[str | None, str, bool]:
     import sqlite3
 
     from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() or ""
+    head = schema_head()
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = parsed.database or ""
@@ -169,6 +177,13 @@ class Database:
         """Run a trivial query: raises if the database does not answer."""
         with self._tx() as s:
             s.execute(text("SELECT 1"))
+
+    def schema_revision(self) -> str | None:
+        """Return the schema revision the database is at (None before the first upgrade); raises if it does not answer."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:  # the pool readiness probes share with every request
+            return MigrationContext.configure(conn).get_current_revision()
 
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[Session]:
