@@ -119,6 +119,7 @@ class DemoStack:
         self.directory = directory
         self.simulator = None
         self.mailbox = None
+        self.mailbox_url = ""  # the mailbox page: the demo's mail with clickable links
         if mail:
             from app.demo_mailbox import DemoMailbox
 
@@ -213,6 +214,7 @@ class DemoStack:
         )
         if self.mailbox is not None:  # the students' security notices land in the demo's own mailbox
             values.update(self.mailbox.start().settings(sender=f"proofup@{self.seed.tenant_domain}"))
+            self.mailbox_url = self.mailbox.serve()
         if self.directory_file is not None:
             values["demo_directory"] = str(self.directory_file)
         # Werkzeug's threaded server speaks HTTP/1.1 with keep-alive: enough for one demo; production uses gunicorn.
@@ -285,8 +287,9 @@ class DemoStack:
             f"  simulated AD FS, Entra, Graph and My Sign-Ins at {self.simulator.base_url} "
             "(the browser may warn about its throw-away certificate: accept it for this demo)",
             f"  state (database, certificates) in {self.state_dir.resolve()}",
-            *([f"  mail to students (security notices) is kept in {self.mailbox.folder.resolve()} "
-               "as .eml files: open one in any mail program or text editor"] if self.mailbox else []),
+            *([f"  mail to students (security notices, invites) is kept in {self.mailbox.folder.resolve()} "
+               "as .eml files: open one in any mail program or text editor",
+               f"  or read it at {self.mailbox_url} (an invite's link is one click away)"] if self.mailbox else []),
             "",
             "Demo sign-ins" + (f" (password for all: {passwords.pop()})" if len(passwords) == 1 else "") + ":",
         ]

@@ -1,6 +1,9 @@
-"""The demo's mail server: aiosmtpd on loopback that keeps every message as an .eml file a newcomer can open."""
+"""The demo's mail server: aiosmtpd on loopback that keeps every message as an .eml file a newcomer can open,
+and a small web page (its own port, demo only) that lists them and makes their links clickable: an invite
+link from the desk is one click away."""
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from email import message_from_bytes
@@ -9,6 +12,10 @@ from email.policy import default as DEFAULT_POLICY
 from pathlib import Path
 
 HOST = "127.0.0.1"
+_URL = re.compile(r"https?://[^\s<>\"']+")
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title></head><body><main><h1>{title}</h1>{body}</main></body></html>"""
 
 
 def _free_port() -> int:
@@ -26,6 +33,7 @@ class DemoMailbox:
         self.messages: list[EmailMessage] = []
         self._arrived = threading.Condition()
         self._controller = None
+        self._web = None
 
     async def handle_DATA(self, server, session, envelope):
         raw = envelope.original_content or envelope.content
@@ -54,12 +62,49 @@ class DemoMailbox:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+        if self._web is not None:
+            self._web.shutdown()
+            self._web = None
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
         """Wait until at least `count` messages arrived; return them all."""
         with self._arrived:
             self._arrived.wait_for(lambda: len(self.messages) >= count, timeout)
             return list(self.messages)
+
+    def serve(self, port: int = 0) -> str:
+        """Serve the mailbox page on loopback (a daemon thread); return its address."""
+        from werkzeug.serving import make_server
+
+        self._web = make_server(HOST, port or _free_port(), self.page, threaded=True)
+        threading.Thread(target=self._web.serve_forever, name="demo-mailbox-page", daemon=True).start()
+        return f"http://{HOST}:{self._web.server_port}/"
+
+    def page(self, environ, start_response):
+        """Answer the mailbox page: "/" lists the mail, "/<n>" shows one with clickable links."""
+        from markupsafe import escape
+
+        with self._arrived:
+            messages = list(self.messages)
+        path = environ.get("PATH_INFO", "/").strip("/")
+        if not path:
+            items = "".join(f'<li><a href="/{n}">{escape(m["Subject"] or "(no subject)")}</a> to '
+                            f'{escape(m["To"] or "")}</li>' for n, m in reversed(list(enumerate(messages, 1))))
+            html = PAGE.format(title="Demo mailbox", body=f"<ol reversed>{items}</ol>" if items else
+                               "<p>No mail yet. Reload this page after the portal sent one.</p>")
+        elif path.isdigit() and 1 <= int(path) <= len(messages):
+            message = messages[int(path) - 1]
+            part = message.get_body(("plain",))
+            text = str(escape(part.get_content() if part is not None else ""))
+            linked = _URL.sub(lambda m: f'<a href="{m.group()}">{m.group()}</a>', text)
+            html = PAGE.format(title=escape(message["Subject"] or "(no subject)"),
+                               body=f'<p>To {escape(message["To"] or "")}</p><pre>{linked}</pre>'
+                                    '<p><a href="/">All mail</a></p>')
+        else:
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"no such mail"]
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")])
+        return [html.encode("utf-8")]
 
     def settings(self, sender: str) -> dict[str, object]:
         """Return the portal settings that send to this mailbox."""

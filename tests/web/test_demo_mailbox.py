@@ -40,3 +40,36 @@ def test_a_students_unlock_and_new_method_reach_the_demo_mailbox_in_their_langua
         assert len(stack.services.outbox.mails_for(ADA)) == 2  # one notice each, nothing sent twice
     finally:
         stack.stop()
+
+
+def test_an_invite_link_is_one_click_away_on_the_demos_mailbox_page(tmp_path):
+    """The desk invites; the demo's worker sends it; the mailbox page lists it with the link as a link."""
+    from html.parser import HTMLParser
+
+    import requests
+
+    from app.domain.actors import Actor
+
+    stack = DemoStack(tmp_path, worker_interval_seconds=1.0, confirm_interval_seconds=0.5).start()
+    try:
+        assert stack.mailbox_url and stack.mailbox_url in stack.banner()
+        stack.services.invites.invite(ADA, Actor.staff("hedy.lamarr@uni.test", role="helpdesk", reason="t-2"))
+        (invite,) = stack.mailbox.wait_for(1)
+        listing = requests.get(stack.mailbox_url, timeout=5).text
+        assert invite["Subject"] in listing and ADA in listing
+
+        class Links(HTMLParser):
+            found: list[str] = []
+
+            def handle_starttag(self, tag, attrs):
+                if tag == "a":
+                    self.found.append(dict(attrs)["href"])
+
+        shown = requests.get(stack.mailbox_url + "1", timeout=5).text
+        parser = Links()
+        parser.feed(shown)
+        (link,) = [href for href in parser.found if "/invite/" in href]
+        assert link.startswith(stack.portal_url) and requests.get(link, timeout=5).status_code == 200
+        assert requests.get(stack.mailbox_url + "99", timeout=5).status_code == 404
+    finally:
+        stack.stop()
