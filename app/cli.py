@@ -1,5 +1,5 @@
 """The `proofup` command: demo, serve, simulator, worker, and admin commands (diagnose, grant, release,
-remove-member, backup, doctor)."""
+remove-member, backup, scan, doctor)."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,7 @@ REFUSED = 1  # the policy said no, or there was nothing to do
 USAGE = 2  # argparse's own code for bad arguments
 UNAVAILABLE = 3  # LDAP, Graph or the database did not answer
 MISCONFIGURED = 4  # a setting is missing or malformed
+INCOMPLETE = 5  # `proofup scan` finished, but Graph could not answer for some students: scan again later
 # gunicorn's default access line plus the request id, so an id a student quotes leads to the request.
 ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms id=%({x-request-id}o)s'
 ONCE_WAIT_SECONDS = 10.0  # how long `proofup worker --once` waits for another worker's cycle to end
@@ -133,6 +134,104 @@ def cmd_grant(args, settings: Settings) -> int:
     print(f"granted: {args.upn} is in the bypass group until {grant.expires_at.isoformat()} "
           f"(grant {grant.id}, {confirmed})")
     return OK
+
+
+SCAN_COLUMNS = ("upn", "outcome", "reason", "display_name", "authenticator_sign_ins", "last_sign_in", "devices",
+                "methods")
+SCAN_REASON = "scan before MFA is switched on"
+
+
+def _scan_targets(args, svc) -> tuple[list[str], str, list[str]]:
+    """Return the UPNs to scan, the source as the audit names it, and the list's rows that were refused."""
+    from app.services.scan import GROUP, OU
+
+    if args.group or args.ou:
+        kind, dn = (GROUP, args.group) if args.group else (OU, args.ou)
+        return list(svc.scan.students_in(kind, dn)), f"{kind}:{dn}", []
+    from app.domain.batch_csv import read_batch_csv
+
+    with open(args.csv, "rb") as handle:
+        intake = read_batch_csv(handle.read(1024 * 1024 + 1))
+    refused = [f"line {r.line}: {r.shown} ({r.problem})" for r in intake.rows if not r.ok]
+    return [r.upn for r in intake.good], f"list:{os.path.basename(args.csv)}", refused
+
+
+def scan_rows(report) -> list[list[str]]:
+    """Turn a scan report into rows of SCAN_COLUMNS (plain text; the CSV writer neutralises formulas)."""
+    return [[p.upn, p.outcome.value, p.reason, p.display_name, str(p.sign_ins),
+             p.last_sign_in.date().isoformat() if p.last_sign_in else "", "; ".join(p.devices),
+             "; ".join(p.methods)] for p in report.predictions]
+
+
+def _print_scan(report, refused: list[str], output: str, out) -> None:
+    import csv
+
+    from app.domain.cells import safe_cell
+
+    rows = scan_rows(report)
+    if output == "csv":
+        writer = csv.writer(out)
+        writer.writerow(SCAN_COLUMNS)
+        writer.writerows([safe_cell(cell) for cell in row] for row in rows)
+        summary = sys.stderr  # stdout stays a clean CSV file
+    else:
+        shown = [list(SCAN_COLUMNS[:7])] + [row[:7] for row in rows]
+        widths = [max(len(r[i]) for r in shown) for i in range(7)]
+        for row in shown:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+        summary = out
+    counts = ", ".join(f"{outcome.value} {n}" for outcome, n in report.counts().items())
+    print(f"{len(report.predictions)} students ({counts}); Graph requests: {report.graph_requests} (sign-in "
+          f"report pages: {report.sign_in_pages}); {report.seconds:.1f} s", file=summary)
+    for line in [*refused, *(f"not a user principal name: {v}" for v in report.invalid)]:
+        print(f"skipped: {line}", file=summary)
+
+
+def cmd_scan(args, settings: Settings) -> int:
+    from app.domain.batch_csv import CsvRejected
+    from app.domain.directory import DirectoryUnavailable, DirectoryError
+    from app.domain.invites import InviteError
+
+    if args.invite and not (args.reason or "").strip():
+        return _fail("--invite needs --reason (the invites and the audit trail say why)", USAGE)
+    actor = _actor(args.reason or SCAN_REASON)
+    svc = _services(settings)
+    try:
+        try:
+            upns, source, refused = _scan_targets(args, svc)
+        except DirectoryUnavailable:
+            raise
+        except DirectoryError as exc:
+            return _fail(f"nothing scanned: {exc}", REFUSED)
+        except CsvRejected as exc:
+            return _fail(f"nothing scanned: {args.csv} cannot be read ({exc.code})", REFUSED)
+        except OSError as exc:
+            return _fail(f"nothing scanned: {args.csv}: {exc.strerror}", REFUSED)
+        progress = _progress_printer() if sys.stderr.isatty() else None
+        report = svc.scan.scan(upns, actor=actor, source=source, progress=progress, client="cli")
+        out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+        try:
+            _print_scan(report, refused, args.format, out)
+        finally:
+            if args.output:
+                out.close()
+        if args.invite:
+            try:
+                made = svc.scan.invite_will_loop(report, actor=actor, reason=args.reason, client="cli")
+            except InviteError as exc:
+                return _fail(f"no invites sent: {exc}", REFUSED)
+            print(f"invited: {len(made)} students who will loop", file=sys.stderr)
+    finally:
+        svc.close()
+    return OK if report.complete else INCOMPLETE
+
+
+def _progress_printer():
+    """Return a progress callback that redraws one line on the terminal."""
+    def show(progress) -> None:
+        end = "\n" if progress.phase == "done" else ""
+        print(f"\r{progress.phase}: {progress.done}/{progress.total}", end=end, file=sys.stderr, flush=True)
+    return show
 
 
 def cmd_release(args, settings: Settings) -> int:
@@ -344,6 +443,17 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("dn", help="the member's distinguished name, as listed")
     remove.add_argument("--reason", required=True, help="why, e.g. a ticket number (required)")
 
+    scan = sub.add_parser("scan", parents=[against],
+                          help="predict who will loop once MFA is switched on, for a group, an OU or a CSV list")
+    source = scan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--group", metavar="DN", help="the users of this group (nested groups followed)")
+    source.add_argument("--ou", metavar="DN", help="the users under this OU")
+    source.add_argument("--csv", metavar="FILE", help="a CSV list with a UPN column (as the desk's batches take)")
+    scan.add_argument("--format", choices=("table", "csv"), default="table", help="table (default) or CSV")
+    scan.add_argument("--output", metavar="FILE", help="write the table or CSV here instead of to stdout")
+    scan.add_argument("--invite", action="store_true", help="send invite links to the students who will loop")
+    scan.add_argument("--reason", help="why (required with --invite), e.g. the intake or a ticket")
+
     backup = sub.add_parser("backup", parents=[against],
                             help="copy the SQLite database to a file while the portal runs (docs/backup.md; "
                                  "for PostgreSQL use pg_dump)")
@@ -355,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"diagnose": cmd_diagnose, "grant": cmd_grant, "release": cmd_release, "doctor": cmd_doctor,
-            "worker": cmd_worker, "serve": cmd_serve, "remove-member": cmd_remove_member, "backup": cmd_backup}
+            "worker": cmd_worker, "serve": cmd_serve, "remove-member": cmd_remove_member, "backup": cmd_backup,
+            "scan": cmd_scan}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

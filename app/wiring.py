@@ -11,6 +11,7 @@ from app.domain.state import Policy
 from app import metrics
 from app.services.events import Events, subscribe_audit_feed
 from app.services.bulk_diagnosis import BulkDiagnosisService
+from app.services.scan import ScanService
 from app.services.onboarding import OnboardingService
 from app.services.sessions import SessionService
 
@@ -35,6 +36,7 @@ class Services:
     invites: Any = None  # invite links (InviteService): the desk's, a batch's, a scan's
     bulk_diagnosis: Any = None  # many students at once (BulkDiagnosisService): batches and the scan
     dependencies: Any = None  # the dependency checks monitoring reads (app.health.DependencyMonitor)
+    scan: Any = None  # who will loop before MFA is switched on (ScanService)
 
     def close(self) -> None:
         """Release connections held by the adapters."""
@@ -279,9 +281,11 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
                               sessions=sessions, clock=clock)
     bulk_diagnosis = BulkDiagnosisService(directory=directory, graph=graph, store=store,
                                           policy=policy_from(settings), clock=clock)
+    invites = build_invites(settings, store, outbox, directory, clock)
+    scan = ScanService(directory=directory, bulk=bulk_diagnosis, store=store, invites=invites)
     return Services(settings=settings, dependencies=build_dependency_monitor(settings, clock),
                     directory=directory, graph=graph, identity=identity, store=store,
                     grants=grants, onboarding=onboarding, budget=budget, events=events, sessions=sessions,
                     outbox=outbox, staff_identity=build_staff_identity(settings, identity),
-                    helpdesk=helpdesk, invites=build_invites(settings, store, outbox, directory, clock),
-                    bulk_diagnosis=bulk_diagnosis)
+                    helpdesk=helpdesk, invites=invites,
+                    bulk_diagnosis=bulk_diagnosis, scan=scan)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from app.adapters.graph import GraphClient
 from app.domain.actors import WORKER, Actor
 from app.domain.state import Policy, Reason, State
 from app.services.bulk_diagnosis import GRAPH_UNAVAILABLE, BulkDiagnosisService
@@ -15,12 +14,8 @@ NOBODY = "nobody@uni.test"
 
 
 @pytest.fixture
-def graph(simulator):
-    simulator.clear_faults()
-    simulator.reset_throttle()
-    yield GraphClient(simulator.entra_authority, simulator.graph_client_id,
-                      simulator.secret(simulator.graph_client_id), simulator.graph_url, ca_file=simulator.ca_file)
-    simulator.clear_faults()
+def graph(simulated_graph):
+    return simulated_graph
 
 
 @pytest.fixture
