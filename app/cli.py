@@ -306,7 +306,8 @@ def cmd_worker(args, settings: Settings) -> int:
     try:
         while True:
             reports = run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once,
-                                 confirm_interval=settings.confirm_interval_seconds, mail=mail, retention=retention)
+                                 confirm_interval=settings.confirm_interval_seconds, mail=mail, retention=retention,
+                                 batches=svc.batches)
             if not args.once or reports or time.monotonic() > deadline:
                 break
             time.sleep(0.5)

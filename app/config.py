@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from limits import parse_many
 
+from app.domain.batches import ReminderSchedule
 from app.domain.grants import GrantError, check_minutes
 from app.domain.mail import valid_address
 from app.domain.tap import REMEDY_SETTINGS
@@ -129,6 +130,9 @@ class Settings:
     desk_phone: str = ""
     desk_url: str = ""
     desk_hours: str = ""  # free text, e.g. "Mon-Fri 8:00-18:00"
+    # Weekly batches (docs/helpdesk.md): reminders go out this many days after a batch's invites ("2;5"), each
+    # once, until the student is registered or the batch is closed.
+    batch_reminder_days: tuple[str, ...] = ("2", "5")
 
     @property
     def authority_is_adfs(self) -> bool:
@@ -139,6 +143,11 @@ class Settings:
     def remedies(self) -> tuple:
         """Return the remedies PROOFUP_REMEDY allows, the preferred first."""
         return REMEDY_SETTINGS[self.remedy]
+
+    @property
+    def reminder_days(self) -> tuple[int, ...]:
+        """Return PROOFUP_BATCH_REMINDER_DAYS as whole days (checked at start-up)."""
+        return tuple(int(day) if day.isdigit() else -1 for day in self.batch_reminder_days)
 
     @property
     def ldap_urls(self) -> tuple[str, ...]:
@@ -407,6 +416,15 @@ def validate(settings: Settings) -> None:
             if not getattr(settings, name):
                 raise SettingsError(f"{env_name(name)} is required when {env_name('ldap_url')} is set")
     _validate_mail(settings)
+    _validate_reminders(settings)
+
+
+def _validate_reminders(settings: Settings) -> None:
+    try:
+        ReminderSchedule(settings.reminder_days)
+    except ValueError:
+        raise SettingsError(f"{env_name('batch_reminder_days')} must be whole days, each later than the one before, "
+                            f"separated by ';' (e.g. 2;5), not {';'.join(settings.batch_reminder_days)!r}") from None
 
 
 def _validate_mail(settings: Settings) -> None:

@@ -238,7 +238,7 @@ class DemoStack:
                                                             interval=self.settings.worker_interval_seconds,
                                                             confirm_interval=self.settings.confirm_interval_seconds,
                                                             mail=build_mail_sender(self.services),
-                                                            keep_lease=False)
+                                                            keep_lease=False, batches=self.services.batches)
             self._threads.append(thread)
         return self
 

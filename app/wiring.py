@@ -37,6 +37,7 @@ class Services:
     bulk_diagnosis: Any = None  # many students at once (BulkDiagnosisService): batches and the scan
     dependencies: Any = None  # the dependency checks monitoring reads (app.health.DependencyMonitor)
     scan: Any = None  # who will loop before MFA is switched on (ScanService)
+    batches: Any = None  # the desk's weekly batches (BatchService)
 
     def close(self) -> None:
         """Release connections held by the adapters."""
@@ -144,6 +145,17 @@ def build_helpdesk(settings: Settings, *, store, directory, onboarding, grants, 
                            sessions=sessions, groups=StaffGroups(settings.helpdesk_group_dn, settings.auditor_group_dn),
                            bypass_group_dn=settings.bypass_group_dn, grant_minutes=settings.grant_minutes,
                            reference_key=settings.secret_key, clock=clock)
+
+
+def build_batches(settings: Settings, *, store, onboarding, invites, bulk, clock=None):
+    """Return the weekly batches over the batch tables, the bulk diagnosis and the invites."""
+    from app.adapters.store import BatchStore
+    from app.domain.batches import ReminderSchedule
+    from app.services.batches import BatchService
+
+    return BatchService(batches=BatchStore(store), bulk=bulk, invites=invites,
+                        onboarding=onboarding, store=store,
+                        schedule=ReminderSchedule(settings.reminder_days), clock=clock)
 
 
 def build_grants(settings: Settings, store, directory, clock=None, events: Events | None = None):
@@ -288,4 +300,6 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
                     grants=grants, onboarding=onboarding, budget=budget, events=events, sessions=sessions,
                     outbox=outbox, staff_identity=build_staff_identity(settings, identity),
                     helpdesk=helpdesk, invites=invites,
-                    bulk_diagnosis=bulk_diagnosis, scan=scan)
+                    bulk_diagnosis=bulk_diagnosis, scan=scan,
+                    batches=build_batches(settings, store=store, onboarding=onboarding, invites=invites,
+                                          bulk=bulk_diagnosis, clock=clock))

@@ -58,6 +58,15 @@ def skip_for(state: State, reason: Reason, *, mail: str) -> Skip | None:
     return SKIP_FOR_REASON.get(reason, Skip.UNKNOWN)
 
 
+@dataclass(frozen=True)
+class RowCheck:
+    """What the checks found for one row: the skip ("" none), the diagnosis ("state/reason"), the address to use."""
+
+    problem: str
+    diagnosis: str = ""
+    mail: str = ""
+
+
 class Progress(str, Enum):
     """Where an invited student stands on the dashboard (derived at read time, never stored)."""
 
@@ -84,6 +93,17 @@ PROGRESS_FOR_INVITE = {"sent": Progress.INVITED, "opened": Progress.OPENED, "use
 # A grant opened after the invite went out tells more than the invite: (grant state value) -> progress.
 PROGRESS_FOR_GRANT = {"pending": Progress.UNLOCKED, "active": Progress.UNLOCKED, "released": Progress.DONE,
                       "expired": Progress.EXPIRED}
+
+
+def best_invite_state(states: list[str]) -> str:
+    """Return the state that tells most of a student's invites (oldest first): used, else opened, else the latest.
+
+    A reminder is a newer invite: it must not hide that the student already used (or opened) an earlier one.
+    """
+    latest = states[-1]
+    if "used" in states:
+        return "used"
+    return "opened" if latest == "sent" and "opened" in states else latest
 
 
 def progress_of(*, selected: bool, invite_state: str | None, grant_state: str | None) -> Progress:

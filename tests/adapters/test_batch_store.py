@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from app.adapters.store import BatchStore
-from app.adapters.store.batches import Check
 from app.domain.actors import WORKER, Actor
 from app.domain.audit import AuditQuery
 from app.domain.batch_csv import read_batch_csv
-from app.domain.batches import BatchState
+from app.domain.batches import BatchState, RowCheck as Check
 
 DESK = Actor.staff("hedy.lamarr@uni.test", role="helpdesk", reason="week 48")
 CSV = b"upn;mail\nada@uni.test;ada@mail.test\n=cmd;\nalan@uni.test;\nada@uni.test;\n"
@@ -40,3 +39,24 @@ def test_checks_are_recorded_once_and_the_batch_turns_ready(store):
     assert [r.selected for r in rows] == [True, False, True, False] and rows[2].mail == "alan@mail.test"
     assert batches.record_checks(WORKER, batch.id, {first.id: Check("x")}) is None  # no longer checking
     assert [b.id for b in batches.in_state(BatchState.READY)] == [batch.id] and batches.get(batch.id).label == "w"
+
+
+def test_sent_and_closed_happen_once_each_and_grants_are_read_since_the_send(store, clock):
+    from datetime import timedelta
+
+    batches = BatchStore(store)
+    batch = batches.create(DESK, label="w", file_name="", rows=read_batch_csv(b"upn\nada@uni.test\n").rows)
+    assert batches.mark_sent(DESK, batch.id) is None  # still checking
+    (row,) = batches.unchecked(batch.id, 5)
+    batches.record_checks(WORKER, batch.id, {row.id: Check("")})
+    with store.unit_of_work() as uow:  # a grant from before the batch was sent does not count
+        uow.grants.create(upn="ada@uni.test", user_dn="CN=Ada", entra_user_id="", actor="ada@uni.test", reason="",
+                          created_at=clock(), expires_at=clock() + timedelta(minutes=30))
+    clock.advance(60)
+    sent = batches.mark_sent(DESK, batch.id, client="10.0.0.1")
+    assert sent.state is BatchState.SENT and sent.sent_by == DESK.id and batches.mark_sent(DESK, batch.id) is None
+    assert batches.latest_grants(["ada@uni.test", None], sent.sent_at) == {}
+    assert batches.latest_grants(["ada@uni.test"], None) == {"ada@uni.test": "pending"}
+    closed = batches.mark_closed(DESK, batch.id)
+    assert closed.state is BatchState.CLOSED and batches.mark_closed(DESK, batch.id) is None
+    assert [e.action for e in store.search_audit(AuditQuery(action="batch."))][:2] == ["batch.closed", "batch.sent"]

@@ -5,7 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from app.domain.batches import Progress, ReminderSchedule, Skip, batch_label, progress_of, skip_for
+from app.domain.batches import (Progress, ReminderSchedule, Skip, batch_label, best_invite_state, progress_of,
+                                 skip_for)
 from app.domain.state import Reason, State
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
@@ -62,3 +63,11 @@ def test_labels_are_one_bounded_printable_line():
     assert batch_label("  Week\n48\x00 ", "x.csv") == "Week 48"
     assert batch_label("", "intake.csv") == "intake.csv"
     assert batch_label("", "") == "batch" and len(batch_label("w" * 500, "")) == 120
+
+
+@pytest.mark.parametrize(("states", "best"), [
+    (["sent"], "sent"), (["revoked", "sent"], "sent"), (["used", "sent"], "used"), (["opened", "sent"], "opened"),
+    (["opened", "revoked"], "revoked"), (["sent", "bounced"], "bounced"), (["revoked", "expired"], "expired"),
+])
+def test_a_reminder_never_hides_that_an_earlier_invite_was_used_or_opened(states, best):
+    assert best_invite_state(states) == best

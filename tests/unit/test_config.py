@@ -279,3 +279,12 @@ def test_a_logo_larger_than_the_limit_is_refused(tmp_path):
     logo.write_bytes(b"\x89PNG" + b"\0" * 600_000)
     with pytest.raises(SettingsError, match="PROOFUP_LOGO_FILE"):
         load_settings({**BASE, "PROOFUP_LOGO_FILE": str(logo)})
+
+
+def test_batch_reminder_days_are_read_and_checked():
+    base = {"PROOFUP_SECRET_KEY": "x" * 20, "PROOFUP_AUTHORITY": "https://idp.test/adfs", "PROOFUP_CLIENT_ID": "p"}
+    assert load_settings(base).reminder_days == (2, 5)
+    assert load_settings({**base, "PROOFUP_BATCH_REMINDER_DAYS": "1; 3;7"}).reminder_days == (1, 3, 7)
+    for bad in ("5;2", "two", "0", "2;2", "-1"):
+        with pytest.raises(SettingsError, match="PROOFUP_BATCH_REMINDER_DAYS"):
+            load_settings({**base, "PROOFUP_BATCH_REMINDER_DAYS": bad})

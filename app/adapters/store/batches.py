@@ -15,9 +15,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.adapters.store.audit import AuditLog
 from app.adapters.store.base import Base, Database, UTCDateTime
+from app.adapters.store.grants import GrantRow
 from app.domain.actors import Actor
 from app.domain.batch_csv import IntakeRow
-from app.domain.batches import BatchState
+from app.domain.batches import BatchState, RowCheck
 from app.domain.upn import Upn
 
 _STATES_SQL = "state IN ({})".format(", ".join(f"'{s.value}'" for s in BatchState))
@@ -34,6 +35,7 @@ class BatchRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     rows_total: Mapped[int] = mapped_column(Integer, default=0)
     rows_checked: Mapped[int] = mapped_column(Integer, default=0)
+    check_percent: Mapped[int] = mapped_column(Integer, default=0)  # of the bulk check running now
     checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     sent_by: Mapped[str] = mapped_column(String(320), default="")
@@ -45,7 +47,7 @@ class BatchRecord(Base):
     def view(self) -> "BatchView":
         return BatchView(id=self.id, label=self.label, file_name=self.file_name, state=BatchState(self.state),
                          created_by=self.created_by, created_at=self.created_at, rows_total=self.rows_total,
-                         rows_checked=self.rows_checked, checked_at=self.checked_at, sent_at=self.sent_at,
+                         rows_checked=self.rows_checked, check_percent=self.check_percent, checked_at=self.checked_at, sent_at=self.sent_at,
                          sent_by=self.sent_by, closed_at=self.closed_at, closed_by=self.closed_by)
 
 
@@ -89,6 +91,7 @@ class BatchView:
     created_at: datetime
     rows_total: int
     rows_checked: int
+    check_percent: int = 0
     checked_at: datetime | None = None
     sent_at: datetime | None = None
     sent_by: str = ""
@@ -119,15 +122,6 @@ class BatchRowView:
     def selected(self) -> bool:
         """Tell whether the row gets (or got) an invite: checked and nothing wrong."""
         return self.checked and not self.problem
-
-
-@dataclass(frozen=True)
-class Check:
-    """What the checks found for one row: the skip ("" none), the diagnosis, the mail address to use."""
-
-    problem: str
-    diagnosis: str = ""
-    mail: str = ""
 
 
 class BatchStore:
@@ -191,7 +185,13 @@ class BatchStore:
                              .order_by(BatchRowRecord.line).limit(limit))
             return [r.view() for r in rows]
 
-    def record_checks(self, actor: Actor, batch_id: int, checks: Mapping[int, Check]) -> BatchView | None:
+    def record_progress(self, batch_id: int, percent: int) -> None:
+        """Note how far the running check is (0 to 100), for the page's progress bar."""
+        with self.store._tx(write=True) as s:  # noqa: SLF001
+            s.execute(update(BatchRecord).where(BatchRecord.id == batch_id).values(
+                check_percent=max(0, min(100, int(percent)))))
+
+    def record_checks(self, actor: Actor, batch_id: int, checks: Mapping[int, RowCheck]) -> BatchView | None:
         """Store the checks of some rows; the batch turns ready when none is left. None if it is not checking."""
         with self._change() as (s, audit):
             batch = s.get(BatchRecord, batch_id)
@@ -209,8 +209,43 @@ class BatchStore:
             left = s.scalar(select(func.count()).select_from(BatchRowRecord).where(
                 BatchRowRecord.batch_id == batch_id, BatchRowRecord.checked.is_(False)))
             if not left:
-                batch.state, batch.checked_at = BatchState.READY.value, self.store.clock()
+                batch.state, batch.checked_at, batch.check_percent = BatchState.READY.value, self.store.clock(), 100
                 selected = s.scalar(select(func.count()).select_from(BatchRowRecord).where(
                     BatchRowRecord.batch_id == batch_id, BatchRowRecord.problem == ""))
                 audit.add(actor, "batch.checked", None, batch_id=batch_id, rows=batch.rows_total, selected=selected)
             return batch.view()
+
+    def _move(self, actor: Actor, action: str, batch_id: int, wanted: Iterable[BatchState], to: BatchState,
+              client: str, **values: Any) -> BatchView | None:
+        """Move a batch from one of the wanted states (compare-and-set) with its audit line; None if it was not in one."""
+        with self._change() as (s, audit):
+            moved = s.execute(update(BatchRecord).where(
+                BatchRecord.id == batch_id, BatchRecord.state.in_([w.value for w in wanted])).values(
+                state=to.value, **values)).rowcount
+            if not moved:
+                return None
+            audit.add(actor, action, None, batch_id=batch_id, client=client)
+            return s.get(BatchRecord, batch_id).view()
+
+    def mark_sent(self, actor: Actor, batch_id: int, *, client: str = "") -> BatchView | None:
+        """Turn a checked batch sent (once: a second click finds it sent and gets None)."""
+        return self._move(actor, "batch.sent", batch_id, [BatchState.READY], BatchState.SENT, client,
+                          sent_at=self.store.clock(), sent_by=actor.id)
+
+    def mark_closed(self, actor: Actor, batch_id: int, *, client: str = "") -> BatchView | None:
+        """Close a batch in any open state (once); None if it is closed already or unknown."""
+        return self._move(actor, "batch.closed", batch_id, [s for s in BatchState if s.open], BatchState.CLOSED,
+                          client, closed_at=self.store.clock(), closed_by=actor.id)
+
+    def latest_grants(self, upns: Iterable[Upn | None], since: datetime | None) -> dict[str, str]:
+        """Return the state of each student's newest grant opened since a time (one query per 500 students)."""
+        wanted = sorted({str(u) for u in upns if u})
+        found: dict[str, str] = {}
+        with self.store._tx() as s:  # noqa: SLF001
+            for start in range(0, len(wanted), 500):
+                query = select(GrantRow.upn, GrantRow.state).where(GrantRow.upn.in_(wanted[start:start + 500]))
+                if since is not None:
+                    query = query.where(GrantRow.created_at >= since)
+                for upn, state in s.execute(query.order_by(GrantRow.id)):
+                    found[upn] = state  # ordered by id: the newest wins
+        return found
