@@ -1,6 +1,7 @@
 """Weekly batches in the console (test client): upload, the worker's check, the preview, refusals audited."""
 from __future__ import annotations
 
+import csv
 import io
 
 import pytest
@@ -158,3 +159,29 @@ def test_without_a_mail_server_nothing_is_sent_and_the_desk_is_told(client, serv
     page = client.post(f"/helpdesk/batches/{batch_id}/send", data={"csrf_token": token, "reason": "go"},
                        headers=ORIGIN, follow_redirects=True).get_data(as_text=True)
     assert "no mail server" in page and services.batches.batches.get(batch_id).state is BatchState.READY
+
+
+def test_the_export_neutralises_formulas_and_is_audited(client, services):
+    staff_sign_in(client, DESK)
+    batch_id = uploaded(client, services, b"upn,name\nada.lovelace@uni.test,=cmd|' /C calc'!A0\n-x@uni.test,x\n")
+    token = page_csrf(client, f"/helpdesk/batches/{batch_id}")
+    response = client.post(f"/helpdesk/batches/{batch_id}/export", data={"csrf_token": token}, headers=ORIGIN)
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0][:3] == ["line", "upn", "name"]
+    assert rows[1][2] == "'=cmd|' /C calc'!A0" and rows[2][1] == "'-x@uni.test"
+    assert all(not cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+    assert services.store.search_audit(_query("batch.exported"))[0].detail["rows"] == 2
+
+
+def test_closing_a_checked_batch_is_audited_and_happens_once(client, services):
+    staff_sign_in(client, DESK)
+    batch_id = uploaded(client, services)
+    services.batches.work()
+    for _ in range(2):
+        token = page_csrf(client, f"/helpdesk/batches/{batch_id}")
+        page = client.post(f"/helpdesk/batches/{batch_id}/close", data={"csrf_token": token, "reason": "done"},
+                           headers=ORIGIN, follow_redirects=True).get_data(as_text=True)
+    assert "closed already" in page and services.batches.batches.get(batch_id).state is BatchState.CLOSED
+    assert [e.outcome for e in services.store.search_audit(_query("batch.close"))] == ["refused"]
+    assert len(services.store.search_audit(_query("batch.closed"))) == 1
