@@ -250,7 +250,8 @@ def build_retention(services: Services):
     settings = services.settings
     policy = RetentionPolicy(audit_days=settings.retain_audit_days, grant_days=settings.retain_grant_days,
                              mail_days=settings.retain_mail_days)
-    return Retention(services.store, policy, sessions=SessionStore(services.store), outbox=services.outbox)
+    return Retention(services.store, policy, sessions=SessionStore(services.store), outbox=services.outbox,
+                     invites=services.invites.invites if services.invites is not None else None)
 
 
 def build_dependency_monitor(settings: Settings, clock=None):

@@ -26,6 +26,10 @@ class DoneMail(Protocol):
     def purge_done(self, before: datetime, limit: int) -> int: ...
 
 
+class EndedInvites(Protocol):
+    def purge_ended(self, before: datetime, limit: int) -> int: ...
+
+
 @dataclass(frozen=True)
 class RetentionPolicy:
     """How long each kind of record is kept (docs/privacy.md says why)."""
@@ -39,11 +43,13 @@ class Retention:
     """Purge audit events, ended grants and sent mail past their retention; sessions and sign-ins past their end."""
 
     def __init__(self, store: RetentionStore, policy: RetentionPolicy, *, sessions: ExpiringSessions | None = None,
-                 outbox: DoneMail | None = None, chunk: int = CHUNK, clock: Callable[[], datetime] = utc_now):
+                 outbox: DoneMail | None = None, invites: EndedInvites | None = None, chunk: int = CHUNK,
+                 clock: Callable[[], datetime] = utc_now):
         self.store = store
         self.policy = policy
         self.sessions = sessions
         self.outbox = outbox
+        self.invites = invites
         self.chunk = chunk
         self.clock = clock
 
@@ -59,6 +65,8 @@ class Retention:
             purged["portal_sessions"] = self.sessions.purge_expired(now, self.chunk)
         if self.outbox is not None:
             purged["outbox"] = self.outbox.purge_done(now - timedelta(days=self.policy.mail_days), self.chunk)
+        if self.invites is not None:  # an invite lives as long as its mail: used, revoked or expired that long ago
+            purged["invites"] = self.invites.purge_ended(now - timedelta(days=self.policy.mail_days), self.chunk)
         if any(purged.values()):
             log.info("retention: purged %s", " ".join(f"{k}={v}" for k, v in purged.items()))
         return purged

@@ -243,3 +243,19 @@ def test_a_bounced_invite_shows_as_bounced(smtp_server, invites, outbox, clock):
     shown = invites.get(invite.id)
     assert shown.state(clock()) is InviteState.BOUNCED and "user unknown" in shown.mail_error
     assert token_of(invites, invite) is None
+
+
+def test_retention_purges_invites_that_ended_long_ago_and_keeps_the_rest(invites, store, clock):
+    from app.services.retention import Retention, RetentionPolicy
+
+    day = 24 * 3600
+    used, revoked, expired = invites.invite_many(["u1@uni.test", "u2@uni.test", "u3@uni.test"], DESK)
+    invites.redeem(used.id, used.upn, Actor.student(used.upn))
+    invites.revoke(revoked.id, DESK)
+    clock.advance(100 * day)  # all three ended more than 90 days ago (the third expired after 7)
+    live = invites.invite(ADA, DESK)
+    retention = Retention(store, RetentionPolicy(audit_days=365, grant_days=365, mail_days=90),
+                          invites=invites.invites, clock=clock)
+    assert retention.purge()["invites"] == 3
+    assert [i.id for i in invites.search(InviteFilter())] == [live.id]
+    assert expired.id not in {i.id for i in invites.search(InviteFilter())}
