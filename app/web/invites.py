@@ -42,8 +42,7 @@ def show(token: str):
         invite = services().invites.check(token)
     except InviteRefused as refused:
         return _dead_link(refused)
-    return render_template("student/invite.html", token=token, days=services().settings.invite_days,
-                           expires_at=invite.expires_at)
+    return render_template("student/invite.html", token=token, expires_at=invite.expires_at)
 
 
 @bp.post("/invite/<path:token>")

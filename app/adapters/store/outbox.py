@@ -107,15 +107,15 @@ class OutboxStore:
 
     def locale_of(self, dedupe_key: str, session: Session | None = None) -> str:
         """Return the language a mail for this cause was queued in ("" if none was, or it named none)."""
-        query = select(OutboxRow.locale).where(OutboxRow.dedupe_key == dedupe_key)
-        if session is not None:
-            return session.scalar(query) or ""
-        with self.store._tx() as s:  # noqa: SLF001
-            return s.scalar(query) or ""
+        return self._of_cause(OutboxRow.locale, dedupe_key, session) or ""
 
     def mail_id_for(self, dedupe_key: str, session: Session | None = None) -> int | None:
         """Return the id of the mail queued for a cause, or None."""
-        query = select(OutboxRow.id).where(OutboxRow.dedupe_key == dedupe_key)
+        return self._of_cause(OutboxRow.id, dedupe_key, session)
+
+    def _of_cause(self, column, dedupe_key: str, session: Session | None) -> Any:
+        """Read one column of the mail queued for a cause (in the caller's transaction, if given)."""
+        query = select(column).where(OutboxRow.dedupe_key == dedupe_key)
         if session is not None:
             return session.scalar(query)
         with self.store._tx() as s:  # noqa: SLF001
