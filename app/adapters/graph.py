@@ -241,14 +241,20 @@ def map_methods(body: Any) -> tuple[AuthMethod, ...]:
 
 def _method(model: Any) -> AuthMethod:
     """Map one typed method; a type this portal does not know is kept as "unknown" (it counts as a method)."""
-    kind = METHOD_KINDS.get(model.odata_type or "", UNKNOWN_METHOD)
-    name = getattr(model, "display_name", None) or ""
-    if kind == UNKNOWN_METHOD:
-        # The SDK keeps an unknown type's fields aside; its name (or the type's) tells the desk what it is.
-        name = str((model.additional_data or {}).get("displayName") or (model.odata_type or "").rsplit(".", 1)[-1])
-    name = name[:80]
+    kind, name = method_kind_and_name(model.odata_type or "", getattr(model, "display_name", None) or "",
+                                      (model.additional_data or {}).get("displayName"))
     return AuthMethod(id=model.id or "", kind=kind, display_name=name,
                       created=getattr(model, "created_date_time", None))
+
+
+def method_kind_and_name(odata_type: str, display_name: str, unknown_name: Any) -> tuple[str, str]:
+    """Return a method's kind (from @odata.type) and the name the desk sees (bounded)."""
+    kind = METHOD_KINDS.get(odata_type, UNKNOWN_METHOD)
+    name = display_name
+    if kind == UNKNOWN_METHOD:
+        # An unknown type's own name (or the type's) tells the desk what it is.
+        name = str(unknown_name or odata_type.rsplit(".", 1)[-1])
+    return kind, name[:80]
 
 
 def map_devices(body: Any) -> tuple[Device, ...]:
@@ -274,31 +280,83 @@ def map_sign_ins(body: Any) -> tuple[SignIn, ...]:
     )
 
 
+# A sweep reads thousands of objects: it maps Graph's JSON field by field (each type checked) instead of through
+# the SDK's typed models, which cost milliseconds an object (each builds msgraph's whole field table).
+
 def map_user_page(body: Any) -> tuple[tuple[EntraUser, tuple[Device, ...]], ...]:
     """Map a page of users with their expanded registeredDevices to (EntraUser, Devices) pairs."""
-    from msgraph.generated.models.user_collection_response import UserCollectionResponse
-
-    page = _parse(body, UserCollectionResponse)
     found = []
-    for user in page.value or ():
+    for row in _rows(body):
+        devices = row.get("registeredDevices") or []
+        if not isinstance(devices, list) or not all(isinstance(d, dict) for d in devices):
+            raise ValueError("registeredDevices is not a list of objects")
+        user = EntraUser(id=_text(row, "id"), upn=_text(row, "userPrincipalName"),
+                         display_name=_text(row, "displayName"), account_enabled=row.get("accountEnabled") is True)
         if not user.id:
             raise ValueError("a user without an id")
-        devices = tuple(_device(d) for d in user.registered_devices or ())
-        found.append((EntraUser(id=user.id, upn=user.user_principal_name or "", display_name=user.display_name or "",
-                                account_enabled=bool(user.account_enabled)), devices))
+        found.append((user, tuple(Device(id=_text(d, "id"), display_name=_text(d, "displayName"),
+                                         operating_system=_text(d, "operatingSystem")) for d in devices)))
     return tuple(found)
 
 
+def map_method_rows(body: Any) -> tuple[AuthMethod, ...]:
+    """Map an authentication/methods part to AuthMethods (the same kinds and names as map_methods)."""
+    found = []
+    for row in _rows(body):
+        kind, name = method_kind_and_name(_text(row, "@odata.type"), _text(row, "displayName"),
+                                          _text(row, "displayName"))
+        found.append(AuthMethod(id=_text(row, "id"), kind=kind, display_name=name,
+                                created=_moment(row.get("createdDateTime"))))
+    return tuple(found)
+
+
+def _rows(body: Any) -> list[dict]:
+    """Return a collection's `value` list of objects; refuse any other shape."""
+    rows = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError("a collection without a value list of objects")
+    return rows
+
+
 def map_sign_in_page(body: Any) -> tuple[tuple[tuple[str, str, SignIn], ...], str]:
-    """Map a sign-ins page to ((userId, lower-cased UPN, SignIn), ...) and its @odata.nextLink ("" on the last)."""
-    raw = body.get("value") if isinstance(body, dict) else None
-    if not isinstance(raw, list):
-        raise ValueError("a sign-ins page without a value list")
-    sign_ins = map_sign_ins(body)
-    owners = [(str(r.get("userId") or "").lower(), str(r.get("userPrincipalName") or "").lower())
-              if isinstance(r, dict) else ("", "") for r in raw]
-    link = body.get("@odata.nextLink") or ""
-    return tuple((uid, upn, s) for (uid, upn), s in zip(owners, sign_ins)), str(link)
+    """Map a sign-ins page to ((userId, lower-cased UPN, SignIn), ...) and its @odata.nextLink ("" on the last).
+
+    A page holds up to 1,000 sign-ins (mapped from the JSON, as the rest of a sweep).
+    """
+    rows = _rows(body)
+    link = body.get("@odata.nextLink")
+    if not isinstance(link, (str, type(None))):
+        raise ValueError("@odata.nextLink is not a string")
+    found = []
+    for row in rows:
+        status = row.get("status") if isinstance(row.get("status"), dict) else {}
+        code = status.get("errorCode")
+        sign_in = SignIn(id=_text(row, "id"), created=_moment(row.get("createdDateTime")), app_id=_text(row, "appId"),
+                         app_display_name=_text(row, "appDisplayName"),
+                         status_code=code if isinstance(code, int) and not isinstance(code, bool) else 0,
+                         client_app=_text(row, "clientAppUsed"))
+        found.append((_text(row, "userId").lower(), _text(row, "userPrincipalName").lower(), sign_in))
+    return tuple(found), link or ""
+
+
+def _text(row: Mapping[str, Any], name: str) -> str:
+    """Return a string field of a JSON object ("" when absent); a value of another type is refused."""
+    value = row.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is not a string")
+    return value[:200]
+
+
+def _moment(value: Any) -> datetime | None:
+    """Read an ISO 8601 time as Graph writes it (Z or an offset); None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("a time that is not a string")
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 EVIDENCE_MAPPERS: dict[str, Callable[[Any], Any]] = {
@@ -597,7 +655,7 @@ class GraphClient:
                     except GraphError as error:
                         sweep.sign_in_error = error
                 else:
-                    mapper = map_user_page if part["id"].startswith("users-") else map_methods
+                    mapper = map_user_page if part["id"].startswith("users-") else map_method_rows
                     outcome = read_part(answers[part["id"]], mapper, part["id"])
                     sweep.record(part["id"], outcome)
                     if isinstance(outcome, GraphError):

@@ -155,3 +155,44 @@ def test_read_part_never_raises():
     unreadable = read_part((200, {}, "<html>proxy error</html>"), map_user, "user")
     assert isinstance(unreadable, GraphError) and unreadable.code == "unreadable"
     assert read_part((200, {}, {"value": []}), map_methods, "methods") == ()
+
+
+def test_the_sweeps_json_mappers_read_what_the_typed_models_read():
+    from app.adapters import graph
+    from app.adapters.graph import map_method_rows, map_sign_in_page, map_user_page
+
+    methods = {"value": [{"@odata.type": kind, "id": str(i), "createdDateTime": "2026-11-01T08:00:00Z"}
+                         for i, kind in enumerate(graph.METHOD_KINDS)]
+               + [{"@odata.type": "#microsoft.graph.fido2AuthenticationMethod", "id": "f", "displayName": "Key"},
+                  {"@odata.type": "#microsoft.graph.newShinyMethod", "id": "n", "displayName": "Shiny"},
+                  {"id": "bare"}]}
+    assert map_method_rows(methods) == map_methods(methods)
+    assert map_method_rows(METHODS_BODY) == map_methods(METHODS_BODY)
+    users, link = map_user_page({"value": [{"id": "u1", "userPrincipalName": "a@uni.test", "displayName": "A",
+                                            "accountEnabled": True, "registeredDevices": [
+                                                {"@odata.type": "#microsoft.graph.device", "id": "d1",
+                                                 "displayName": "Phone", "operatingSystem": "iOS"}]}]}), None
+    assert users[0][0].account_enabled and users[0][1][0].display_name == "Phone"
+    rows, link = map_sign_in_page({"value": [{"id": "s", "userId": "U1", "userPrincipalName": "A@uni.test",
+                                              "createdDateTime": "2026-11-27T09:00:00Z", "appId": "x",
+                                              "status": {"errorCode": 50074}}],
+                                   "@odata.nextLink": "https://graph.test/v1.0/auditLogs/signIns?$skiptoken=1"})
+    assert rows[0][:2] == ("u1", "a@uni.test") and rows[0][2].status_code == 50074 and link.endswith("=1")
+
+
+COLLECTION_SHAPES = [None, [], {"value": "x"}, {"value": [1]}, {"value": [{"id": 5}]}]
+
+
+@pytest.mark.parametrize(("mapper", "body"), [
+    *[("map_method_rows", b) for b in COLLECTION_SHAPES],
+    *[("map_user_page", b) for b in COLLECTION_SHAPES],
+    *[("map_sign_in_page", b) for b in COLLECTION_SHAPES],
+    ("map_method_rows", {"value": [{"id": "m", "createdDateTime": "yesterday"}]}),
+    ("map_user_page", {"value": [{"id": "u", "registeredDevices": "x"}]}),
+    ("map_user_page", {"value": [{"displayName": "no id"}]}),
+    ("map_sign_in_page", {"value": [], "@odata.nextLink": 3}),
+])
+def test_the_sweeps_json_mappers_refuse_other_shapes(mapper, body):
+    from app.adapters import graph
+
+    assert isinstance(read_part((200, {}, body), getattr(graph, mapper), "x"), GraphError)
