@@ -158,15 +158,16 @@ def build_batches(settings: Settings, *, store, onboarding, invites, bulk, clock
                         schedule=ReminderSchedule(settings.reminder_days), clock=clock)
 
 
-def build_grants(settings: Settings, store, directory, clock=None, events: Events | None = None):
-    """Return the grant lifecycle service."""
+def build_grants(settings: Settings, store, directory, clock=None, events: Events | None = None, graph=None):
+    """Return the grant lifecycle service (Graph for Temporary Access Passes)."""
     from app.services.grants import GrantService
 
     _require(settings, "bypass_group_dn", what="unlocking")
     extra = {"clock": clock} if clock is not None else {}
     return GrantService(store, directory, bypass_group_dn=settings.bypass_group_dn,
                         grant_minutes=settings.grant_minutes, use_ttl=settings.ldap_use_ttl,
-                        replication_wait_seconds=settings.replication_wait_seconds, events=events, **extra)
+                        replication_wait_seconds=settings.replication_wait_seconds, events=events, graph=graph,
+                        **extra)
 
 
 def build_outbox(settings: Settings, store):
@@ -281,13 +282,15 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
     events = getattr(grants, "events", None) or Events()  # an injected grant service brings its own
     subscribe_audit_feed(events, store)
     metrics.subscribe(events)
-    grants = grants if grants is not None else build_grants(settings, store, directory, clock, events)
+    grants = grants if grants is not None else build_grants(settings, store, directory, clock, events, graph)
+    if getattr(grants, "graph", False) is None:
+        grants.graph = graph  # an injected grant service passes Temporary Access Passes through the same Graph
     outbox = build_outbox(settings, store)
     subscribe_notices(settings, events, outbox)
     onboarding = OnboardingService(
         directory=directory, graph=graph, store=store, grants=grants, policy=policy_from(settings),
         grant_minutes=settings.grant_minutes, check_interval_seconds=settings.check_interval_seconds,
-        clock=clock, events=events,
+        clock=clock, events=events, remedies=settings.remedies,
     )
     sessions = build_sessions(settings, store, clock)
     helpdesk = build_helpdesk(settings, store=store, directory=directory, onboarding=onboarding, grants=grants,

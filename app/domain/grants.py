@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Iterable, Literal
 
 from app.domain.evidence import AuthMethod
+from app.domain.tap import Remedy
 from app.domain.upn import Upn
 
 MIN_GRANT_MINUTES = 5
@@ -148,11 +149,18 @@ class GrantView:
     dc_confirmed: bool = False
     last_checked_at: datetime | None = None
     check_count: int = 0
+    remedy: Remedy = Remedy.BYPASS
+    tap_method_id: str = ""  # the pass's Graph method id (a TAP grant); never its code
 
     @property
     def open(self) -> bool:
         """Tell whether the grant may still back a bypass membership."""
         return self.state.open
+
+    @property
+    def backs_membership(self) -> bool:
+        """Tell whether this grant is a bypass membership (a pass grant never puts anyone in the group)."""
+        return self.remedy is Remedy.BYPASS
 
     def past_end(self, now: datetime) -> bool:
         """Tell whether the grant's time is up."""

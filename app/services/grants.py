@@ -13,8 +13,10 @@ from typing import Callable
 
 from app.domain.actors import Actor
 from app.domain.directory import DirectoryError, MembershipCheck
+from app.domain.evidence import GraphError, TemporaryAccessPass
 from app.domain.grants import CloseOutcome, GrantError, GrantNotFound, GrantState, GrantView, check_minutes, end_state_for, utc_now
-from app.domain.ports import Directory, Store
+from app.domain.ports import Directory, Graph, Store
+from app.domain.tap import Remedy, refusal_for
 from app.domain.upn import Upn
 from app.services.events import Events, GrantEvent
 
@@ -22,11 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class GrantService:
-    """The one place that changes bypass memberships and the grants that back them."""
+    """The one place that changes bypass memberships, Temporary Access Passes and the grants that back them."""
 
     def __init__(self, store: Store, directory: Directory, *, bypass_group_dn: str, grant_minutes: int = 30,
                  use_ttl: bool = False, replication_wait_seconds: float = 20.0,
-                 clock: Callable[[], datetime] = utc_now, events: Events | None = None):
+                 clock: Callable[[], datetime] = utc_now, events: Events | None = None, graph: Graph | None = None):
         if not bypass_group_dn:
             raise ValueError("GrantService needs the bypass group's DN")
         self.store = store
@@ -37,6 +39,7 @@ class GrantService:
         self.replication_wait_seconds = replication_wait_seconds
         self.clock = clock
         self.events = events or Events()
+        self.graph = graph  # for Temporary Access Passes (PROOFUP_REMEDY=tap or both)
 
     def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: Actor, reason: str,
                    minutes: int | None = None) -> GrantView:
@@ -80,12 +83,65 @@ class GrantService:
             return self._require(grant.id)
         return active
 
+    def open_tap(self, *, upn: str, user_dn: str, entra_user_id: str, actor: Actor, reason: str,
+                 lifetime_minutes: int, one_time: bool = True) -> tuple[GrantView, TemporaryAccessPass | None]:
+        """Give a person a Temporary Access Pass, recorded as a grant; return it with the pass (shown once, never kept).
+
+        The person's open grant, if any, is returned with no pass. A refusal by Graph ends the grant as failed
+        (it does not count against the cap) and is raised for the caller to explain.
+        """
+        upn = Upn(upn)
+        if self.graph is None or not entra_user_id:
+            raise GrantError("a Temporary Access Pass needs Graph and the person's Entra id")
+        existing = self.store.open_grant_for(upn)
+        if existing is not None:
+            return existing, None
+        now = self.clock()
+        with self.store.unit_of_work() as uow:
+            grant, created = uow.grants.create(
+                upn=upn, user_dn=user_dn, entra_user_id=entra_user_id, actor=str(actor), reason=reason,
+                created_at=now, expires_at=now + timedelta(minutes=lifetime_minutes), remedy=Remedy.TAP)
+            if created:
+                uow.audit.add(actor, "grant.intent", upn, grant.id, reason=reason, remedy=Remedy.TAP.value,
+                              minutes=lifetime_minutes, one_time=one_time)
+        if not created:
+            return grant, None
+        self.events.emit(self.events.grant_opened, self, GrantEvent(grant, actor, reason))
+        try:
+            tap = self.graph.create_temporary_access_pass(entra_user_id, lifetime_minutes, one_time)
+        except GraphError as exc:
+            self._abandon(grant, actor=actor, reason=f"no pass: {refusal_for(exc).value}")
+            raise
+        start = tap.start or now
+        # The audit records that a pass was issued, how long it lives and whether once: never its code.
+        active = self._move(grant, GrantState.ACTIVE, actor=actor, action="grant.active",
+                            detail={"remedy": Remedy.TAP.value, "lifetime_minutes": tap.lifetime_minutes,
+                                    "one_time": tap.one_time},
+                            activated_at=self.clock(), dc_confirmed=True, tap_method_id=tap.id,
+                            expires_at=start + timedelta(minutes=tap.lifetime_minutes))
+        if active is None:  # cancelled meanwhile: the pass must not outlive its grant
+            self._delete_tap(grant.upn, grant.entra_user_id, tap.id, actor=actor, grant_id=grant.id)
+            return self._require(grant.id), None
+        return active, tap
+
+    def _delete_tap(self, upn: str, user_id: str, method_id: str, *, actor: Actor, grant_id: int) -> bool:
+        """Delete a pass if it is still there; audit what happened (an error is raised for the caller to retry)."""
+        try:
+            deleted = self.graph.delete_temporary_access_pass(user_id, method_id) if self.graph else False
+        except GraphError as exc:
+            self.store.audit(actor, "grant.tap_deleted", upn, grant_id, outcome="error", error=str(exc))
+            raise
+        self.store.audit(actor, "grant.tap_deleted", upn, grant_id, still_there=deleted)
+        return deleted
+
     def close_grant(self, grant_id: int, *, outcome: CloseOutcome, actor: Actor, reason: str) -> GrantView:
-        """Remove the membership, then mark the grant ended; an ended grant is returned unchanged."""
+        """Remove the membership (or the pass), then mark the grant ended; an ended grant is returned unchanged."""
         end_state = end_state_for(outcome)
         grant = self._require(grant_id)
         if not grant.open:
             return grant
+        if grant.remedy is Remedy.TAP:
+            return self._close_tap(grant, end_state, outcome=outcome, actor=actor, reason=reason)
         try:
             removed = self.directory.remove_member(self.bypass_group_dn, grant.user_dn)
         except DirectoryError as exc:
@@ -99,6 +155,26 @@ class GrantService:
         if ended is None:  # someone else ended it a moment ago
             return self._require(grant_id)
         return ended
+
+    def _close_tap(self, grant: GrantView, end_state: GrantState, *, outcome: str, actor: Actor,
+                   reason: str) -> GrantView:
+        """Delete the pass if it is still there, then mark the grant ended.
+
+        An expired pass ends in Entra by itself, so Graph failing then does not keep the grant open; for a
+        release or a cancel the grant stays open and the worker retries until the pass is really gone.
+        """
+        deleted: bool | None = None
+        if grant.tap_method_id:
+            try:
+                deleted = self._delete_tap(grant.upn, grant.entra_user_id, grant.tap_method_id, actor=actor,
+                                           grant_id=grant.id)
+            except GraphError:
+                if outcome != "expired":
+                    raise
+        ended = self._move(grant, end_state, actor=actor, action=f"grant.{outcome}", reason=reason,
+                           detail={"remedy": Remedy.TAP.value, "pass_deleted": deleted}, ended_at=self.clock(),
+                           end_reason=outcome)
+        return ended or self._require(grant.id)
 
     def release_open_grant(self, upn: str, *, actor: Actor, reason: str,
                            outcome: CloseOutcome = "released") -> GrantView | None:
@@ -118,6 +194,8 @@ class GrantService:
         grant = self._require(grant_id)
         if not grant.open:
             return grant
+        if grant.remedy is Remedy.TAP:
+            raise GrantError("a Temporary Access Pass cannot be extended; issue a new one instead")
         if self.use_ttl:
             raise GrantError("with AD's time-to-live on (PROOFUP_LDAP_USE_TTL) a grant cannot be extended; "
                              "release it and grant again")
@@ -154,7 +232,8 @@ class GrantService:
     def _abandon(self, grant: GrantView, *, actor: Actor, reason: str, raise_errors: bool = False) -> GrantView:
         """Undo a pending grant: remove the membership (whether or not it got added), then mark it failed."""
         try:
-            self.directory.remove_member(self.bypass_group_dn, grant.user_dn)
+            if grant.backs_membership:  # a pending pass grant has no pass yet (its id comes with activation)
+                self.directory.remove_member(self.bypass_group_dn, grant.user_dn)
         except DirectoryError as exc:
             # The grant is still marked failed; reconcile removes the member later (a grant record exists).
             log.warning("could not undo membership of grant %s: %s", grant.id, exc)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import threading
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Protocol
 
 from app.domain.actors import Actor
 from app.domain.directory import DirectoryUser
-from app.domain.evidence import Evidence, GraphError
+from app.domain.evidence import Evidence, GraphError, TemporaryAccessPass
 from app.domain.grants import GrantState, release_for, utc_now
 from app.domain.ports import Directory, Graph
 from app.domain.state import (
@@ -21,8 +21,10 @@ from app.domain.state import (
     State,
     acting_refusal,
     classify,
-    unlock_refusal,
+    remedies_offered,
+    remedy_refusal,
 )
+from app.domain.tap import Remedy, TapRefusal, refusal_for, tap_refusal
 from app.domain.upn import Upn
 from app.services.events import Events, RefusalEvent
 
@@ -57,6 +59,14 @@ class UnlockRefused(NotAllowed):
         self.diagnosis = diagnosis
 
 
+class TapRefused(UnlockRefused):
+    """No pass was created (the tenant or Graph refused); `fallback` is the other remedy the student may take."""
+
+    def __init__(self, code: str, diagnosis: Diagnosis, fallback: Remedy | None = None):
+        super().__init__(code, diagnosis)
+        self.fallback = fallback
+
+
 class NoOpenGrant(Exception):
     """The student has no open grant (a stale tab, or it was already closed)."""
 
@@ -89,6 +99,8 @@ class Grants(Protocol):
     def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: Actor, reason: str,
                    minutes: int) -> GrantRecord: ...
     def close_grant(self, grant_id: int, *, outcome: str, actor: Actor, reason: str) -> Any: ...
+    def open_tap(self, *, upn: str, user_dn: str, entra_user_id: str, actor: Actor, reason: str,
+                 lifetime_minutes: int, one_time: bool = True) -> tuple[GrantRecord, TemporaryAccessPass | None]: ...
     def recheck_replication(self, grant_id: int, *, actor: Actor) -> Any: ...
 
 
@@ -105,6 +117,7 @@ class GrantStatus:
     expires_at: datetime | None = None
     method: str = ""  # the strong method that completed the registration
     note: str = ""  # "graph_unavailable" | "budget" when the check could not run
+    remedy: str = ""  # the open grant's remedy (bypass | tap), "" when none is open
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -147,7 +160,8 @@ class OnboardingService:
 
     def __init__(self, *, directory: Directory, graph: Graph, store: GrantStore, grants: Grants,
                  policy: Policy, grant_minutes: int = 30, check_interval_seconds: float = 5.0,
-                 clock: Callable[[], datetime] | None = None, events: Events | None = None):
+                 clock: Callable[[], datetime] | None = None, events: Events | None = None,
+                 remedies: tuple[Remedy, ...] = (Remedy.BYPASS,)):
         self.directory = directory
         self.events = events or Events()  # refusals go out as events; the audit feed writes them
         self.graph = graph
@@ -156,6 +170,7 @@ class OnboardingService:
         self.grants = grants
         self.policy = policy
         self.grant_minutes = grant_minutes
+        self.remedies = remedies  # what PROOFUP_REMEDY allows, the preferred first
         self.check_interval = timedelta(seconds=check_interval_seconds)
         self.clock = clock or utc_now
         self._recent: dict[str, tuple[datetime, Evidence]] = {}  # upn -> (when, evidence), for unlock
@@ -211,7 +226,7 @@ class OnboardingService:
                 existing = self.store.open_grant_for(diagnosis.upn)
                 if existing is not None:
                     return diagnosis, existing
-            refusal = unlock_refusal(diagnosis, actor, override_cap=override_cap)
+            refusal = remedy_refusal(diagnosis, actor, Remedy.BYPASS, self.remedies, override_cap=override_cap)
             if refusal:
                 self._audit_refusal(diagnosis, refusal, actor=actor, client=client)
                 raise UnlockRefused(refusal, diagnosis)
@@ -224,10 +239,67 @@ class OnboardingService:
             self._audit_cap(diagnosis, record, actor=actor, client=client)
             return diagnosis, record
 
-    def _audit_refusal(self, diagnosis: Diagnosis, refusal: str, *, actor: Actor, client: str) -> None:
+    # -- the Temporary Access Pass ------------------------------------------------------------
+
+    def tap_refusal(self, diagnosis: Diagnosis) -> TapRefusal | None:
+        """Return why the tenant would refuse this student a pass (None: it would issue one); reads are cached."""
+        if Remedy.TAP not in self.remedies:
+            return TapRefusal.NOT_CONFIGURED
+        try:
+            policy = self.graph.tap_policy()
+            member_of = None
+            if policy.enabled and policy.names_groups and diagnosis.entra_user_id:
+                member_of = self.graph.member_groups(diagnosis.entra_user_id, policy.names_groups)
+        except GraphError:
+            return TapRefusal.UNAVAILABLE
+        return tap_refusal(policy, member_of)
+
+    def remedies_for(self, diagnosis: Diagnosis, actor: Actor) -> tuple[Remedy, ...]:
+        """Return the remedies this actor may start for the student now, the preferred first (none: explain why)."""
+        tap = self.tap_refusal(diagnosis) if Remedy.TAP in self.remedies and diagnosis.eligible else None
+        return remedies_offered(diagnosis, actor, self.remedies, tap)
+
+    def issue_tap(self, upn: Upn, *, actor: Actor, override_cap: bool = False,
+                  client: str = "") -> tuple[Diagnosis, GrantRecord, TemporaryAccessPass | None]:
+        """Create a one-time pass for the student when the policy, the setting and the tenant allow it.
+
+        The pass comes back once, with its grant; an open grant comes back with None (a pass is never shown
+        twice). A refusal is audited and raised as TapRefused, naming the bypass as fallback where configured.
+        """
+        with self._lock_for(upn):
+            diagnosis = self.diagnose(upn, reuse_recent=True)
+            if diagnosis.state == State.UNLOCKED and not acting_refusal(actor, diagnosis.upn):
+                existing = self.store.open_grant_for(diagnosis.upn)
+                if existing is not None:
+                    return diagnosis, existing, None
+            tap = self.tap_refusal(diagnosis) if diagnosis.eligible else None
+            refusal = remedy_refusal(diagnosis, actor, Remedy.TAP, self.remedies, tap, override_cap=override_cap)
+            if refusal:
+                self._audit_refusal(diagnosis, refusal, actor=actor, client=client, action="tap.refused")
+                raise TapRefused(refusal, diagnosis, self._fallback(diagnosis, actor, override_cap))
+            assert diagnosis.user is not None
+            lifetime = self.graph.tap_policy().lifetime_for(self.grant_minutes)
+            try:
+                record, issued = self.grants.open_tap(
+                    upn=diagnosis.user.upn, user_dn=diagnosis.user.dn, entra_user_id=diagnosis.entra_user_id,
+                    actor=actor, reason=actor.reason or SELF_SERVICE_REASON, lifetime_minutes=lifetime, one_time=True)
+            except GraphError as error:
+                code = refusal_for(error).value
+                self._audit_refusal(diagnosis, code, actor=actor, client=client, action="tap.refused")
+                raise TapRefused(code, diagnosis, self._fallback(diagnosis, actor, override_cap)) from None
+            self._audit_cap(diagnosis, record, actor=actor, client=client)
+            return diagnosis, record, issued
+
+    def _fallback(self, diagnosis: Diagnosis, actor: Actor, override_cap: bool) -> Remedy | None:
+        """Return the bypass when it is configured and allowed for this student, else None."""
+        allowed = remedy_refusal(diagnosis, actor, Remedy.BYPASS, self.remedies, override_cap=override_cap) is None
+        return Remedy.BYPASS if allowed else None
+
+    def _audit_refusal(self, diagnosis: Diagnosis, refusal: str, *, actor: Actor, client: str,
+                       action: str = "unlock.refused") -> None:
         # A privileged account trying to unlock is worth a look: a stolen admin password, or a confused admin.
         severity = "warning" if diagnosis.reason == Reason.PRIVILEGED else "info"
-        self._refuse(RefusalEvent(actor, "unlock.refused", refusal, diagnosis.upn, client, severity, detail={
+        self._refuse(RefusalEvent(actor, action, refusal, diagnosis.upn, client, severity, detail={
             "state": diagnosis.state.value, "unlocks_in_window": diagnosis.unlocks_in_window,
             "max_unlocks": self.policy.max_unlocks}))
 
@@ -250,17 +322,19 @@ class OnboardingService:
         record = self.store.open_grant_for(upn)
         if record is None:
             return self._closed_status(upn)
+        remedy = getattr(record, "remedy", Remedy.BYPASS).value
         if not record.dc_confirmed:
             record = self.grants.recheck_replication(record.id, actor=Actor.student(record.upn)) or record
             if not record.dc_confirmed:
-                return GrantStatus("propagating", expires_at=_utc(record.expires_at))
+                return GrantStatus("propagating", expires_at=_utc(record.expires_at), remedy=remedy)
         lock = self._lock_for(upn)
         if not lock.acquire(blocking=False):
-            return GrantStatus("waiting", expires_at=_utc(record.expires_at))  # another tab is checking
+            return GrantStatus("waiting", expires_at=_utc(record.expires_at), remedy=remedy)  # another tab checks
         try:
-            return self._check(record, check_now)
+            found = self._check(record, check_now)
         finally:
             lock.release()
+        return found if found.phase == "done" else replace(found, remedy=remedy)
 
     def _check(self, record: GrantRecord, check_now: bool) -> GrantStatus:
         now = self.clock()

@@ -208,9 +208,10 @@ class Sweeper:
     def _reconcile(self, report: CycleReport) -> None:
         try:
             # Snapshot active grants BEFORE listing: a grant active now had its member added before it.
-            active = [g for g in self.store.open_grants() if g.state is GrantState.ACTIVE]
+            # A pass grant puts nobody in the group: only bypass grants back (or miss) a membership.
+            active = [g for g in self.store.open_grants() if g.state is GrantState.ACTIVE and g.backs_membership]
             members = self.directory.list_members(self.bypass_group_dn)
-            open_keys = {dn_key(g.user_dn) for g in self.store.open_grants()}
+            open_keys = {dn_key(g.user_dn) for g in self.store.open_grants() if g.backs_membership}
             unbacked = [dn for dn in members if dn_key(dn) not in open_keys]
             ours = self.store.dns_with_grants(unbacked)
         except Exception as exc:

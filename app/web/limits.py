@@ -32,7 +32,7 @@ def limit_rules(settings: Settings) -> list[tuple[str, Callable[[], str], tuple[
         # An invite link's page and its "Continue": per address, like a sign-in (guessing tokens gets nowhere fast).
         (settings.rate_limit_sign_in, client_address, ("invites.show", "invites.take"), "invite"),
         (settings.rate_limit_unlock, student_or_address,
-         ("student.unlock", "student.cancel", "student.end_and_sign_out"), None),
+         ("student.unlock", "student.tap", "student.cancel", "student.end_and_sign_out"), None),
         # One counter for the poll and "check now": both may end in a Graph check.
         (settings.rate_limit_status, student_or_address, STATUS_ENDPOINTS, "status"),
     ]

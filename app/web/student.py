@@ -10,7 +10,8 @@ from flask_babel import lazy_gettext as _l
 
 from app.domain.reference import reference_code
 from app.domain.state import State
-from app.services.onboarding import GrantStatus, NoOpenGrant, UnlockRefused
+from app.domain.tap import Remedy
+from app.services.onboarding import GrantStatus, NoOpenGrant, TapRefused, UnlockRefused
 from app.web import (client_address, current_session, json_login_required, login_required, services, signed_in_actor,
                      signed_in_upn, site)
 from app.web.text import (CHECK_TEXTS, DEAD_ENDS, EXPLANATIONS, METHOD_LABELS, PHASE_TEXTS, STATE_LABELS,
@@ -22,7 +23,21 @@ REFUSALS = {
     "not_yourself": _l("You can only do this for your own account."),
     "already_unlocked": _l("Your set-up time is already running."),
     "unlock_cap": _l("You have used every set-up time this week. Please see the service desk in person."),
+    "bypass_not_configured": _l("This way is not offered here. Please use the one-time pass, or see the service "
+                                "desk."),
 }
+# Why no one-time pass was made: plain words, and whether the other way is offered instead.
+TAP_REFUSALS = {
+    "tap_not_configured": _l("One-time passes are not offered here."),
+    "tap_disabled": _l("The university does not hand out one-time passes at the moment."),
+    "tap_out_of_scope": _l("Your account cannot get a one-time pass."),
+    "tap_lifetime": _l("We could not make a one-time pass just now."),
+    "tap_throttled": _l("Microsoft is busy right now, so we could not make a one-time pass. Please try again in "
+                        "a minute."),
+    "tap_unavailable": _l("We could not reach Microsoft to make a one-time pass. Please try again in a minute."),
+}
+TAP_FALLBACK = _l("You can use the other way below instead.")
+LASTING_TAP_REFUSALS = frozenset({"tap_disabled", "tap_out_of_scope", "tap_lifetime", "tap_not_configured"})
 NOTHING_TO_CANCEL = _l("There was nothing to stop: your set-up time had already ended. Here is where you stand now.")
 CANCELLED = _l("Stopped. Your account is fully protected again; you can start again at any time.")
 FINAL_PHASES = frozenset({"done", "expired", "cancelled", "failed", "none"})
@@ -114,10 +129,16 @@ def index():
 @login_required
 def diagnosis():
     """Explain the student's state, with the evidence folded away for the service desk."""
-    found = services().onboarding.diagnose(signed_in_upn())
+    return render_diagnosis(services().onboarding.diagnose(signed_in_upn()))
+
+
+def render_diagnosis(found, tap_refused: str = ""):
+    """Render a diagnosis with the remedies offered; a pass just refused for good is not offered again."""
     until = found.grant.expires_at if found.grant and found.grant.open else None
     site.note_unlock_until(until)
-    return render_template("student/diagnosis.html", d=found, State=State,
+    offered = [r.value for r in services().onboarding.remedies_for(found, signed_in_actor())
+               if not (r is Remedy.TAP and tap_refused in LASTING_TAP_REFUSALS)] if found.can_unlock else []
+    return render_template("student/diagnosis.html", d=found, State=State, offered=offered,
                            ends=time_left_text(until, site.minutes_left(until)) if until else "",
                            reference=reference_code(found.upn, current_app.config["SECRET_KEY"]))
 
@@ -136,6 +157,26 @@ def unlock():
     return redirect(url_for("student.guide"))
 
 
+@bp.post("/tap")
+@login_required
+def tap():
+    """Make a one-time pass for the signed-in student and show it on this answer only (never again, never kept)."""
+    upn = signed_in_upn()
+    try:
+        _, record, issued = services().onboarding.issue_tap(upn, actor=signed_in_actor(), client=client_address())
+    except TapRefused as refused:
+        message = TAP_REFUSALS.get(refused.code) or REFUSALS.get(refused.code)
+        message = message or _l("We cannot do this for your account: see below why.")
+        flash(f"{message} {TAP_FALLBACK}" if refused.fallback else str(message), "error")
+        # The diagnosis in hand, not a new one: after a 429 every Graph call waits, and the fallback must not.
+        return render_diagnosis(refused.diagnosis, refused.code)
+    site.note_unlock_until(record.expires_at)
+    if issued is None:  # a reload or a second click: the pass was shown once, on the first answer
+        return redirect(url_for("student.guide"))
+    return render_guide(upn, services().onboarding.status(upn), tap_code=issued.code,
+                        tap_minutes=issued.lifetime_minutes)
+
+
 @bp.get("/guide")
 @login_required
 def guide():
@@ -144,8 +185,14 @@ def guide():
     status = services().onboarding.status(upn, check_now=request.args.get("check") == "1")
     if status.phase in ("none", "cancelled", "failed"):
         return redirect(url_for("student.diagnosis"))  # a stale tab or bookmark: show where they stand
+    return render_guide(upn, status)
+
+
+def render_guide(upn: str, status: GrantStatus, tap_code: str = "", tap_minutes: int = 0):
+    """Render the guide for the open grant's remedy; a pass's code only on the answer that made it."""
     return render_template("student/guide.html", status=status_view(status), device=guide_device(), upn=upn,
-                           mysignins_url=mysignins_link(upn))
+                           mysignins_url=mysignins_link(upn), remedy=status.remedy or Remedy.BYPASS.value,
+                           tap_code=tap_code, tap_minutes=tap_minutes)
 
 
 @bp.get("/status")

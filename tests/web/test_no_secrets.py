@@ -140,6 +140,49 @@ def test_a_whole_journey_leaves_no_secret_in_logs_database_or_simulator(stack, e
 
 
 
+def test_a_temporary_access_pass_reaches_no_log_table_or_simulator_log(tmp_path, every_log):
+    """The pass is made, shown once, used at the simulated Entra, confirmed and deleted: found nowhere after."""
+    from urllib.parse import urljoin
+
+    from app.adapters.http import make_session
+    from app.demo import FormFields
+
+    stack = DemoStack(tmp_path, worker=False, method_delay_seconds=0.0, check_interval_seconds=1.0,
+                      remedy="both").start()
+    try:
+        client = stack.app.test_client()
+        posted = adfs_form_post(client.get("/sign-in").headers["Location"], STUDENT,
+                                stack.seed.user(STUDENT).password, stack.settings.ca_bundle)
+        page = client.post("/auth/callback", data=posted.fields, follow_redirects=True)
+        token = csrf_of(page)
+        shown = client.post("/tap", data={"csrf_token": token}).get_data(as_text=True)
+        code = re.search(r'id="tap-code"[^>]*>([^<]+)<', shown).group(1).strip()
+        code = code.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&#34;", '"')
+        assert len(code) >= 8 and code not in client.get("/guide").get_data(as_text=True)
+
+        # Sign in to My Sign-Ins with the pass (Entra's form, as a browser posts it), then register.
+        browser = make_session(stack.settings.ca_bundle)
+        link = re.search(r'id="mysignins" href="([^"]+)"', shown).group(1).replace("&amp;", "&")
+        asked = browser.get(link)
+        form = FormFields(asked.text)
+        assert form.action == "/common/tap", asked.text[:300]
+        signed_in = browser.post(urljoin(asked.url, form.action), data={**form.fields, "tap": code})
+        assert "addAuthenticator" in signed_in.text
+        stack.register_method(STUDENT, "microsoftAuthenticator")
+        assert check_until_done(client, token)["phase"] == "done"
+
+        logs = logged_text(every_log)
+        database = database_dump(stack.services.store)
+        simulator = json.dumps(stack.control("GET", "/requests")["requests"])
+        assert "/common/tap" in simulator and "grant.tap_deleted" in database  # the haystacks hold the story
+        assert "temporaryAccessPassMethods" in logs
+        for where, haystack in (("a log", logs), ("the database", database),
+                                ("the simulator's request log", simulator)):
+            assert code not in haystack, f"the Temporary Access Pass reached {where}"
+    finally:
+        stack.stop()
+
+
 def test_sending_mail_with_a_login_leaves_no_smtp_password_in_logs_or_database(
         tmp_path, every_log, smtp_server, monkeypatch):
     import base64

@@ -11,11 +11,13 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from app.adapters.store.base import Base, Database, UTCDateTime
 from app.domain.directory import dn_key
 from app.domain.grants import OPEN_STATES, GrantState, GrantView, sources
+from app.domain.tap import Remedy
 from app.domain.upn import Upn
 
 _OPEN = tuple(s.value for s in GrantState if s in OPEN_STATES)
 _OPEN_SQL = "state IN ({})".format(", ".join(f"'{s}'" for s in _OPEN))
 _STATES_SQL = "state IN ({})".format(", ".join(f"'{s.value}'" for s in GrantState))
+_REMEDIES_SQL = "remedy IN ({})".format(", ".join(f"'{r.value}'" for r in Remedy))
 
 
 class GrantRow(Base):
@@ -38,12 +40,15 @@ class GrantRow(Base):
     dc_confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     check_count: Mapped[int] = mapped_column(Integer, default=0)
+    remedy: Mapped[str] = mapped_column(String(16), default=Remedy.BYPASS.value, server_default=Remedy.BYPASS.value)
+    tap_method_id: Mapped[str] = mapped_column(String(64), default="", server_default="")  # never the pass's code
 
     __table_args__ = (
         # At most one open grant per person, enforced by the database itself (both backends).
         Index("uq_grants_open_upn", "upn", unique=True,
               sqlite_where=text(_OPEN_SQL), postgresql_where=text(_OPEN_SQL)),
         CheckConstraint(_STATES_SQL, name="ck_grants_state"),  # the states of GrantState, no other
+        CheckConstraint(_REMEDIES_SQL, name="ck_grants_remedy"),
     )
 
     def view(self) -> GrantView:
@@ -52,7 +57,8 @@ class GrantRow(Base):
             state=GrantState(self.state), actor=self.actor, reason=self.reason, created_at=self.created_at,
             expires_at=self.expires_at, activated_at=self.activated_at, ended_at=self.ended_at,
             end_reason=self.end_reason, ttl_seconds=self.ttl_seconds, dc_confirmed=self.dc_confirmed,
-            last_checked_at=self.last_checked_at, check_count=self.check_count,
+            last_checked_at=self.last_checked_at, check_count=self.check_count, remedy=Remedy(self.remedy),
+            tap_method_id=self.tap_method_id,
         )
 
 
@@ -63,13 +69,15 @@ class Grants:
         self.session = session
 
     def create(self, *, upn: str, user_dn: str, entra_user_id: str, actor: str, reason: str,
-               created_at: datetime, expires_at: datetime, ttl_seconds: int | None = None) -> tuple[GrantView, bool]:
+               created_at: datetime, expires_at: datetime, ttl_seconds: int | None = None,
+               remedy: Remedy = Remedy.BYPASS) -> tuple[GrantView, bool]:
         """Write a pending grant; return (the open grant, True) or (the existing open one, False)."""
         upn = Upn(upn)
         row = GrantRow(
             upn=upn, user_dn=user_dn, user_dn_key=dn_key(user_dn), entra_user_id=entra_user_id or "",
             state=GrantState.PENDING.value, actor=actor, reason=reason, created_at=created_at,
             expires_at=expires_at, ttl_seconds=ttl_seconds, end_reason="", dc_confirmed=False, check_count=0,
+            remedy=Remedy(remedy).value, tap_method_id="",
         )
         try:
             # A savepoint: a second open grant is refused by the unique index without ending the transaction.
@@ -119,7 +127,8 @@ class Grants:
         keys = {dn_key(dn): dn for dn in dns}
         found: dict[str, bool] = {dn: False for dn in dns}
         if keys:
-            query = select(GrantRow.user_dn_key).where(GrantRow.user_dn_key.in_(list(keys))).distinct()
+            query = select(GrantRow.user_dn_key).where(GrantRow.user_dn_key.in_(list(keys)),
+                                                       GrantRow.remedy == Remedy.BYPASS.value).distinct()
             for key in self.session.scalars(query):
                 found[keys[key]] = True
         return found
@@ -127,7 +136,8 @@ class Grants:
     def open_for_dn(self, dn: str) -> GrantView | None:
         """Return the open grant backing a member DN, if any."""
         row = self.session.scalars(
-            select(GrantRow).where(GrantRow.user_dn_key == dn_key(dn), GrantRow.state.in_(_OPEN))
+            select(GrantRow).where(GrantRow.user_dn_key == dn_key(dn), GrantRow.state.in_(_OPEN),
+                                   GrantRow.remedy == Remedy.BYPASS.value)  # a pass backs no membership
         ).first()
         return row.view() if row else None
 
