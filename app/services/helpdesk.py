@@ -200,6 +200,21 @@ class HelpdeskService:
         self._done(actor, "helpdesk.grant", upn, record.id, client, minutes=minutes, override_cap=override_cap)
         return record
 
+    def issue_tap(self, actor: Actor, upn: str, *, override_cap: bool = False, seen_grant: int | None = None,
+                  client: str = "") -> tuple[GrantView, Any]:
+        """Make a one-time pass for a student in front of the desk (the identity check is the desk's); shown once."""
+        upn = Upn(upn)
+        self._may_act(actor, "helpdesk.tap", upn, seen_grant, client)
+        try:
+            _, record, issued = self.onboarding.issue_tap(upn, actor=actor, override_cap=override_cap, client=client)
+        except UnlockRefused as exc:  # audited by issue_tap (TapRefused says whether the bypass is the way)
+            raise StaffRefused(exc.code, getattr(exc, "fallback", None) and "bypass" or "") from None
+        if issued is None:
+            raise self.refuse(actor, "helpdesk.tap", "already_unlocked", upn=upn, client=client)
+        self._done(actor, "helpdesk.tap", upn, record.id, client, override_cap=override_cap,
+                   lifetime_minutes=issued.lifetime_minutes)
+        return record, issued
+
     def _done(self, actor: Actor, action: str, upn: str, grant_id: int | None, client: str, **detail: Any) -> None:
         """Audit a desk action that went through: who, in which role, why, from where."""
         # The grant's own events record each step of the change; this one adds the desk's side of it.

@@ -11,6 +11,7 @@ from app.domain.actors import MAX_REASON, ActorError
 from app.domain.audit import AuditQuery
 from app.domain.grants import MAX_GRANT_MINUTES, MIN_GRANT_MINUTES
 from app.domain.invites import InviteFilter
+from app.domain.tap import Remedy
 from app.domain.staff import LOOKUP_LIMIT, MIN_QUERY, look_up_query
 from app.domain.upn import Upn
 from app.services.helpdesk import StaffRefused
@@ -21,7 +22,7 @@ from app.web.helpdesk.access import READ_ONLY, staff_required
 from app.web.helpdesk.export import audit_csv
 
 PAGE_SIZE = 50
-ACTIONS = ("grant", "release", "extend", "end-sessions")
+ACTIONS = ("grant", "tap", "release", "extend", "end-sessions")
 # What the desk reads when an action is refused (the code is in the audit trail).
 REFUSALS = {
     "no_reason": _l("Say why (a reason, e.g. a ticket number). Nothing was changed."),
@@ -42,8 +43,16 @@ REFUSALS = {
     "unlock_cap": _l("This student has reached the unlock limit for 7 days. Tick the override box (the reason is "
                      "recorded) if you are sure. Nothing was changed."),
     "not_a_member": _l("That account is no longer in the bypass group. Nothing was changed."),
+    "tap_not_configured": _l("One-time passes are not offered by this portal (PROOFUP_REMEDY). Nothing was changed."),
+    "tap_disabled": _l("The tenant's Temporary Access Pass policy is off. Nothing was changed."),
+    "tap_out_of_scope": _l("The tenant's Temporary Access Pass policy does not cover this student. Nothing was "
+                           "changed."),
+    "tap_lifetime": _l("Microsoft refused the pass's lifetime (the tenant's policy changed?). Nothing was changed."),
+    "tap_throttled": _l("Microsoft asked the portal to wait. Try again in a minute. Nothing was changed."),
+    "tap_unavailable": _l("Microsoft could not be reached to make a pass. Nothing was changed."),
     "has_open_grant": _l("That member now has an open grant; release it from the student's page instead."),
 }
+TAP_FALLBACK = _l("Unlock (the bypass) is still possible.")
 NOT_ELIGIBLE = _l("The portal's policy does not allow this for the student's state (%(state)s). Nothing was changed.")
 DONE = {
     "grant": _l("Unlocked. The student can now register; the grant ends by itself."),
@@ -128,7 +137,8 @@ def student(upn: str):
     invites = services().invites.search(InviteFilter(upn=target), limit=10)
     return render_template("helpdesk/student.html", file=file, d=file.diagnosis, staff=g.staff,
                            grant_minutes=services().settings.grant_minutes, invites=invites,
-                           now=services().invites.clock(), invite_days=services().settings.invite_days)
+                           now=services().invites.clock(), invite_days=services().settings.invite_days,
+                           tap_offered=Remedy.TAP in services().settings.remedies)
 
 
 @bp.post("/student/<path:upn>/<action>")
@@ -145,6 +155,12 @@ def act(upn: str, action: str):
         return back
     seen = _seen_grant(request.form.get("seen_grant", ""))
     try:
+        if action == "tap":
+            record, issued = desk.issue_tap(actor, target, seen_grant=seen, client=client,
+                                            override_cap=request.form.get("override_cap") == "yes")
+            # Shown on this answer only: never in a flash (the session cookie), a log or a table.
+            return render_template("helpdesk/tap.html", upn=target, code=issued.code, staff=g.staff,
+                                   minutes=issued.lifetime_minutes, expires_at=record.expires_at)
         if action == "grant":
             desk.grant(actor, target, minutes=request.form.get("minutes", ""), seen_grant=seen, client=client,
                        override_cap=request.form.get("override_cap") == "yes")
@@ -161,7 +177,7 @@ def act(upn: str, action: str):
     except StaffRefused as refused:
         if refused.code == "read_only":
             return error_page(403, *READ_ONLY)
-        flash(_refusal_text(refused.code), "error")
+        flash(f"{_refusal_text(refused.code)} {TAP_FALLBACK if refused.detail == 'bypass' else ''}".strip(), "error")
     return back
 
 
