@@ -205,6 +205,12 @@ def has_catalogue(language: str) -> bool:
     return language == DEFAULT_LANGUAGE or (language.isalpha() and (TRANSLATIONS_DIR / language).is_dir())
 
 
+def language_of(tag: str | None) -> str:
+    """Return the catalogue a language tag (de-DE, de_AT, EN) points to, or "" if the portal lacks it."""
+    language = re.split(r"[-_]", (tag or "").strip().lower(), maxsplit=1)[0]
+    return language if language and has_catalogue(language) else ""
+
+
 def env_name(field_name: str) -> str:
     """Return the environment variable that sets a field."""
     return _PREFIX + field_name.upper()

@@ -8,44 +8,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from typing import Callable, Literal, Mapping
+from typing import Callable, Mapping
 
 from app.adapters.store import BudgetState, Store
-from app.domain.ports import DIRECTORY, REPORTS
+from app.domain.ports import DEFAULT_LIMITS, DIRECTORY, REPORTS, Limit  # noqa: F401 - importers of the budget use them
 
 # Without a Retry-After, back off exponentially from this, up to the cap.
 DEFAULT_BACKOFF_SECONDS = 2.0
 MAX_BACKOFF_SECONDS = 120.0
-
-
-@dataclass(frozen=True)
-class Limit:
-    """At most `capacity` requests per `per_seconds`.
-
-    "window" counts requests in any sliding span of per_seconds (never exceeds a fixed or sliding
-    enforcer); "bucket" refills capacity/per_seconds tokens a second, like Graph's directory bucket.
-    """
-
-    capacity: int
-    per_seconds: float
-    kind: Literal["window", "bucket"] = "window"
-
-    def __post_init__(self) -> None:
-        if self.capacity < 1 or self.per_seconds <= 0:
-            raise ValueError("a limit needs a positive capacity and period")
-
-    @property
-    def rate(self) -> float:
-        return self.capacity / self.per_seconds
-
-
-DEFAULT_LIMITS: Mapping[str, Limit] = {
-    REPORTS: Limit(5, 10.0, "window"),
-    # Requests, not units: most reads cost 1-2 units, so 1,000 a 10 s stays well inside the smallest
-    # tenant's 3,500 units and leaves room for the university's other apps.
-    DIRECTORY: Limit(1000, 10.0, "bucket"),
-}
 
 
 def backoff_seconds(attempt: int, retry_after: float | None = None) -> float:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,26 +16,12 @@ from babel.dates import format_date, format_time
 from babel.support import Translations
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from app.config import DEFAULT_LANGUAGE, TRANSLATIONS_DIR, has_catalogue
+from app.config import DEFAULT_LANGUAGE, TRANSLATIONS_DIR, language_of
+from app.domain.mail import RenderedMail
 from app.resources import site_folder
 
 TEMPLATES_DIR = site_folder("templates")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
-
-
-@dataclass(frozen=True)
-class RenderedMail:
-    """A mail's subject and its two bodies."""
-
-    subject: str
-    text: str
-    html: str
-
-
-def language_of(tag: str | None) -> str:
-    """Return the catalogue a language tag (de-DE, de_AT, EN) points to, or "" if the portal lacks it."""
-    language = re.split(r"[-_]", (tag or "").strip().lower(), maxsplit=1)[0]
-    return language if language and has_catalogue(language) else ""
 
 
 class MailTemplates:

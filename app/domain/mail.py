@@ -67,6 +67,15 @@ class MailConfigError(MailError):
 
 
 @dataclass(frozen=True)
+class RenderedMail:
+    """A mail's subject and its two bodies, as the templates made them."""
+
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass(frozen=True)
 class OutgoingMail:
     """One rendered message, ready for the SMTP adapter (which adds sender, reply-to and date)."""
 

@@ -6,15 +6,16 @@ Adapters implement these (app/adapters); the domain and the services name only t
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Literal, Mapping, Protocol, Sequence
 
 from app.domain.actors import Actor
 from app.domain.directory import DirectoryUser, MembershipCheck
 from app.domain.evidence import AuthMethod, Evidence, EvidenceSweep, GraphError, TemporaryAccessPass
 from app.domain.grants import GrantState, GrantView
 from app.domain.identity import AuthorityResponse, SignedInUser
-from app.domain.mail import OutgoingMail
+from app.domain.mail import MailRecord, MailState, OutgoingMail, RenderedMail
 
 
 class Directory(Protocol):
@@ -104,6 +105,35 @@ REPORTS = "reports"  # identity and access reports: sign-ins, registration detai
 DIRECTORY = "directory"  # users, methods, devices: token bucket sized by tenant
 
 
+@dataclass(frozen=True)
+class Limit:
+    """At most `capacity` requests per `per_seconds`.
+
+    "window" counts requests in any sliding span of per_seconds (never exceeds a fixed or sliding
+    enforcer); "bucket" refills capacity/per_seconds tokens a second, like Graph's directory bucket.
+    """
+
+    capacity: int
+    per_seconds: float
+    kind: Literal["window", "bucket"] = "window"
+
+    def __post_init__(self) -> None:
+        if self.capacity < 1 or self.per_seconds <= 0:
+            raise ValueError("a limit needs a positive capacity and period")
+
+    @property
+    def rate(self) -> float:
+        return self.capacity / self.per_seconds
+
+
+DEFAULT_LIMITS: Mapping[str, Limit] = {
+    REPORTS: Limit(5, 10.0, "window"),
+    # Requests, not units: most reads cost 1-2 units, so 1,000 a 10 s stays well inside the smallest
+    # tenant's 3,500 units and leaves room for the university's other apps.
+    DIRECTORY: Limit(1000, 10.0, "bucket"),
+}
+
+
 class RequestBudget(Protocol):
     """One rate governor shared by every process and instance that spends the app's Graph budget."""
 
@@ -182,3 +212,25 @@ class Store(Protocol):
     def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
               outcome: str = "ok", *, reason: str = "", severity: str = "info", **detail: Any) -> None:
         """Append one event in a transaction of its own (for events that record no state change)."""
+
+
+class MailTemplates(Protocol):
+    """The mail templates (app.adapters.mail_templates.MailTemplates implements it)."""
+
+    def exists(self, kind: str) -> bool:
+        """Tell whether a kind of mail has its templates."""
+
+    def render(self, kind: str, language: str, params: dict) -> RenderedMail:
+        """Render one kind of mail in a language with the given values."""
+
+
+class OutboxStore(Protocol):
+    """The mail outbox as the sender uses it (app.adapters.store.OutboxStore implements it)."""
+
+    store: Store  # for the audit events of mails that never arrived
+
+    def claim_due(self, limit: int, claim_seconds: float) -> list[MailRecord]: ...
+    def mark_sent(self, mail: MailRecord) -> bool: ...
+    def mark_retry(self, mail: MailRecord, *, error: str, code: int | None, at: datetime) -> bool: ...
+    def mark_untried(self, mail: MailRecord, *, at: datetime) -> bool: ...
+    def mark_ended(self, mail: MailRecord, state: MailState, *, error: str, code: int | None = None) -> bool: ...

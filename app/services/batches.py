@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
-from app.adapters.store.invites import InviteFilter
 from app.domain.actors import WORKER, Actor, ActorKind
 from app.domain.batch_csv import CsvRejected, read_batch_csv
 from app.domain.batches import (BatchState, Progress, ReminderSchedule, RowCheck, Skip, batch_label, best_invite_state,
                                  progress_of, skip_for)
 from app.domain.grants import utc_now
+from app.domain.invites import InviteFilter
 from app.domain.staff import StaffRole
 from app.domain.upn import Upn
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Sequence
 
-from app.adapters.mail_templates import MailTemplates, language_of
-from app.adapters.store import OutboxStore
+from app.config import language_of
 from app.domain.actors import Actor, ActorKind
 from app.domain.directory import DirectoryError
 from app.domain.grants import utc_now
@@ -28,7 +27,7 @@ from app.domain.mail import (
     retry_delay,
     valid_address,
 )
-from app.domain.ports import Mailer
+from app.domain.ports import Mailer, MailTemplates, OutboxStore
 
 log = logging.getLogger(__name__)
 MAILER = Actor(ActorKind.WORKER, "mailer")  # the worker's mail pass, as the audit trail names it

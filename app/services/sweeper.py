@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
-from app.adapters.budget import DEFAULT_LIMITS
 from app.domain.actors import WORKER
 from app.domain.directory import dn_key
 from app.domain.evidence import GraphError
 from app.domain.grants import GrantState, GrantView, release_for, utc_now
-from app.domain.ports import DIRECTORY, Directory, Graph, RequestBudget, Store
+from app.domain.ports import DEFAULT_LIMITS, DIRECTORY, Directory, Graph, RequestBudget, Store
 from app.services.events import CycleEvent, Events
 from app.services.grants import GrantService
 
