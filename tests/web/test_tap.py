@@ -147,3 +147,24 @@ def test_stopping_deletes_the_pass_and_both_remedies_count_against_the_cap(stack
     deleted = stack.services.store.audit_events(upn, action="grant.tap_deleted")
     assert len(deleted) == 2 and all(e.detail.get("still_there") is True for e in deleted)
 
+
+
+def test_a_pass_graph_cannot_delete_keeps_its_grant_open_until_it_runs_out(stack):
+    """Stopping must delete the pass (else the grant stays open for the worker); a pass past its end is over anyway."""
+    from app.domain.actors import WORKER
+
+    upn = "edsger.dijkstra@uni.test"
+    client, token, _ = signed_in(stack, upn)
+    client.post("/tap", data={"csrf_token": token})
+    grant = stack.services.store.open_grant_for(upn)
+    assert grant.remedy is Remedy.TAP and len(passes_of(stack, upn)) == 1
+    user_id = stack.seed.user(upn).object_id
+    stack.control("POST", "/faults", {"path": f"/v1.0/users/{user_id}/authentication/temporaryAccessPassMethods",
+                                      "kind": "503", "method": "DELETE"})
+    assert client.post("/cancel", data={"csrf_token": token}).status_code == 503
+    assert stack.services.store.open_grant_for(upn).id == grant.id  # still open: the worker tries again
+    ended = stack.services.grants.close_grant(grant.id, outcome="expired", actor=WORKER, reason="grant time ended")
+    assert ended.state.value == "expired"  # Entra ends a pass at its lifetime by itself
+    failures = stack.services.store.audit_events(upn, action="grant.tap_deleted")
+    assert [e.outcome for e in failures[:2]] == ["error", "error"]
+    stack.control("DELETE", "/faults")
