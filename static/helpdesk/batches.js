@@ -7,6 +7,8 @@
   var url = live.getAttribute("data-status-url");
   var state = live.getAttribute("data-state");
   var every = Math.max(1, parseInt(live.getAttribute("data-poll-seconds"), 10) || 3) * 1000;
+  var leaving = false;  // a form is being sent: a reload now would race its answer (and eat its notice)
+  document.addEventListener("submit", function () { leaving = true; });
 
   function text(id, value) {
     var node = document.getElementById(id);
@@ -46,7 +48,7 @@
     fetch(url, { credentials: "same-origin", headers: { "Accept": "application/json" } })
       .then(function (response) { return response.ok ? response.json() : null; })
       .then(function (body) {
-        if (!body) { return; }
+        if (!body || leaving) { return; }
         if (body.state !== state) { window.location.reload(); return; }
         var bar = document.getElementById("check-progress");
         if (bar) { bar.value = body.percent; bar.textContent = body.percent + " %"; }
@@ -57,7 +59,7 @@
       })
       .catch(function () { /* the next poll tries again */ })
       .then(function () {
-        if (state !== "closed") { window.setTimeout(poll, every); }
+        if (state !== "closed" && !leaving) { window.setTimeout(poll, every); }
       });
   }
 
