@@ -73,3 +73,20 @@ def upgraded_store(url: str, clock):
         yield store
     finally:
         store.dispose()
+
+
+@contextmanager
+def closing_each(make, close):
+    """Yield a factory that keeps whatever make() returns, and close each of them when the block ends."""
+    made = []
+
+    def factory(*args, **kwargs):
+        thing = make(*args, **kwargs)
+        made.append(thing)
+        return thing
+
+    try:
+        yield factory
+    finally:
+        for thing in made:
+            close(thing)

@@ -7,19 +7,12 @@ import pytest
 
 from app.adapters.store import SessionStore
 from app.domain.sessions import SessionKind, SessionRecord, token_hash
-from tests.services.helpers import FakeClock
-from tests.support import upgraded_store
 
 
 @pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def table(database_url, clock):
-    with upgraded_store(database_url, clock) as store:
-        yield SessionStore(store)
+def table(store):
+    """The session table over the migrated store of tests/adapters/conftest.py (its clock is `clock`)."""
+    return SessionStore(store)
 
 
 def record(clock, token="token-one", upn="Ada.Lovelace@uni.test", kind=SessionKind.STUDENT, minutes=60):

@@ -21,6 +21,7 @@ from app.web import SESSION_COOKIE
 from tests.fixtures.browser import ARTIFACTS
 from tests.flows.conftest import FAST
 from tests.flows.test_student_journey import adfs_sign_in, open_my_sign_ins
+from tests.support import closing_each
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -51,16 +52,11 @@ def stack(tmp_path, lang):
 @pytest.fixture
 def open_context(browser, browser_context_args, lang):
     """Open browser contexts in the language under test; close them after the test."""
-    opened = []
-
     def make(**extra):
-        context = browser.new_context(**{**browser_context_args, "locale": f"{lang}-{lang.upper()}", **extra})
-        opened.append(context)
-        return context
+        return browser.new_context(**{**browser_context_args, "locale": f"{lang}-{lang.upper()}", **extra})
 
-    yield make
-    for context in opened:
-        context.close()
+    with closing_each(make, lambda context: context.close()) as factory:
+        yield factory
 
 
 @pytest.fixture
