@@ -194,10 +194,10 @@ class BatchService:
     def _invite_selected(self, actor: Actor, batch_id: int, client: str = "") -> int:
         """Invite the batch's selected students that have no invite of this batch yet, in one unit of work."""
         invited = {invite.upn for invite in self._invites_of(batch_id)}
-        wanted = [row.upn for row in self.batches.rows(batch_id) if row.selected and row.upn not in invited]
+        wanted = {row.upn: row.mail for row in self.batches.rows(batch_id) if row.selected and row.upn not in invited}
         if not wanted:
             return 0
-        made = self.invites.invite_many(wanted, actor, batch_id=batch_id, client=client)
+        made = self.invites.invite_many(list(wanted), actor, batch_id=batch_id, client=client, addresses=wanted)
         log.info("batches: batch %s: %d invites queued", batch_id, len(made))
         return len(made)
 
@@ -278,16 +278,16 @@ class BatchService:
         now = self.clock()
         for batch in self.batches.in_state(BatchState.SENT, limit=200):
             board = self.dashboard(batch.id)
-            due: dict[int, list[str]] = {}
+            due: dict[int, dict[str, str]] = {}
             for line in board.lines if board else []:
                 if not line.progress.waiting or line.invited_at is None:
                     continue
                 step = self.schedule.due_step(line.invited_at, line.reminders, now)
                 if step is not None:
-                    due.setdefault(step, []).append(line.upn)
-            for step, upns in sorted(due.items()):
-                made = self.invites.invite_many(upns, actor, reason=f"batch {batch.id}: reminder {step}",
-                                                batch_id=batch.id, mail_kind=REMINDER_MAIL)
+                    due.setdefault(step, {})[line.upn] = line.mail
+            for step, addresses in sorted(due.items()):
+                made = self.invites.invite_many(list(addresses), actor, reason=f"batch {batch.id}: reminder {step}",
+                                                batch_id=batch.id, mail_kind=REMINDER_MAIL, addresses=addresses)
                 sent += len(made)
         if sent:
             log.info("batches: %d reminders queued", sent)

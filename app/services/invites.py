@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from app.adapters.sealing import Sealer
 from app.adapters.store.invites import Invites, InviteStore
@@ -95,12 +95,14 @@ class InviteService:
         return self.invite_many([upn], actor, client=client)[0]
 
     def invite_many(self, upns: Iterable[str], actor: Actor, *, reason: str | None = None,
-                    batch_id: int | None = None, mail_kind: str = INVITE_MAIL, client: str = "") -> list[InviteView]:
+                    batch_id: int | None = None, mail_kind: str = INVITE_MAIL, client: str = "",
+                    addresses: Mapping[str, str] | None = None) -> list[InviteView]:
         """Invite many students in ONE unit of work (all or none); return the invites in the order given.
 
         The caller has checked who may be invited (the directory, a batch's preview). Duplicates are invited
         once. Each student's older live invites are revoked: one working link per student. `mail_kind` lets a
-        batch send its own template (a reminder) with the same link rules.
+        batch send its own template (a reminder) with the same link rules. `addresses` names where a student's
+        mail goes when the caller knows better than the directory (the address a batch's preview showed).
         """
         self._may_invite(actor)
         targets = list(dict.fromkeys(Upn(u) for u in upns))
@@ -126,7 +128,8 @@ class InviteService:
                 invite_id = rows.add(token_hash=token_hash(token), upn=upn, created_at=now, created_by=actor.id,
                                      reason=why, expires_at=expiry(now, self.settings.days),
                                      sealed_token=self.sealer.seal(token), batch_id=batch_id)
-                self.outbox.queue(mail_kind, upn=upn, locale=self.locale(), dedupe_key=_cause(invite_id),
+                self.outbox.queue(mail_kind, upn=upn, to=(addresses or {}).get(upn, ""), locale=self.locale(),
+                                  dedupe_key=_cause(invite_id),
                                   params={"invite_id": invite_id, "days": self.settings.days,
                                           "desk": self.settings.desk, "university": self.settings.university},
                                   session=uow.session)
