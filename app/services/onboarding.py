@@ -278,8 +278,8 @@ class OnboardingService:
                 self._audit_refusal(diagnosis, refusal, actor=actor, client=client, action="tap.refused")
                 raise TapRefused(refusal, diagnosis, self._fallback(diagnosis, actor, override_cap))
             assert diagnosis.user is not None
-            lifetime = self.graph.tap_policy().lifetime_for(self.grant_minutes)
             try:
+                lifetime = self.graph.tap_policy().lifetime_for(self.grant_minutes)  # kept: no request
                 record, issued = self.grants.open_tap(
                     upn=diagnosis.user.upn, user_dn=diagnosis.user.dn, entra_user_id=diagnosis.entra_user_id,
                     actor=actor, reason=actor.reason or SELF_SERVICE_REASON, lifetime_minutes=lifetime, one_time=True)
