@@ -30,6 +30,10 @@ RELEASE_SECONDS = Histogram(
     "proofup_release_seconds", "Seconds from a grant becoming active to its release because a strong method "
     "appeared: the student's registration plus the portal's detection and removal.",
     buckets=(30, 60, 90, 120, 180, 300, 600, 900, 1800, 3600), registry=REGISTRY)
+METHOD_SEEN_TO_REMOVED_SECONDS = Histogram(
+    "proofup_method_seen_to_removed_seconds", "Seconds from the portal first seeing a student's new strong method "
+    "to their bypass membership being removed (long when AD did not answer and the worker had to retry).",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600), registry=REGISTRY)
 UNLOCK_REFUSALS = Counter(
     "proofup_unlock_refusals", "Unlocks the policy refused, by reason (privileged, not_stuck, ...).", ["reason"],
     registry=REGISTRY)
@@ -57,6 +61,12 @@ WORKER_LAST_SUCCESS = Gauge(
 WORKER_CYCLE_ERRORS = Counter(
     "proofup_worker_cycle_errors", "Errors recorded by the worker's full cycles (one per failed step).",
     registry=REGISTRY)
+
+
+MAIL_OUTCOMES = Counter(
+    "proofup_mail_outcomes", "Mails the worker's mail pass handled, by outcome: sent, retried (a temporary failure: "
+    "it stays queued), bounced (refused for good), failed (given up, or never sendable), untried (held back "
+    "because the server failed as a whole).", ["outcome"], registry=REGISTRY)
 
 
 class StateCounts(Protocol):
@@ -124,6 +134,8 @@ def subscribe(events: Any) -> None:
         grant = event.grant
         if event.reason.startswith(RELEASE_REASON) and grant.activated_at and grant.ended_at:
             RELEASE_SECONDS.observe(max(0.0, (grant.ended_at - grant.activated_at).total_seconds()))
+        if grant.method_seen_at and grant.ended_at:
+            METHOD_SEEN_TO_REMOVED_SECONDS.observe(max(0.0, (grant.ended_at - grant.method_seen_at).total_seconds()))
 
     def signed_in(_sender: Any, event: Any) -> None:
         SIGN_INS.labels("succeeded", "ok").inc()
@@ -142,6 +154,11 @@ def subscribe(events: Any) -> None:
         if not errors:
             WORKER_LAST_SUCCESS.set_to_current_time()
 
+    def mail_pass_done(_sender: Any, event: Any) -> None:
+        for outcome, n in event.counts.items():
+            if n:
+                MAIL_OUTCOMES.labels(outcome).inc(n)
+
     for kind in ("opened", "activated", "released", "expired", "cancelled", "failed"):
         getattr(events, f"grant_{kind}").connect(transition(kind), weak=False)
     events.grant_released.connect(released, weak=False)
@@ -149,6 +166,7 @@ def subscribe(events: Any) -> None:
     events.sign_in_failed.connect(sign_in_failed, weak=False)
     events.refused.connect(refused, weak=False)
     events.worker_cycle_done.connect(cycle_done, weak=False)
+    events.mail_pass_done.connect(mail_pass_done, weak=False)
 
 
 def count_ldap_operation(dc: str, succeeded: bool) -> None:

@@ -223,7 +223,8 @@ def build_mail_sender(services: Services):
     invites = services.invites
     links = InviteLinks(invites.invites, invites.sealer, invites.settings.public_url)
     return OutboxSender(services.outbox, SmtpMailer.from_settings(settings), MailTemplates(timezone=settings.timezone),
-                        services.directory, language=settings.mail_language, expanders=(links,))
+                        services.directory, language=settings.mail_language, expanders=(links,),
+                        events=services.events)
 
 
 def build_worker(services: Services):

@@ -151,6 +151,7 @@ class GrantView:
     check_count: int = 0
     remedy: Remedy = Remedy.BYPASS
     tap_method_id: str = ""  # the pass's Graph method id (a TAP grant); never its code
+    method_seen_at: datetime | None = None  # when the portal first saw the strong method that releases it
 
     @property
     def open(self) -> bool:

@@ -60,6 +60,13 @@ class CycleEvent:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class MailPassEvent:
+    """The worker's mail pass handled some mail; `counts` says how it went (sent, retried, bounced, failed)."""
+
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
 class Events:
     """The portal's signals. One set per assembled portal (wiring), so two apps never share subscribers."""
 
@@ -77,6 +84,7 @@ class Events:
         self.sign_in_failed = Signal("sign-in failed")
         self.refused = Signal("a request was refused (an unlock, a cancel, a form, a sign-in answer)")
         self.worker_cycle_done = Signal("worker cycle done")
+        self.mail_pass_done = Signal("the worker's mail pass handled mail")
 
     def grant_changed(self, state: GrantState) -> Signal:
         """Return the signal for a grant that has just reached `state`."""

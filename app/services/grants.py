@@ -14,7 +14,17 @@ from typing import Callable
 from app.domain.actors import Actor
 from app.domain.directory import DirectoryError, MembershipCheck
 from app.domain.evidence import GraphError, TemporaryAccessPass
-from app.domain.grants import CloseOutcome, GrantError, GrantNotFound, GrantState, GrantView, check_minutes, end_state_for, utc_now
+from app.domain.grants import (
+    CloseOutcome,
+    GrantError,
+    GrantNotFound,
+    GrantState,
+    GrantView,
+    check_minutes,
+    end_state_for,
+    released_by_registration,
+    utc_now,
+)
 from app.domain.ports import Directory, Graph, Store
 from app.domain.tap import Remedy, refusal_for
 from app.domain.upn import Upn
@@ -134,24 +144,33 @@ class GrantService:
         self.store.audit(actor, "grant.tap_deleted", upn, grant_id, still_there=deleted)
         return deleted
 
-    def close_grant(self, grant_id: int, *, outcome: CloseOutcome, actor: Actor, reason: str) -> GrantView:
-        """Remove the membership (or the pass), then mark the grant ended; an ended grant is returned unchanged."""
+    def close_grant(self, grant_id: int, *, outcome: CloseOutcome, actor: Actor, reason: str,
+                    method_seen_at: datetime | None = None) -> GrantView:
+        """Remove the membership (or the pass), then mark the grant ended; an ended grant is returned unchanged.
+
+        A bypass released because a strong method appeared keeps when that was first seen (method_seen_at, else
+        now), across failed attempts, for the metric of how long a membership outlives the method.
+        """
         end_state = end_state_for(outcome)
         grant = self._require(grant_id)
         if not grant.open:
             return grant
         if grant.remedy is Remedy.TAP:
             return self._close_tap(grant, end_state, outcome=outcome, actor=actor, reason=reason)
+        seen = (grant.method_seen_at or method_seen_at or self.clock()) if released_by_registration(reason) else None
         try:
             removed = self.directory.remove_member(self.bypass_group_dn, grant.user_dn)
         except DirectoryError as exc:
             # Leave the grant open: the worker sees it and retries until the membership is really gone.
             self.store.audit(actor, f"grant.{outcome}", grant.upn, grant.id, outcome="error", reason=reason,
                              error=str(exc))
+            if seen is not None and grant.method_seen_at is None:
+                self.store.note_method_seen(grant.id, seen)  # the retry's release counts from this first sighting
             raise
+        seen_value = {"method_seen_at": seen} if seen is not None else {}
         ended = self._move(grant, end_state, actor=actor, action=f"grant.{outcome}", reason=reason,
                            detail={"membership_removed": removed}, ended_at=self.clock(),
-                           end_reason=outcome)  # the free-text reason goes to the audit trail
+                           end_reason=outcome, **seen_value)  # the free-text reason goes to the audit trail
         if ended is None:  # someone else ended it a moment ago
             return self._require(grant_id)
         return ended

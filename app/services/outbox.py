@@ -28,6 +28,7 @@ from app.domain.mail import (
     valid_address,
 )
 from app.domain.ports import Mailer, MailTemplates, OutboxStore
+from app.services.events import Events, MailPassEvent
 
 log = logging.getLogger(__name__)
 MAILER = Actor(ActorKind.WORKER, "mailer")  # the worker's mail pass, as the audit trail names it
@@ -55,6 +56,11 @@ class MailReport:
     def handled(self) -> int:
         return self.sent + self.retried + self.bounced + self.failed + self.untried
 
+    def counts(self) -> dict[str, int]:
+        """Return how each handled mail went, by outcome (for the mail pass's event)."""
+        return {"sent": self.sent, "retried": self.retried, "bounced": self.bounced, "failed": self.failed,
+                "untried": self.untried}
+
     def summary(self) -> str:
         """Return one log line."""
         return (f"sent={self.sent} retried={self.retried} bounced={self.bounced} failed={self.failed} "
@@ -66,7 +72,7 @@ class OutboxSender:
 
     def __init__(self, outbox: OutboxStore, mailer: Mailer, templates: MailTemplates, directory, *,
                  language: str = "en", clock: Callable[[], datetime] = utc_now, batch_size: int = BATCH_SIZE,
-                 claim_seconds: float = CLAIM_SECONDS, expanders: Sequence[Any] = ()):
+                 claim_seconds: float = CLAIM_SECONDS, expanders: Sequence[Any] = (), events: Events | None = None):
         self.outbox = outbox
         self.mailer = mailer
         self.templates = templates
@@ -79,6 +85,7 @@ class OutboxSender:
         # a dict of values for the templates (empty if the mail is not its kind; LookupError: it can never go),
         # and settled(), called after each pass to forget what it kept for mails that are done.
         self.expanders = tuple(expanders)
+        self.events = events  # told how each pass went (metrics listen)
 
     def send_due(self, limit: int = MAILS_PER_PASS) -> MailReport:
         """Send due mails, batch by batch, until none is due, `limit` are handled or the server fails."""
@@ -96,6 +103,8 @@ class OutboxSender:
         report.seconds = time.monotonic() - started
         if report.handled:
             log.info("mail pass: %s", report.summary())
+            if self.events is not None:
+                self.events.emit(self.events.mail_pass_done, self, MailPassEvent(report.counts()))
         return report
 
     def _send_batch(self, batch: list[MailRecord], report: MailReport) -> bool:

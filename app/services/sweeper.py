@@ -168,6 +168,7 @@ class Sweeper:
         except Exception as exc:  # the adapter should report per user; a raise still must not stop the cycle
             self._fail(report, "bulk method check", exc)
             return
+        answered = self.clock()  # when the portal saw the methods, however long the removals below then take
         throttled: list[float] = []
         failed: list[str] = []
         for grant in due:
@@ -191,7 +192,8 @@ class Sweeper:
                     self.store.record_check(grant.id, at=now)
                     continue
                 report.confirmed += 1
-                ended = self.grants.close_grant(grant.id, outcome="released", actor=WORKER, reason=release.reason)
+                ended = self.grants.close_grant(grant.id, outcome="released", actor=WORKER, reason=release.reason,
+                                                method_seen_at=answered)
                 if ended.state is GrantState.RELEASED:
                     report.released += 1
             except Exception as exc:

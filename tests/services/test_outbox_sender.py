@@ -241,3 +241,32 @@ def test_a_sender_killed_between_the_servers_accept_and_its_record_sends_again_w
     clock.now = utc_now() + timedelta(seconds=CLAIM_SECONDS + 1)
     assert sender_for(outbox, directory, clock, server).send_due().sent == 1
     assert [m["Message-ID"] for m in server.mailbox.wait_for(2)] == [mail.message_id] * 2
+
+
+def test_each_pass_tells_the_metrics_how_its_mail_went(smtp_server, outbox, directory, clock):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from app import metrics
+    from app.services.events import Events
+
+    def outcomes() -> dict[str, float]:
+        return {s.labels["outcome"]: s.value for f in text_string_to_metric_families(metrics.exposition().decode())
+                for s in f.samples if s.name == "proofup_mail_outcomes_total"}
+
+    events = Events()
+    metrics.subscribe(events)
+    server = smtp_server("starttls")
+    server.faults.defer_data = 1  # the first mail gets "421 try again later": it and the rest wait
+    sender = sender_for(outbox, directory, clock, server)
+    sender.events = events
+    queue(outbox)
+    queue(outbox, upn=GRACE)
+    queue(outbox, upn=RADIA)  # no address in the directory: failed at once
+    before = outcomes()
+    sender.send_due()
+    clock.advance(30)
+    sender.send_due()
+    after = outcomes()
+    # Pass 1: Ada's mail deferred, the two behind it held back untried. Pass 2: Ada and Grace sent, Radia failed.
+    assert {k: after.get(k, 0) - before.get(k, 0) for k in ("sent", "retried", "failed", "bounced", "untried")} == {
+        "sent": 2, "retried": 1, "failed": 1, "bounced": 0, "untried": 2}

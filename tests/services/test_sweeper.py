@@ -180,6 +180,7 @@ def test_ldap_down_for_one_step_is_recorded_and_retried_next_cycle(store, seed, 
     w.graph.methods = {alan.entra_user_id: (AUTHENTICATOR,)}
     clock.advance(5 * 60)
     flaky.failures = {"remove_member": DirectoryUnavailable("dc1: connection refused")}
+    first_seen = clock()
     report = w.sweeper.run_cycle()
     assert report.expired == 0 and report.released == 0 and len(report.errors) >= 2
     assert store.get_grant(ada.id).state is GrantState.ACTIVE  # still open: the worker will retry
@@ -189,6 +190,9 @@ def test_ldap_down_for_one_step_is_recorded_and_retried_next_cycle(store, seed, 
     report = w.sweeper.run_cycle()
     assert report.expired == 1 and report.released == 1 and not report.errors
     assert inner.list_members(seed.bypass_group_dn) == []
+    released = store.get_grant(alan.id)  # the metric counts from the first sighting, across the failed attempt
+    assert released.method_seen_at == first_seen and released.ended_at - released.method_seen_at == timedelta(seconds=30)
+    assert store.get_grant(ada.id).method_seen_at is None  # expired: no method was ever seen
 
 
 def test_checks_the_budget_postpones_are_deferred_not_errors(world):

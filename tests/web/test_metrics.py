@@ -146,6 +146,8 @@ def test_a_worker_cycle_and_a_release_are_counted(tmp_path, services, graph, clo
     after = scrape(client)
     assert delta(before, after, "proofup_grant_transitions_total", kind="released") == 1
     assert delta(before, after, "proofup_release_seconds_count") == 1
+    assert delta(before, after, "proofup_method_seen_to_removed_seconds_count") == 1
+    assert 0 <= delta(before, after, "proofup_method_seen_to_removed_seconds_sum") < 60  # seen and removed in one cycle
     assert delta(before, after, "proofup_worker_cycle_seconds_count") == 1
     assert after[("proofup_worker_last_success_timestamp_seconds", ())] > \
         before.get(("proofup_worker_last_success_timestamp_seconds", ()), 0)

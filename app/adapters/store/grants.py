@@ -42,6 +42,7 @@ class GrantRow(Base):
     check_count: Mapped[int] = mapped_column(Integer, default=0)
     remedy: Mapped[str] = mapped_column(String(16), default=Remedy.BYPASS.value, server_default=Remedy.BYPASS.value)
     tap_method_id: Mapped[str] = mapped_column(String(64), default="", server_default="")  # never the pass's code
+    method_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
         # At most one open grant per person, enforced by the database itself (both backends).
@@ -58,7 +59,7 @@ class GrantRow(Base):
             expires_at=self.expires_at, activated_at=self.activated_at, ended_at=self.ended_at,
             end_reason=self.end_reason, ttl_seconds=self.ttl_seconds, dc_confirmed=self.dc_confirmed,
             last_checked_at=self.last_checked_at, check_count=self.check_count, remedy=Remedy(self.remedy),
-            tap_method_id=self.tap_method_id,
+            tap_method_id=self.tap_method_id, method_seen_at=self.method_seen_at,
         )
 
 
@@ -172,6 +173,11 @@ class Grants:
         self.session.execute(update(GrantRow).where(GrantRow.id == grant_id).values(**values))
         return self.get(grant_id)
 
+    def note_method_seen(self, grant_id: int, at: datetime) -> None:
+        """Remember when a strong method was first seen for an open grant (a later sighting changes nothing)."""
+        self.session.execute(update(GrantRow).where(GrantRow.id == grant_id, GrantRow.state.in_(_OPEN),
+                                                    GrantRow.method_seen_at.is_(None)).values(method_seen_at=at))
+
     def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool:
         """Claim the next methods check of an open grant (compare-and-set on last_checked_at, across instances)."""
         same_as_seen = (GrantRow.last_checked_at.is_(None) if expected_last_checked_at is None
@@ -260,6 +266,11 @@ class GrantStore(Database):
         """Note that a grant was checked (methods or replication) at a time."""
         with self._tx(write=True) as s:
             return Grants(s).record_check(grant_id, at=at, dc_confirmed=dc_confirmed)
+
+    def note_method_seen(self, grant_id: int, at: datetime) -> None:
+        """Remember when a strong method was first seen for an open grant (a later sighting changes nothing)."""
+        with self._tx(write=True) as s:
+            Grants(s).note_method_seen(grant_id, at)
 
     def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool:
         """Claim the next methods check of an open grant (compare-and-set on last_checked_at, across instances)."""
