@@ -80,14 +80,20 @@ class OutboxCounts(Protocol):
     def counts(self) -> Mapping[Any, int]: ...
 
 
+class InviteCounts(Protocol):
+    def counts(self, now: datetime) -> Mapping[Any, int]: ...
+
+
 class StateCollector:
     """Read the present from the database at scrape time: open grants, grants past their end, the worker's last look
-    at the bypass group, the mail outbox."""
+    at the bypass group, the mail outbox, invites by state."""
 
-    def __init__(self, store: StateCounts, clock: Callable[[], datetime], outbox: OutboxCounts | None = None):
+    def __init__(self, store: StateCounts, clock: Callable[[], datetime], outbox: OutboxCounts | None = None,
+                 invites: InviteCounts | None = None):
         self.store = store
         self.clock = clock
         self.outbox = outbox
+        self.invites = invites
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         counts = self.store.grant_counts(self.clock())
@@ -115,6 +121,11 @@ class StateCollector:
         for state, n in (self.outbox.counts() if self.outbox is not None else {}).items():
             mails.add_metric([getattr(state, "value", str(state))], n)
         yield mails
+        invites = GaugeMetricFamily("proofup_invites", "Invite links by state now (sent, opened, used, expired, "
+                                    "revoked, bounced), until retention removes them.", labels=["state"])
+        for state, n in (self.invites.counts(self.clock()) if self.invites is not None else {}).items():
+            invites.add_metric([getattr(state, "value", str(state))], n)
+        yield invites
 
 RELEASE_REASON = "strong method registered"  # the release rule's reason (app.domain.grants.release_for)
 

@@ -48,7 +48,8 @@ def metrics():
 
     _require_scraper()
     svc = services()
-    body = m.exposition(m.StateCollector(svc.store, svc.onboarding.clock, svc.outbox),
+    invites = svc.invites.invites if svc.invites is not None else None
+    body = m.exposition(m.StateCollector(svc.store, svc.onboarding.clock, svc.outbox, invites),
                         health.DependencyCollector(svc.dependencies))
     return Response(body, content_type=m.CONTENT_TYPE, headers=NO_STORE)
 

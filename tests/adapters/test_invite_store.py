@@ -194,6 +194,7 @@ def test_the_list_filters_by_every_state_as_the_domain_derives_it(invites, outbo
         listed = {i.id for i in invites.search(InviteFilter(state=state))}
         assert listed == {i for i, s in derived.items() if s is state}, state
     assert set(derived.values()) == set(InviteState)
+    assert invites.invites.counts(clock()) == {state: 1 for state in InviteState}  # /metrics' proofup_invites
 
 
 def test_the_list_pages_newest_first(invites):

@@ -99,6 +99,12 @@ def test_the_outbox_depth_is_read_from_the_database(tmp_path, services):
     assert after[("proofup_outbox_mails", (("state", "bounced"),))] == 0
 
 
+def test_invites_are_counted_by_state_from_the_database(tmp_path, services):
+    counted = {labels: v for (name, labels), v in scrape(portal(tmp_path, services, metrics_token=TOKEN)).items()
+               if name == "proofup_invites"}
+    assert counted == {(("state", state),): 0 for state in ("sent", "opened", "used", "expired", "revoked", "bounced")}
+
+
 def delta(before: dict, after: dict, name: str, **labels: str) -> float:
     key = (name, tuple(sorted(labels.items())))
     return after.get(key, 0.0) - before.get(key, 0.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, Integer, String, Text, and_, func, not_, or_, select, update
+from sqlalchemy import Index, Integer, String, Text, and_, case, func, not_, or_, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.adapters.store.base import Base, Database, UTCDateTime
@@ -180,6 +180,13 @@ class InviteStore:
             select_ = select_.where(_state_is(query.state, now))
         with self.store._tx() as s:  # noqa: SLF001
             return [_view(*found) for found in s.execute(select_)]
+
+    def counts(self, now: datetime) -> dict[InviteState, int]:
+        """Count the invites in each state now (for /metrics): one pass over the table, no GROUP BY on a bound time."""
+        sums = [func.coalesce(func.sum(case((_state_is(state, now), 1), else_=0)), 0) for state in InviteState]
+        query = select(*sums).select_from(InviteRow).outerjoin(OutboxRow, OutboxRow.id == InviteRow.mail_id)
+        with self.store._tx() as s:  # noqa: SLF001
+            return dict(zip(InviteState, (int(n) for n in s.execute(query).one())))
 
     def erase_seals(self, now: datetime) -> int:
         """Erase the sealed token of every invite nothing will send any more; return how many.
