@@ -62,15 +62,11 @@ def test_many_invites_commit_with_their_mails_and_audit_lines_in_one_unit_of_wor
 
 
 def test_a_failure_mid_way_leaves_no_invite_and_no_mail(invites, outbox, store, monkeypatch):
-    calls = []
+    def queue_then_crash(*args, **kwargs):
+        OutboxStore.queue_many(outbox, *args, **kwargs)
+        raise RuntimeError("crash after queueing the mails, before the audit lines")
 
-    def fail_on_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("crash while queueing the second mail")
-        return OutboxStore.queue(outbox, *args, **kwargs)
-
-    monkeypatch.setattr(outbox, "queue", fail_on_second)
+    monkeypatch.setattr(outbox, "queue_many", queue_then_crash)
     with pytest.raises(RuntimeError):
         invites.invite_many([ADA, GRACE], DESK)
     assert invites.search(InviteFilter()) == [] and outbox.mails_for(ADA) == []

@@ -19,6 +19,7 @@ from app.domain.mail import DONE_STATES, PROBLEM_STATES, MailState
 from app.domain.upn import Upn
 
 _PROBLEMS = [s.value for s in PROBLEM_STATES]
+CHUNK = 500  # ids or UPNs in one IN (...): well inside every backend's limit on bound parameters
 _DONE = [s.value for s in DONE_STATES]
 
 
@@ -89,19 +90,24 @@ class Invites:
     def __init__(self, session: Session):
         self.session = session
 
-    def add(self, *, token_hash: str, upn: str, created_at: datetime, created_by: str, reason: str,
-            expires_at: datetime, sealed_token: str, batch_id: int | None = None) -> int:
-        """Write a new invite; return its id."""
-        row = InviteRow(token_hash=token_hash, upn=Upn(upn), created_at=created_at, created_by=created_by[:320],
-                        reason=reason, expires_at=expires_at, revoked_by="", batch_id=batch_id,
-                        sealed_token=sealed_token)
-        self.session.add(row)
+    def add_many(self, invites: list[dict], *, created_at: datetime, created_by: str, reason: str,
+                 expires_at: datetime, batch_id: int | None = None) -> list[InviteRow]:
+        """Write new invites, each a dict of token_hash, upn and sealed_token, in one flush; return their rows."""
+        rows = [InviteRow(token_hash=i["token_hash"], upn=Upn(i["upn"]), created_at=created_at,
+                          created_by=created_by[:320], reason=reason, expires_at=expires_at, revoked_by="",
+                          batch_id=batch_id, sealed_token=i["sealed_token"]) for i in invites]
+        self.session.add_all(rows)
         self.session.flush()
-        return row.id
+        return rows
 
-    def link_mail(self, invite_id: int, mail_id: int) -> None:
-        """Record which outbox mail carries the invite."""
-        self.session.execute(update(InviteRow).where(InviteRow.id == invite_id).values(mail_id=mail_id))
+    def views(self, invite_ids: list[int]) -> list[InviteView]:
+        """Return invites with their mail's state, in the order of the ids given (read in chunks)."""
+        found: dict[int, InviteView] = {}
+        for start in range(0, len(invite_ids), CHUNK):
+            chunk = invite_ids[start:start + CHUNK]
+            found.update((row.id, _view(row, state, error))
+                         for row, state, error in self.session.execute(_with_mail().where(InviteRow.id.in_(chunk))))
+        return [found[i] for i in invite_ids]
 
     def get(self, invite_id: int) -> InviteView | None:
         """Return one invite with its mail's state, or None."""
@@ -113,9 +119,14 @@ class Invites:
         found = self.session.execute(_with_mail().where(InviteRow.token_hash == token_hash)).first()
         return _view(*found) if found else None
 
-    def usable_for(self, upn: str, now: datetime) -> list[int]:
-        """Return the ids of a student's invites whose link still works."""
-        return list(self.session.scalars(select(InviteRow.id).where(InviteRow.upn == Upn(upn), _usable(now))))
+    def usable_for(self, upns: list[str], now: datetime) -> list[tuple[int, Upn]]:
+        """Return (id, upn) of the students' invites whose link still works (read in chunks)."""
+        found: list[tuple[int, Upn]] = []
+        for start in range(0, len(upns), CHUNK):
+            chunk = [Upn(u) for u in upns[start:start + CHUNK]]
+            found += [(i, Upn(u)) for i, u in self.session.execute(
+                select(InviteRow.id, InviteRow.upn).where(InviteRow.upn.in_(chunk), _usable(now)))]
+        return found
 
     def usable_in_batch(self, batch_id: int, now: datetime) -> list[int]:
         """Return the ids of a batch's invites whose link still works."""
@@ -136,14 +147,16 @@ class Invites:
 
     def revoke(self, invite_ids: list[int], at: datetime, by: str) -> list[int]:
         """Take back the invites that are still unused and not revoked; return the ids this call revoked."""
-        if not invite_ids:
-            return []
-        live = and_(InviteRow.id.in_(invite_ids), InviteRow.used_at.is_(None), InviteRow.revoked_at.is_(None))
-        ids = list(self.session.scalars(select(InviteRow.id).where(live).with_for_update()))
-        if ids:
-            self.session.execute(update(InviteRow).where(InviteRow.id.in_(ids), live).values(
-                revoked_at=at, revoked_by=by[:320], sealed_token=None))
-        return ids
+        revoked: list[int] = []
+        for start in range(0, len(invite_ids), CHUNK):
+            live = and_(InviteRow.id.in_(invite_ids[start:start + CHUNK]), InviteRow.used_at.is_(None),
+                        InviteRow.revoked_at.is_(None))
+            ids = list(self.session.scalars(select(InviteRow.id).where(live).with_for_update()))
+            if ids:
+                self.session.execute(update(InviteRow).where(InviteRow.id.in_(ids), live).values(
+                    revoked_at=at, revoked_by=by[:320], sealed_token=None))
+            revoked += ids
+        return revoked
 
     def sealed_token(self, invite_id: int) -> str | None:
         """Return the sealed token of an invite whose mail has not gone out yet (None once erased)."""

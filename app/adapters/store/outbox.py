@@ -79,15 +79,7 @@ class OutboxStore:
 
         `dedupe_key` names the cause (e.g. "security_unlocked:grant:42"): the same cause queues one mail only.
         """
-        if not to and not upn:
-            raise ValueError("a mail needs an address or a person whose directory entry has one")
-        now = self.store.clock()
-        row = OutboxRow(
-            kind=kind, upn=Upn(upn) if upn else None, to_address=to, locale=locale,
-            params=json.dumps(redact(params or {}), default=str, sort_keys=True), dedupe_key=dedupe_key,
-            message_id=new_message_id(self.sender), state=MailState.QUEUED.value, queued_at=now,
-            next_attempt_at=now, attempts=0, claim="", last_error="",
-        )
+        row = self._row(kind, upn=upn, to=to, locale=locale, params=params, dedupe_key=dedupe_key)
         if session is not None:
             if dedupe_key and session.scalar(select(OutboxRow.id).where(OutboxRow.dedupe_key == dedupe_key)):
                 return False
@@ -105,13 +97,36 @@ class OutboxStore:
         except IntegrityError:
             return False
 
+    def queue_many(self, kind: str, mails: list[tuple[str, str, dict[str, Any], str]], *, session: Session,
+                   locale: str = "") -> list[int]:
+        """Queue many mails of one kind in the caller's transaction, as (upn, address or "", params, dedupe_key)
+        of NEW causes; return their ids in order (one flush, however many: a batch's invites).
+
+        A cause already queued raises IntegrityError and rolls back the caller's change: the caller names causes
+        that cannot exist yet (e.g. a row it just made).
+        """
+        rows = [self._row(kind, upn=upn, to=to, locale=locale, params=params, dedupe_key=key)
+                for upn, to, params, key in mails]
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows]
+
+    def _row(self, kind: str, *, upn: str | None, to: str = "", locale: str, params: dict[str, Any] | None,
+             dedupe_key: str | None) -> OutboxRow:
+        """Make one queued mail's row, due now, its secret-looking values redacted."""
+        if not to and not upn:
+            raise ValueError("a mail needs an address or a person whose directory entry has one")
+        now = self.store.clock()
+        return OutboxRow(
+            kind=kind, upn=Upn(upn) if upn else None, to_address=to, locale=locale,
+            params=json.dumps(redact(params or {}), default=str, sort_keys=True), dedupe_key=dedupe_key,
+            message_id=new_message_id(self.sender), state=MailState.QUEUED.value, queued_at=now,
+            next_attempt_at=now, attempts=0, claim="", last_error="",
+        )
+
     def locale_of(self, dedupe_key: str, session: Session | None = None) -> str:
         """Return the language a mail for this cause was queued in ("" if none was, or it named none)."""
         return self._of_cause(OutboxRow.locale, dedupe_key, session) or ""
-
-    def mail_id_for(self, dedupe_key: str, session: Session | None = None) -> int | None:
-        """Return the id of the mail queued for a cause, or None."""
-        return self._of_cause(OutboxRow.id, dedupe_key, session)
 
     def _of_cause(self, column, dedupe_key: str, session: Session | None) -> Any:
         """Read one column of the mail queued for a cause (in the caller's transaction, if given)."""
