@@ -31,6 +31,9 @@ from app.domain.upn import Upn
 log = logging.getLogger(__name__)
 REMINDER_MAIL = "batch_reminder"  # templates/mail/batch_reminder.txt and .html
 INVITE_PAGE = 5_000  # invites read at once for a dashboard (a batch of 2,000 with two reminders is 6,000)
+# Rows one worker tick checks at most: about 12 s of Graph on the simulator, so the grants' work (expiry) and
+# the worker's lease never wait behind a large batch; each chunk reads the tenant's sign-ins once (2 pages).
+CHECK_CHUNK = 500
 PROGRESS_EVERY_SECONDS = 1.0  # how often a running check writes its progress (the page polls it)
 # A batch marked sent whose invites are missing this long after the click was cut off (a crash): the worker
 # finishes it. Longer than any invite_many can take, so the worker never races the click itself.
@@ -143,9 +146,10 @@ class BatchService:
         return checked
 
     def check_batch(self, batch_id: int, actor: Actor = WORKER) -> int:
-        """Diagnose a batch's unchecked rows in bulk (progress stored as it goes); return how many were checked."""
-        rows = self.batches.unchecked(batch_id, limit=100_000)
-        if not rows:
+        """Diagnose the next CHECK_CHUNK unchecked rows in bulk (progress stored as it goes); return how many."""
+        batch = self.batches.get(batch_id)
+        rows = self.batches.unchecked(batch_id, limit=CHECK_CHUNK)
+        if batch is None or not rows:
             self.batches.record_checks(actor, batch_id, {})
             return 0
         by_upn = {row.upn: row for row in rows}
@@ -155,7 +159,8 @@ class BatchService:
             now = time.monotonic()
             if now - last[0] >= PROGRESS_EVERY_SECONDS or step.phase == "done":
                 last[0] = now
-                self.batches.record_progress(batch_id, step.percent)
+                done = batch.rows_checked + step.percent * len(rows) / 100
+                self.batches.record_progress(batch_id, 100 * done / max(1, batch.rows_total))
 
         outcome = self.bulk.diagnose_many([str(u) for u in by_upn], actor=actor, progress=progress)
         checks = {}
@@ -174,6 +179,14 @@ class BatchService:
         log.info("batches: batch %s: %d rows checked in %d Graph requests", batch_id, len(checks),
                  outcome.graph_requests)
         return len(checks)
+
+    def recheck(self, actor: Actor, batch_id: int, *, client: str = "") -> int:
+        """Check again the rows Graph did not answer for (the batch goes back to checking); return how many."""
+        self._may_change(actor, "batch.recheck", batch_id, client)
+        count = self.batches.reopen(actor, batch_id, Skip.CHECK_FAILED.value, client=client)
+        if count is None:
+            raise self._refuse(actor, "batch.recheck", "not_ready", batch_id=batch_id, client=client)
+        return count
 
     # -- send ------------------------------------------------------------------------------------
 

@@ -185,3 +185,39 @@ def test_closing_a_checked_batch_is_audited_and_happens_once(client, services):
     assert "closed already" in page and services.batches.batches.get(batch_id).state is BatchState.CLOSED
     assert [e.outcome for e in services.store.search_audit(_query("batch.close"))] == ["refused"]
     assert len(services.store.search_audit(_query("batch.closed"))) == 1
+
+
+def test_students_graph_did_not_answer_for_can_be_checked_again_before_sending(client, services, graph):
+    staff_sign_in(client, DESK)
+    batch_id = uploaded(client, services)
+    graph.down = True  # Graph fails for every student of this check: nobody is invited on a guess
+    services.batches.work()
+    graph.down = False
+    status = client.get(f"/helpdesk/batches/{batch_id}/status").get_json()
+    assert status["state"] == "ready" and status["counts"] == {"skipped": 12}
+    assert {s["skip"] for s in status["students"] if s["line"] in (2, 3, 4)} == {"check_failed"}
+    token = page_csrf(client, f"/helpdesk/batches/{batch_id}")
+    assert 'id="recheck"' in client.get(f"/helpdesk/batches/{batch_id}").get_data(as_text=True)
+    page = client.post(f"/helpdesk/batches/{batch_id}/recheck", data={"csrf_token": token, "reason": "Graph is back"},
+                       headers=ORIGIN, follow_redirects=True).get_data(as_text=True)
+    assert "being checked again" in page
+    assert services.batches.batches.get(batch_id).state is BatchState.CHECKING
+    services.batches.work()
+    status = client.get(f"/helpdesk/batches/{batch_id}/status").get_json()
+    assert status["state"] == "ready" and status["counts"] == {"not_sent": 3, "skipped": 9}
+    (event,) = services.store.search_audit(_query("batch.recheck"))
+    assert event.reason == "Graph is back" and event.detail["rows"] >= 3
+
+
+def test_a_large_batch_is_checked_a_chunk_per_worker_tick(client, services, monkeypatch):
+    from app.services import batches as batch_module
+
+    monkeypatch.setattr(batch_module, "CHECK_CHUNK", 4)
+    staff_sign_in(client, DESK)
+    batch_id = uploaded(client, services)  # 9 rows to check, 3 the file already spoiled
+    services.batches.work()
+    first = client.get(f"/helpdesk/batches/{batch_id}/status").get_json()
+    assert first["state"] == "checking" and first["checked"] == 7 and first["percent"] == 58
+    services.batches.work()
+    services.batches.work()
+    assert client.get(f"/helpdesk/batches/{batch_id}/status").get_json()["state"] == "ready"

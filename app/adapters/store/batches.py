@@ -249,3 +249,21 @@ class BatchStore:
                 for upn, state in s.execute(query.order_by(GrantRow.id)):
                     found[upn] = state  # ordered by id: the newest wins
         return found
+
+    def reopen(self, actor: Actor, batch_id: int, problem: str, *, client: str = "") -> int | None:
+        """Put a checked batch's rows with this problem back to unchecked (the batch checking again), audited.
+
+        Return how many rows; None when the batch is not ready (unknown, still checking, sent or closed).
+        """
+        with self._change() as (s, audit):
+            batch = s.get(BatchRecord, batch_id)
+            if batch is None or batch.state != BatchState.READY.value:
+                return None
+            count = s.execute(update(BatchRowRecord).where(
+                BatchRowRecord.batch_id == batch_id, BatchRowRecord.problem == problem,
+                BatchRowRecord.checked.is_(True)).values(checked=False, problem="", diagnosis="")).rowcount
+            if count:
+                batch.state, batch.rows_checked, batch.check_percent = BatchState.CHECKING.value, \
+                    batch.rows_checked - count, 0
+            audit.add(actor, "batch.recheck", None, batch_id=batch_id, rows=count, client=client)
+            return count

@@ -202,6 +202,15 @@ def batch_send(batch_id: int):
         "count": desk.send(actor, batch_id, client=client_address())})
 
 
+@bp.post("/batches/<int:batch_id>/recheck")
+@staff_required
+def batch_recheck(batch_id: int):
+    """Check again the students Microsoft Graph did not answer for."""
+    desk = services().batches
+    return _act(batch_id, "recheck", lambda actor: str(_l("%(count)s students are being checked again.")) % {
+        "count": desk.recheck(actor, batch_id, client=client_address())})
+
+
 @bp.post("/batches/<int:batch_id>/close")
 @staff_required
 def batch_close(batch_id: int):
