@@ -63,3 +63,6 @@ def test_the_desk_invites_and_the_student_follows_the_link_from_the_mail(stack, 
     expect(desk.locator("#invites")).to_contain_text(STUDENT)
     accessible(desk, "invites")
     shot(desk, request, "03-desk-used")
+    desk.click("#mail-problems-link")
+    expect(desk.locator("#mail-problems")).to_contain_text("Every mail was delivered.")
+    accessible(desk, "mail not delivered")

@@ -304,3 +304,21 @@ def test_the_pages_work_under_their_own_content_security_policy(stack, lang, ope
     page.locator("#cancel").click()
     expect(page.locator("[data-state]")).to_have_attribute("data-state", "stuck")
     assert not refused, refused
+
+
+def test_the_invite_pages_in_every_width_and_language(stack, lang, open_context, accessible, shots):
+    """The page an invite link opens, and the one answer for a dead link (signed out, as from a mail)."""
+    from app.adapters.store import Invites
+    from app.domain.actors import Actor
+
+    invite = stack.services.invites.invite("grace.hopper@uni.test",
+                                           Actor.staff("hedy.lamarr@uni.test", role="helpdesk", reason="t"))
+    with stack.services.store._tx() as s:  # noqa: SLF001 - the token, as the worker's mail pass reads it
+        token = stack.services.invites.sealer.open(Invites(s).sealed_token(invite.id))
+    inspect = Inspector(lang, accessible, shots)
+    page = open_context().new_page()
+    page.goto(f"{stack.portal_url}/invite/{token}")
+    expect(page.locator("#invite-continue")).to_be_visible()
+    inspect(page, "invite", signed_in=False)
+    page.goto(f"{stack.portal_url}/invite/{'x' * 43}")
+    inspect(page, "invite-dead-link", signed_in=False)
