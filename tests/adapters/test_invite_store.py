@@ -2,6 +2,7 @@
 opened, spent once by their own student, revoked, listed by state; the token is never stored in clear."""
 from __future__ import annotations
 
+import re
 import threading
 from datetime import timedelta
 
@@ -256,3 +257,29 @@ def test_retention_purges_invites_that_ended_long_ago_and_keeps_the_rest(invites
     assert retention.purge()["invites"] == 3
     assert [i.id for i in invites.search(InviteFilter())] == [live.id]
     assert expired.id not in {i.id for i in invites.search(InviteFilter())}
+
+
+def test_a_sender_that_dies_after_the_servers_accept_sends_the_same_link_again(
+        smtp_server, invites, outbox, clock, monkeypatch):
+    """At-least-once with the seal: it is erased only after the mail is recorded as sent."""
+    server = smtp_server("none")
+    invite = invites.invite(ADA, DESK)
+    sender = OutboxSender(outbox, SmtpMailer(**server.mailer_kwargs(), sender="proofup@uni.test", timeout_seconds=5),
+                          MailTemplates(), EmbeddedDirectory(load_seed()), clock=clock,
+                          expanders=(links(invites, clock),))
+
+    def die(mail):
+        raise SystemExit("the worker was killed between the server's 250 and the record")
+
+    monkeypatch.setattr(outbox, "mark_sent", die)
+    with pytest.raises(SystemExit):
+        sender.send_due()
+    assert token_of(invites, invite) is not None  # still sealed: the mail is not recorded as sent
+    monkeypatch.undo()
+    clock.advance(sender.claim_seconds + 1)  # the dead sender's claim runs out
+    assert sender.send_due().sent == 1
+    first, again = server.mailbox.wait_for(2)
+    link = re.compile(r"\S+/invite/\S+")
+    assert link.findall(first.get_body(("plain",)).get_content()) == link.findall(
+        again.get_body(("plain",)).get_content())
+    assert first["Message-ID"] == again["Message-ID"] and token_of(invites, invite) is None
