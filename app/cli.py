@@ -136,8 +136,6 @@ def cmd_grant(args, settings: Settings) -> int:
     return OK
 
 
-SCAN_COLUMNS = ("upn", "outcome", "reason", "display_name", "authenticator_sign_ins", "last_sign_in", "devices",
-                "methods")
 SCAN_REASON = "scan before MFA is switched on"
 
 
@@ -157,16 +155,17 @@ def _scan_targets(args, svc) -> tuple[list[str], str, list[str]]:
 
 
 def scan_rows(report) -> list[list[str]]:
-    """Turn a scan report into rows of SCAN_COLUMNS (plain text; the CSV writer neutralises formulas)."""
-    return [[p.upn, p.outcome.value, p.reason, p.display_name, str(p.sign_ins),
-             p.last_sign_in.date().isoformat() if p.last_sign_in else "", "; ".join(p.devices),
-             "; ".join(p.methods)] for p in report.predictions]
+    """Turn a scan report into rows of ROW_FIELDS (plain text; the CSV writer neutralises formulas)."""
+    from app.services.scan import ROW_FIELDS, prediction_row
+
+    return [[prediction_row(p)[field] for field in ROW_FIELDS] for p in report.predictions]
 
 
 def _print_scan(report, refused: list[str], output: str, out) -> None:
     import csv
 
     from app.domain.cells import safe_cell
+    from app.services.scan import ROW_FIELDS as SCAN_COLUMNS
 
     rows = scan_rows(report)
     if output == "csv":

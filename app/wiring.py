@@ -11,7 +11,7 @@ from app.domain.state import Policy
 from app import metrics
 from app.services.events import Events, subscribe_audit_feed
 from app.services.bulk_diagnosis import BulkDiagnosisService
-from app.services.scan import ScanService
+from app.services.scan import ScanJobs, ScanService
 from app.services.onboarding import OnboardingService
 from app.services.sessions import SessionService
 
@@ -37,6 +37,7 @@ class Services:
     bulk_diagnosis: Any = None  # many students at once (BulkDiagnosisService): batches and the scan
     dependencies: Any = None  # the dependency checks monitoring reads (app.health.DependencyMonitor)
     scan: Any = None  # who will loop before MFA is switched on (ScanService)
+    scans: Any = None  # the desk's background scans and their reports (ScanJobs)
     batches: Any = None  # the desk's weekly batches (BatchService)
 
     def close(self) -> None:
@@ -253,7 +254,8 @@ def build_retention(services: Services):
     policy = RetentionPolicy(audit_days=settings.retain_audit_days, grant_days=settings.retain_grant_days,
                              mail_days=settings.retain_mail_days)
     return Retention(services.store, policy, sessions=SessionStore(services.store), outbox=services.outbox,
-                     invites=services.invites.invites if services.invites is not None else None)
+                     invites=services.invites.invites if services.invites is not None else None,
+                     scans=services.scans.scans if services.scans is not None else None)
 
 
 def build_dependency_monitor(settings: Settings, clock=None):
@@ -300,11 +302,14 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
                                           policy=policy_from(settings), clock=clock)
     invites = build_invites(settings, store, outbox, directory, clock)
     scan = ScanService(directory=directory, bulk=bulk_diagnosis, store=store, invites=invites)
+    from app.adapters.store import ScanStore
+
+    scans = ScanJobs(scan, ScanStore(store), clock=clock)
     return Services(settings=settings, dependencies=build_dependency_monitor(settings, clock),
                     directory=directory, graph=graph, identity=identity, store=store,
                     grants=grants, onboarding=onboarding, budget=budget, events=events, sessions=sessions,
                     outbox=outbox, staff_identity=build_staff_identity(settings, identity),
                     helpdesk=helpdesk, invites=invites,
-                    bulk_diagnosis=bulk_diagnosis, scan=scan,
+                    bulk_diagnosis=bulk_diagnosis, scan=scan, scans=scans,
                     batches=build_batches(settings, store=store, onboarding=onboarding, invites=invites,
                                           bulk=bulk_diagnosis, clock=clock))

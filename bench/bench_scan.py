@@ -37,6 +37,7 @@ from app.domain.state import Policy  # noqa: E402
 from app.seed import DEMO_SEED, load_seed  # noqa: E402
 from app.services.bulk_diagnosis import BulkDiagnosisService  # noqa: E402
 from app.services.scan import OU, ScanService  # noqa: E402
+import tests.fixtures.simulator as simulator_fixture  # noqa: E402
 from tests.fixtures.simulator import start_simulator  # noqa: E402
 
 ADMIN = Actor.cli("bench", reason="benchmark")
@@ -71,6 +72,7 @@ def main() -> int:
         folder = Path(tmp)
         seed_path = make_seed(folder / "seed.yaml", args.students)
         seed = load_seed(seed_path)
+        simulator_fixture.START_TIMEOUT = 300.0  # the simulator hashes 2,000 demo passwords before it answers
         sim = start_simulator(folder / "sim", "--method-delay", "0", seed_path=seed_path)
         try:
             store = Store(f"sqlite:///{folder / 'portal.sqlite3'}")

@@ -30,6 +30,10 @@ class EndedInvites(Protocol):
     def purge_ended(self, before: datetime, limit: int) -> int: ...
 
 
+class OldScans(Protocol):
+    def purge_before(self, before: datetime, limit: int) -> int: ...
+
+
 @dataclass(frozen=True)
 class RetentionPolicy:
     """How long each kind of record is kept (docs/privacy.md says why)."""
@@ -43,13 +47,15 @@ class Retention:
     """Purge audit events, ended grants and sent mail past their retention; sessions and sign-ins past their end."""
 
     def __init__(self, store: RetentionStore, policy: RetentionPolicy, *, sessions: ExpiringSessions | None = None,
-                 outbox: DoneMail | None = None, invites: EndedInvites | None = None, chunk: int = CHUNK,
+                 outbox: DoneMail | None = None, invites: EndedInvites | None = None,
+                 scans: OldScans | None = None, chunk: int = CHUNK,
                  clock: Callable[[], datetime] = utc_now):
         self.store = store
         self.policy = policy
         self.sessions = sessions
         self.outbox = outbox
         self.invites = invites
+        self.scans = scans
         self.chunk = chunk
         self.clock = clock
 
@@ -67,6 +73,8 @@ class Retention:
             purged["outbox"] = self.outbox.purge_done(now - timedelta(days=self.policy.mail_days), self.chunk)
         if self.invites is not None:  # an invite lives as long as its mail: used, revoked or expired that long ago
             purged["invites"] = self.invites.purge_ended(now - timedelta(days=self.policy.mail_days), self.chunk)
+        if self.scans is not None:  # a scan's report names students: kept as long as mail about them
+            purged["scans"] = self.scans.purge_before(now - timedelta(days=self.policy.mail_days), self.chunk)
         if any(purged.values()):
             log.info("retention: purged %s", " ".join(f"{k}={v}" for k, v in purged.items()))
         return purged

@@ -2,19 +2,40 @@
 and invite the ones who will loop (docs/helpdesk.md, "Who will loop")."""
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Sequence
 
 from app.domain.actors import Actor, ActorKind
+from app.domain.directory import DirectoryError
+from app.domain.evidence import GraphError
+from app.domain.grants import utc_now
 from app.domain.prediction import OUTCOME_ORDER, Outcome, Prediction, predict, unknown
 from app.domain.staff import StaffRole
 from app.domain.upn import Upn
 from app.services.bulk_diagnosis import BulkDiagnosisService, BulkProgress
 from app.services.onboarding import NotAllowed
 
+log = logging.getLogger(__name__)
+
 MAX_SCAN = 2000  # students in one scan: a whole intake (issue 12), and the most one invite round takes
 GROUP, OU, LIST = "group", "ou", "list"  # where a scan's students come from
+# A report's row: what the desk's table, the CLI's table and CSV, and the stored report show of a prediction.
+ROW_FIELDS = ("upn", "outcome", "reason", "display_name", "authenticator_sign_ins", "last_sign_in", "devices",
+              "methods")
+PROGRESS_EVERY = 0.5  # seconds between progress writes of a background scan (the bar needs no more)
+
+
+def prediction_row(p: Prediction) -> dict[str, str]:
+    """Return a prediction as the plain text fields of ROW_FIELDS."""
+    return {"upn": p.upn, "outcome": p.outcome.value, "reason": p.reason, "display_name": p.display_name,
+            "authenticator_sign_ins": str(p.sign_ins),
+            "last_sign_in": p.last_sign_in.date().isoformat() if p.last_sign_in else "",
+            "devices": "; ".join(p.devices), "methods": "; ".join(p.methods)}
 
 
 @dataclass(frozen=True)
@@ -41,6 +62,13 @@ class ScanReport:
     def complete(self) -> bool:
         """Tell whether every student got a prediction (none unknown because Graph could not answer)."""
         return not any(p.outcome is Outcome.UNKNOWN for p in self.predictions)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the report as plain JSON-able data (what a background scan stores)."""
+        return {"rows": [prediction_row(p) for p in self.predictions],
+                "counts": {o.value: n for o, n in self.counts().items()}, "invalid": list(self.invalid),
+                "graph_requests": self.graph_requests, "sign_in_pages": self.sign_in_pages,
+                "seconds": round(self.seconds, 1)}
 
 
 class ScanService:
@@ -85,14 +113,16 @@ class ScanService:
 
     def invite_will_loop(self, report: ScanReport, *, actor: Actor, reason: str, client: str = "") -> list[Any]:
         """Invite every student the report says will loop (one unit of work: all or none); audited per invite."""
+        return self.invite(report.will_loop, actor=actor, reason=reason, source=report.source, client=client)
+
+    def invite(self, upns: Sequence[Upn], *, actor: Actor, reason: str, source: str, client: str = "") -> list[Any]:
+        """Invite the students a scan found will loop, through InviteService (all or none); audited."""
         if self.invites is None:
             raise NotAllowed("no_invites")
-        targets = report.will_loop
-        if not targets:
+        if not upns:
             return []
-        made = self.invites.invite_many(targets, actor, reason=reason, client=client)
-        self.store.audit(actor, "scan.invited", reason=reason, client=client, source=report.source,
-                         invited=len(made))
+        made = self.invites.invite_many(upns, actor, reason=reason, client=client)
+        self.store.audit(actor, "scan.invited", reason=reason, client=client, source=source, invited=len(made))
         return made
 
     @staticmethod
@@ -101,3 +131,80 @@ class ScanService:
         if actor.kind is ActorKind.CLI or (actor.kind is ActorKind.STAFF and actor.role == StaffRole.HELPDESK.value):
             return
         raise NotAllowed("not_allowed")
+
+
+class ScanRefused(Exception):
+    """A background scan or its invites cannot go ahead; `code` names why (the desk's page words it)."""
+
+    def __init__(self, code: str, detail: str = ""):
+        super().__init__(code)
+        self.code = code
+        self.detail = detail
+
+
+class ScanJobs:
+    """The desk's scans: started here, run in a background thread of this instance, progress and report in the
+    store (ScanStore), so that whichever instance serves the page can show them."""
+
+    def __init__(self, scan: ScanService, scans: Any, *, clock: Callable[[], datetime] | None = None):
+        self.scan = scan
+        self.scans = scans
+        self.clock = clock or utc_now
+
+    def start(self, kind: str, value: str | Sequence[str], *, actor: Actor, source: str = "",
+              client: str = "") -> int:
+        """Find the students (a group's or an OU's DN, or a list of UPNs), then scan them in the background.
+
+        The students are read before this returns, so a wrong DN is refused at once (ScanRefused).
+        """
+        ScanService._may_scan(actor)
+        try:
+            upns = self.scan.students_in(kind, value) if kind in (GROUP, OU) else list(value)
+        except DirectoryError as error:
+            raise ScanRefused("directory", str(error)) from None
+        if not upns:
+            raise ScanRefused("nobody")
+        if len(upns) > self.scan.max_students:
+            raise ScanRefused("too_many")
+        source = source or (f"{kind}:{value}" if kind in (GROUP, OU) else LIST)
+        scan_id = self.scans.start(source=source, reason=actor.reason, created_by=actor.id, now=self.clock())
+        threading.Thread(target=self.run, args=(scan_id, upns, actor, source, client), name=f"scan-{scan_id}",
+                         daemon=True).start()
+        return scan_id
+
+    def run(self, scan_id: int, upns: Sequence[str], actor: Actor, source: str, client: str) -> None:
+        """Scan, writing the progress now and then and the report at the end; a failure marks the scan failed."""
+        last = [0.0]
+
+        def progress(step: BulkProgress) -> None:
+            if time.monotonic() - last[0] >= PROGRESS_EVERY or step.phase == "done":
+                last[0] = time.monotonic()
+                self.scans.progress(scan_id, phase=step.phase, done=step.done, total=step.total, now=self.clock())
+
+        try:
+            report = self.scan.scan(upns, actor=actor, source=source, progress=progress, client=client)
+        except (DirectoryError, GraphError) as error:
+            log.warning("scan %s: %s", scan_id, error.__class__.__name__)
+            self.scans.fail(scan_id, "unavailable", now=self.clock())
+        except Exception:  # a background thread has no caller to tell: the page says it failed
+            log.exception("scan %s failed", scan_id)
+            self.scans.fail(scan_id, "error", now=self.clock())
+        else:
+            self.scans.finish(scan_id, report.as_dict(), now=self.clock())
+
+    def invite(self, scan_id: int, *, actor: Actor, reason: str, client: str = "") -> int:
+        """Invite the students a finished scan found will loop, once per scan; return how many were invited."""
+        view = self.scans.get(scan_id)
+        if view is None or view.state != "done":
+            raise ScanRefused("not_done")
+        upns = [Upn(row["upn"]) for row in view.report.get("rows", []) if row.get("outcome") == Outcome.WILL_LOOP.value]
+        if not upns:
+            raise ScanRefused("nobody")
+        if not self.scans.mark_invited(scan_id, len(upns), now=self.clock()):
+            raise ScanRefused("already_invited")
+        try:
+            made = self.scan.invite(upns, actor=actor, reason=reason, source=view.source, client=client)
+        except Exception:
+            self.scans.unmark_invited(scan_id, now=self.clock())  # nothing was sent: the button works again
+            raise
+        return len(made)

@@ -147,3 +147,16 @@ def test_the_worker_purges_after_each_full_cycle_and_survives_a_failing_purge(st
     timer.start()
     reports = run_worker(NoCycles(), HeldLease(), interval=0.1, stop_event=stop, retention=Broken())
     assert len(reports) >= 2 and len(calls) == len(reports)  # the loop went on after each failed purge
+
+
+def test_old_scans_go_after_the_mail_days_in_chunks(store, clock):
+    from app.adapters.store import ScanStore
+
+    scans = ScanStore(store)
+    old = [scans.start(source="group:x", reason="r", created_by="cli:a", now=clock() - timedelta(days=91))
+           for _ in range(3)]
+    young = scans.start(source="group:y", reason="r", created_by="cli:a", now=clock() - timedelta(days=89))
+    retention = Retention(store, RetentionPolicy(audit_days=365, grant_days=365, mail_days=90), scans=scans,
+                          chunk=2, clock=clock)
+    assert retention.purge()["scans"] == 2 and retention.purge()["scans"] == 1 and retention.purge()["scans"] == 0
+    assert [s.id for s in scans.recent()] == [young] and all(scans.get(i) is None for i in old)

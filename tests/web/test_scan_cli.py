@@ -8,6 +8,7 @@ import pytest
 
 from app import cli
 from app.adapters.store import InviteFilter
+from app.services.scan import ROW_FIELDS
 from tests.web.conftest import SEED, demo_settings
 from tests.web.test_cli import run  # noqa: F401 (the fixture)
 
@@ -58,7 +59,7 @@ def test_a_csv_list_as_csv_output_is_formula_safe(run, tmp_path):
                        "grace.hopper@uni.test;Grace\n", encoding="utf-8-sig")
     code, out, err = run("scan", "--csv", str(listing), "--format", "csv")
     rows = list(csv.reader(io.StringIO(out)))
-    assert code == cli.OK and rows[0] == list(cli.SCAN_COLUMNS)
+    assert code == cli.OK and rows[0] == list(ROW_FIELDS)
     assert [(r[0], r[1]) for r in rows[1:]] == [("ada.lovelace@uni.test", "will_loop"),
                                                   ("grace.hopper@uni.test", "will_register")]
     assert int(rows[1][4]) >= 1 and rows[1][6]  # Authenticator sign-ins and the device behind the prediction

@@ -10,6 +10,7 @@
 - outbox.py        mail queued with what caused it, claimed by compare-and-set (OutboxStore)
 - invites.py       invite links under the hash of their token, their mail, their derived state (InviteStore)
 - sessions.py      portal sessions behind a random token (SessionStore)
+- scans.py         the desk's scans of who will loop: progress while running, the report after (ScanStore)
 - batches.py       weekly batches and their rows: checks, invites, reminders (BatchStore)
 - unit_of_work.py  one transaction for a change and its audit event
 
@@ -30,6 +31,7 @@ from app.adapters.store.grants import Grants, GrantStore
 from app.adapters.store.invites import InviteFilter, Invites, InviteStore
 from app.adapters.store.leases import LeaseStore
 from app.adapters.store.outbox import OutboxStore
+from app.adapters.store.scans import ScanStore, ScanView
 from app.adapters.store.sessions import SessionStore
 from app.adapters.store.signin_flows import SignInFlowStore
 from app.adapters.store.unit_of_work import UnitOfWork, UnitOfWorkStore
@@ -41,5 +43,5 @@ class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, By
 
 __all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "AuditQuery", "Base", "BatchStore", "BudgetState",
            "BypassCheck", "Database", "Grants", "InviteFilter", "InviteStore", "Invites",
-           "OutboxStore", "SessionStore", "Store", "UTCDateTime", "UnitOfWork", "redact",
+           "OutboxStore", "ScanStore", "ScanView", "SessionStore", "Store", "UTCDateTime", "UnitOfWork", "redact",
            "schema_head", "schema_is_known", "schema_state"]
