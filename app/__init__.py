@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     from app.web.auth import bp as auth_bp
     from app.web.helpdesk import bp as helpdesk_bp
     from app.web.invites import bp as invites_bp
+    from app.web.kiosk import bp as kiosk_bp
     from app.web.ops import bp as ops_bp
     from app.web.student import bp as student_bp
 
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     app.register_blueprint(student_bp)
     app.register_blueprint(helpdesk_bp)
     app.register_blueprint(invites_bp)
+    app.register_blueprint(kiosk_bp)
     app.register_blueprint(ops_bp)
     limits.install(app, settings)  # after the blueprints: it wraps their views
     return app

@@ -78,6 +78,11 @@ class Settings:
     helpdesk_group_dn: str = ""  # members act: look up, grant, release, extend, end sessions
     auditor_group_dn: str = ""  # members read the console and the audit trail, and change nothing
     staff_session_max_minutes: int = 30  # absolute limit of a staff session (the students' one if that is shorter)
+    # Kiosks at orientation events (docs/kiosk.md): on a portal page an idle student is signed out everywhere
+    # after this many seconds (a visible countdown and "I'm still here" first) ...
+    kiosk_idle_seconds: int = 120
+    # ... and a student away from the portal's pages (in My Sign-Ins, in the same window) after this long.
+    kiosk_away_minutes: int = 10
     staff_client_id: str = ""  # empty: staff sign in through PROOFUP_CLIENT_ID too
     staff_client_secret: str = field(default="", repr=False)
     # The demo's embedded directory, kept in this file so admin commands in another process share it (demo only).
@@ -375,6 +380,10 @@ def validate(settings: Settings) -> None:
         raise SettingsError(f"{env_name('staff_session_max_minutes')} must be between 1 and {MAX_SESSION_MINUTES}")
     if settings.remedy not in REMEDY_SETTINGS:
         raise SettingsError(f"{env_name('remedy')} must be bypass, tap or both, not {settings.remedy!r}")
+    if not 5 <= settings.kiosk_idle_seconds <= 1800:
+        raise SettingsError(f"{env_name('kiosk_idle_seconds')} must be between 5 and 1800 seconds")
+    if not 1 <= settings.kiosk_away_minutes <= 60:
+        raise SettingsError(f"{env_name('kiosk_away_minutes')} must be between 1 and 60 minutes")
     if not 1 <= settings.max_unlocks <= 100:
         raise SettingsError(f"{env_name('max_unlocks')} must be between 1 and 100")
     for name, (low, high, unit) in DURATION_BOUNDS.items():

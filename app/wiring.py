@@ -39,6 +39,7 @@ class Services:
     scan: Any = None  # who will loop before MFA is switched on (ScanService)
     scans: Any = None  # the desk's background scans and their reports (ScanJobs)
     batches: Any = None  # the desk's weekly batches (BatchService)
+    kiosks: Any = None  # enrolled kiosk devices (KioskService)
 
     def close(self) -> None:
         """Release connections held by the adapters."""
@@ -66,7 +67,11 @@ def session_policy_from(settings: Settings) -> SessionPolicy:
     # Staff sessions are shorter: whichever of the two absolute limits ends first, and never idle longer.
     staff_absolute = min(timedelta(minutes=settings.staff_session_max_minutes), student.absolute)
     staff = Lifetime(idle=min(student.idle, staff_absolute), absolute=staff_absolute)
-    return SessionPolicy({SessionKind.STUDENT: student, SessionKind.STAFF: staff})
+    # A kiosk session ends when its student is idle on a portal page (the page's countdown) or away in My Sign-Ins
+    # for longer than kiosk_away_minutes; the server enforces the longer of the two.
+    kiosk_idle = max(timedelta(seconds=settings.kiosk_idle_seconds), timedelta(minutes=settings.kiosk_away_minutes))
+    kiosk = Lifetime(idle=min(kiosk_idle, student.absolute), absolute=student.absolute)
+    return SessionPolicy({SessionKind.STUDENT: student, SessionKind.STAFF: staff, SessionKind.KIOSK: kiosk})
 
 
 def build_sessions(settings: Settings, store, clock=None) -> SessionService:
@@ -74,6 +79,14 @@ def build_sessions(settings: Settings, store, clock=None) -> SessionService:
     from app.adapters.store import SessionStore
 
     return SessionService(SessionStore(store), store, session_policy_from(settings), clock=clock)
+
+
+def build_kiosks(store, clock=None):
+    """Return the kiosk devices' service over the store."""
+    from app.adapters.store.kiosks import KioskStore
+    from app.services.kiosks import KioskService
+
+    return KioskService(KioskStore(store), store, clock=clock)
 
 
 def _require(settings: Settings, *names: str, what: str) -> None:
@@ -312,4 +325,5 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
                     helpdesk=helpdesk, invites=invites,
                     bulk_diagnosis=bulk_diagnosis, scan=scan, scans=scans,
                     batches=build_batches(settings, store=store, onboarding=onboarding, invites=invites,
-                                          bulk=bulk_diagnosis, clock=clock))
+                                          bulk=bulk_diagnosis, clock=clock),
+                    kiosks=build_kiosks(store, clock))

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 FLOW_TTL_SECONDS = 600  # how long a student may take on the authority's sign-in page
 TICKET_TTL_SECONDS = 60  # between the callback and the same-site hop that finishes it (one redirect)
 BINDING_COOKIE = "proofup_signin"  # ties a pending sign-in to the browser that started it
+SIGN_IN_KINDS = {k.value for k in SessionKind}
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32): bindings and tickets
 SIGN_IN_FAILED = (_l("Sign-in did not work"),
                   _l("Nothing was changed. Go back to the start page and sign in again with your university "
@@ -114,8 +115,10 @@ def begin_sign_in(kind: SessionKind, *, invite_id: int | None = None, login_hint
     svc = services()
     binding = _browser_binding()
     identity = svc.staff_identity if kind is SessionKind.STAFF else svc.identity
+    # Staff and kiosks sign in afresh every time (prompt=login): a live session at the authority is never reused.
     auth_uri, flow = identity.begin_sign_in(absolute_url("auth.callback"),
-                                            force_login=kind is SessionKind.STAFF, login_hint=login_hint)
+                                            force_login=kind in (SessionKind.STAFF, SessionKind.KIOSK),
+                                            login_hint=login_hint)
     record = {"flow": flow, "browser": _binding_hash(binding), "kind": kind.value}
     if invite_id is not None:  # an invite link's "Continue": spent after the sign-in, for its own account only
         record["invite"] = invite_id
@@ -176,7 +179,12 @@ def complete():
             return redirect(url_for(_home(signed_in.kind)))
         return error_page(400, *refusal)
     svc = services()
-    kind = SessionKind.STAFF if record.get("kind") == SessionKind.STAFF.value else SessionKind.STUDENT
+    kind = SessionKind(record["kind"]) if record.get("kind") in SIGN_IN_KINDS else SessionKind.STUDENT
+    if kind is SessionKind.KIOSK:
+        from app.web.kiosk import current_kiosk, not_a_kiosk
+
+        if current_kiosk() is None:  # revoked while the student was at the authority
+            return not_a_kiosk()
     identity = svc.staff_identity if kind is SessionKind.STAFF else svc.identity
     try:
         user = identity.complete_sign_in(record["flow"], AuthorityResponse(**record["answer"]))

@@ -18,16 +18,29 @@ TOO_MANY = _l("Please slow down")
 STATUS_ENDPOINTS = ("student.status", "student.check_now")  # they answer the guide page's poller in JSON
 
 
+def kiosk_or_address() -> str:
+    """Key a limit on the enrolled kiosk making the request, else on the client address.
+
+    A room of kiosks behind one address must not share one counter, nor an unenrolled browser beside them
+    escape its own: only a working kiosk credential (checked against the store) moves a request off the address.
+    """
+    from app.web.kiosk import current_kiosk
+
+    kiosk = current_kiosk()
+    return f"kiosk:{kiosk.id}" if kiosk is not None else f"ip:{client_address()}"
+
+
 def student_or_address() -> str:
     """Key a limit on the signed-in student, so students behind one address do not share a counter."""
     upn = signed_in_upn()
-    return f"upn:{upn}" if upn else f"ip:{client_address()}"
+    return f"upn:{upn}" if upn else kiosk_or_address()
 
 
 def limit_rules(settings: Settings) -> list[tuple[str, Callable[[], str], tuple[str, ...], str | None]]:
     """Return (limit, key function, endpoints, shared scope) for every limited view."""
     return [
-        (settings.rate_limit_sign_in, client_address, ("auth.sign_in", "auth.callback", "auth.complete"), None),
+        (settings.rate_limit_sign_in, kiosk_or_address,
+         ("auth.sign_in", "auth.callback", "auth.complete", "kiosk.start"), None),
         (settings.rate_limit_diagnosis, student_or_address, ("student.diagnosis",), None),
         # An invite link's page and its "Continue": per address, like a sign-in (guessing tokens gets nowhere fast).
         (settings.rate_limit_sign_in, client_address, ("invites.show", "invites.take"), "invite"),

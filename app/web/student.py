@@ -14,6 +14,7 @@ from app.domain.tap import Remedy
 from app.services.onboarding import GrantStatus, NoOpenGrant, TapRefused, UnlockRefused
 from app.web import (client_address, current_session, json_login_required, login_required, services, signed_in_actor,
                      signed_in_upn, site)
+from app.web.kiosk import in_kiosk_session
 from app.web.text import (CHECK_TEXTS, DEAD_ENDS, EXPLANATIONS, METHOD_LABELS, PHASE_TEXTS, STATE_LABELS,
                           WARN_BEFORE_END_SECONDS, ending_soon_text, still_runs_text, time_left_text)
 
@@ -46,10 +47,10 @@ DEVICES = ("phone", "computer")
 MOBILE_AGENT = re.compile(r"Mobi|Android|iPhone|iPad|iPod", re.IGNORECASE)
 
 
-def mysignins_link(upn: str) -> str:
-    """Return the My Sign-Ins security-info URL with the tenant, the page's language and the account."""
+def mysignins_link(upn: str, *, hint: bool = True) -> str:
+    """Return the My Sign-Ins security-info URL with the tenant, the page's language and (hint) the account."""
     settings = services().settings
-    params = {"lng": str(get_locale() or "en"), "login_hint": upn}
+    params = {"lng": str(get_locale() or "en"), **({"login_hint": upn} if hint else {})}
     if settings.tenant_id:
         params = {"tenant": settings.tenant_id, **params}
     separator = "&" if "?" in settings.mysignins_url else "?"
@@ -191,8 +192,9 @@ def guide():
 def render_guide(upn: str, status: GrantStatus, tap_code: str = "", tap_minutes: int = 0):
     """Render the guide for the open grant's remedy; a pass's code only on the answer that made it."""
     return render_template("student/guide.html", status=status_view(status), device=guide_device(), upn=upn,
-                           mysignins_url=mysignins_link(upn), remedy=status.remedy or Remedy.BYPASS.value,
-                           tap_code=tap_code, tap_minutes=tap_minutes)
+                           # A kiosk names no account in the link: Back in the browser must not refill it later.
+                           mysignins_url=mysignins_link(upn, hint=not in_kiosk_session()),
+                           remedy=status.remedy or Remedy.BYPASS.value, tap_code=tap_code, tap_minutes=tap_minutes)
 
 
 @bp.get("/status")

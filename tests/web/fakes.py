@@ -24,9 +24,10 @@ class FakeIdentity:
     """Hands out flows and accepts a code that names the user: enough to drive the portal's sign-in legs."""
 
     last_redirect_uri = ""
+    last_force_login = False
 
     def begin_sign_in(self, redirect_uri, *, force_login=False, login_hint=None):
-        self.last_redirect_uri = redirect_uri
+        self.last_redirect_uri, self.last_force_login = redirect_uri, force_login
         state = secrets.token_urlsafe(16)
         flow = {"state": state, "nonce": secrets.token_urlsafe(8), "code_verifier": "v" * 43,
                 "redirect_uri": redirect_uri}

@@ -260,3 +260,28 @@ def test_an_invite_token_reaches_only_the_students_mail(stack, every_log):
     assert "invite.used" in database and "invite.refused" in database
     for where, haystack in (("a log", logs), ("the database", database), ("the simulator's request log", simulator)):
         assert token not in haystack, f"the invite token reached {where}"
+
+
+def test_a_kiosk_credential_reaches_no_log_table_or_simulator(stack, every_log):
+    from app.domain.actors import Actor
+    from app.web.kiosk import KIOSK_COOKIE
+    from tests.fixtures.simulator import https_session
+
+    desk = Actor.staff("hedy.lamarr@uni.test", role="helpdesk", reason="orientation week")
+    kiosk, credential = stack.services.kiosks.enrol(desk, "Library 3", client="127.0.0.1")
+    client = stack.app.test_client()
+    client.set_cookie(KIOSK_COOKIE, credential, domain=stack.host)  # the test client asks for the public URL's host
+    assert client.get("/kiosk/").status_code == 200
+    posted = adfs_form_post(client.get("/kiosk/start").headers["Location"], STUDENT,
+                            stack.seed.user(STUDENT).password, stack.settings.ca_bundle)
+    page = client.post("/auth/callback", data=posted.fields, follow_redirects=True)
+    assert 'id="kiosk-done"' in page.get_data(as_text=True)
+    logout = client.post("/kiosk/done", data={"csrf_token": csrf_of(page)}).headers["Location"]
+    https_session(stack.settings.ca_bundle).get(logout, allow_redirects=False, timeout=10)
+
+    logs = logged_text(every_log)
+    database = database_dump(stack.services.store)
+    simulator = json.dumps(stack.control("GET", "/requests")["requests"])
+    assert "kiosks:" in database and "Library 3" in database and "/adfs/oauth2/logout" in simulator
+    for where, haystack in (("a log", logs), ("the database", database), ("the simulator's request log", simulator)):
+        assert credential not in haystack, f"the kiosk credential reached {where}"
