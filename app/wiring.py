@@ -260,7 +260,7 @@ def build_worker(services: Services):
 
 def build_retention(services: Services):
     """Return what purges old records after each of the worker's full cycles."""
-    from app.adapters.store import SessionStore
+    from app.adapters.store import BatchStore, SessionStore
     from app.services.retention import Retention, RetentionPolicy
 
     settings = services.settings
@@ -268,7 +268,8 @@ def build_retention(services: Services):
                              mail_days=settings.retain_mail_days)
     return Retention(services.store, policy, sessions=SessionStore(services.store), outbox=services.outbox,
                      invites=services.invites.invites if services.invites is not None else None,
-                     scans=services.scans.scans if services.scans is not None else None)
+                     scans=services.scans.scans if services.scans is not None else None,
+                     batches=BatchStore(services.store))
 
 
 def build_dependency_monitor(settings: Settings, clock=None):

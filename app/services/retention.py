@@ -34,6 +34,10 @@ class OldScans(Protocol):
     def purge_before(self, before: datetime, limit: int) -> int: ...
 
 
+class ClosedBatches(Protocol):
+    def purge_closed(self, before: datetime, limit: int) -> int: ...
+
+
 @dataclass(frozen=True)
 class RetentionPolicy:
     """How long each kind of record is kept (docs/privacy.md says why)."""
@@ -48,7 +52,8 @@ class Retention:
 
     def __init__(self, store: RetentionStore, policy: RetentionPolicy, *, sessions: ExpiringSessions | None = None,
                  outbox: DoneMail | None = None, invites: EndedInvites | None = None,
-                 scans: OldScans | None = None, chunk: int = CHUNK,
+                 scans: OldScans | None = None, batches: ClosedBatches | None = None,
+                 chunk: int = CHUNK,
                  clock: Callable[[], datetime] = utc_now):
         self.store = store
         self.policy = policy
@@ -56,6 +61,7 @@ class Retention:
         self.outbox = outbox
         self.invites = invites
         self.scans = scans
+        self.batches = batches
         self.chunk = chunk
         self.clock = clock
 
@@ -75,6 +81,8 @@ class Retention:
             purged["invites"] = self.invites.purge_ended(now - timedelta(days=self.policy.mail_days), self.chunk)
         if self.scans is not None:  # a scan's report names students: kept as long as mail about them
             purged["scans"] = self.scans.purge_before(now - timedelta(days=self.policy.mail_days), self.chunk)
+        if self.batches is not None:  # a closed batch (names, addresses) as long as its invites
+            purged["batches"] = self.batches.purge_closed(now - timedelta(days=self.policy.mail_days), self.chunk)
         if any(purged.values()):
             log.info("retention: purged %s", " ".join(f"{k}={v}" for k, v in purged.items()))
         return purged

@@ -60,3 +60,15 @@ def test_sent_and_closed_happen_once_each_and_grants_are_read_since_the_send(sto
     closed = batches.mark_closed(DESK, batch.id)
     assert closed.state is BatchState.CLOSED and batches.mark_closed(DESK, batch.id) is None
     assert [e.action for e in store.search_audit(AuditQuery(action="batch."))][:2] == ["batch.closed", "batch.sent"]
+
+
+def test_closed_batches_are_purged_with_their_rows_after_the_retention(store, clock):
+    batches = BatchStore(store)
+    closed = batches.create(DESK, label="old", file_name="", rows=read_batch_csv(CSV).rows)
+    batches.mark_closed(DESK, closed.id)
+    still_open = batches.create(DESK, label="open", file_name="", rows=read_batch_csv(CSV).rows)
+    assert batches.purge_closed(clock(), 10) == 0  # closed just now: kept
+    clock.advance(3600)
+    assert batches.purge_closed(clock(), 10) == 1
+    assert batches.get(closed.id) is None and batches.rows(closed.id) == []
+    assert batches.get(still_open.id) is not None and len(batches.rows(still_open.id)) == 4

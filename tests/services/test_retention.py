@@ -160,3 +160,22 @@ def test_old_scans_go_after_the_mail_days_in_chunks(store, clock):
                           chunk=2, clock=clock)
     assert retention.purge()["scans"] == 2 and retention.purge()["scans"] == 1 and retention.purge()["scans"] == 0
     assert [s.id for s in scans.recent()] == [young] and all(scans.get(i) is None for i in old)
+
+
+def test_closed_batches_go_after_the_mail_retention_open_ones_stay(store, clock):
+    from app.adapters.store import BatchStore
+    from app.domain.actors import Actor
+    from app.domain.batch_csv import read_batch_csv
+
+    desk = Actor.staff("hedy.lamarr@uni.test", role="helpdesk", reason="week 48")
+    batches = BatchStore(store)
+    rows = read_batch_csv(b"upn\nada@uni.test\n").rows
+    closed, still_open = (batches.create(desk, label=name, file_name="", rows=rows) for name in ("closed", "open"))
+    batches.mark_closed(desk, closed.id)
+    retention = Retention(store, RetentionPolicy(audit_days=365, grant_days=365, mail_days=90), batches=batches,
+                          clock=clock)
+    clock.advance(89 * DAY)
+    assert retention.purge()["batches"] == 0
+    clock.advance(2 * DAY)
+    assert retention.purge()["batches"] == 1
+    assert batches.get(closed.id) is None and batches.get(still_open.id) is not None

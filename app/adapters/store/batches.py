@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Mapping
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, func, select, update
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.adapters.store.audit import AuditLog
@@ -267,3 +267,14 @@ class BatchStore:
                     batch.rows_checked - count, 0
             audit.add(actor, "batch.recheck", None, batch_id=batch_id, rows=count, client=client)
             return count
+
+    def purge_closed(self, before: datetime, limit: int) -> int:
+        """Delete at most limit batches closed before a time, with their rows; return how many batches went."""
+        with self.store._tx(write=True) as s:  # noqa: SLF001
+            ids = list(s.scalars(select(BatchRecord.id).where(
+                BatchRecord.state == BatchState.CLOSED.value, BatchRecord.closed_at < before)
+                .order_by(BatchRecord.id).limit(limit)))
+            if ids:
+                s.execute(delete(BatchRowRecord).where(BatchRowRecord.batch_id.in_(ids)))
+                s.execute(delete(BatchRecord).where(BatchRecord.id.in_(ids)))
+            return len(ids)
