@@ -88,6 +88,7 @@ USER_SELECTABLE = USER_DEFAULT_PROPERTIES + ("accountEnabled", "userType", "onPr
 TAP_MIN_MINUTES, TAP_MAX_MINUTES = 10, 43200  # Graph's own range; the tenant's policy narrows it
 SIGNIN_MAX_TOP = 1000
 USERS_DEFAULT_TOP, USERS_MAX_TOP = 100, 999  # Graph's list users: 100 a page unless $top says up to 999
+EXPAND_LIMIT = 100  # "registeredDevices ... Supports $expand and returns up to 100 objects" (user resource)
 IN_FILTER_LIMIT = 15  # Graph's default limit of values in one `in` clause (filter-query-parameter, limitations)
 USERS_FILTER = re.compile(r"^\s*userPrincipalName\s+(eq|in)\s+(.+?)\s*$", re.IGNORECASE)
 STRING_LITERAL = re.compile(r"'((?:[^']|'')*)'")
@@ -260,7 +261,7 @@ def next_link(path: str, skip: int) -> str:
 @bp.get("/users")
 def list_users():
     """List users: $filter on userPrincipalName (eq, or in with at most 15 values), $select, $top and
-    $expand=registeredDevices (Graph expands at most 20 related objects per user)."""
+    $expand=registeredDevices (Graph expands at most 100 directory objects per user)."""
     require(*READ_USERS)
     try:
         upns = wanted_upns(request.args.get("$filter", ""))
@@ -289,7 +290,7 @@ def list_users():
         everything = user_properties(user)
         row = {f: everything[f] for f in fields}
         if expand_match:
-            devices = [device_json(d) for d in world.devices_of(user.id)][:20]
+            devices = [device_json(d) for d in world.devices_of(user.id)][:EXPAND_LIMIT]
             row["registeredDevices"] = [{"@odata.type": d["@odata.type"], **({f: d[f] for f in device_fields}
                                                                              if device_fields else d)}
                                         for d in devices]
