@@ -268,13 +268,20 @@ def cmd_remove_member(args, settings: Settings) -> int:
 
 def cmd_backup(args, settings: Settings) -> int:
     """Copy the SQLite database to a file while the portal runs (SQLite's online backup); PostgreSQL: pg_dump."""
-    from app.adapters.store.backup import BackupError, backup_sqlite
+    from app.adapters.store.backup import BackupError, backup_into, backup_sqlite
+    from app.domain.grants import utc_now
 
     try:
-        pages = backup_sqlite(settings.database_url, args.target)
+        if os.path.isdir(args.target):
+            target = backup_into(settings.database_url, args.target, at=utc_now(), keep=args.keep)
+        elif args.keep is not None:
+            return _fail("--keep needs a directory to keep the copies in", USAGE)
+        else:
+            backup_sqlite(settings.database_url, args.target)
+            target = args.target
     except BackupError as exc:
         return _fail(str(exc), REFUSED)
-    print(f"backed up: {args.target} ({pages} pages)")
+    print(f"backed up: {target}")
     return OK
 
 
@@ -457,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     backup = sub.add_parser("backup", parents=[against],
                             help="copy the SQLite database to a file while the portal runs (docs/backup.md; "
                                  "for PostgreSQL use pg_dump)")
-    backup.add_argument("target", help="the new file (it must not exist)")
+    backup.add_argument("target", help="a new file, or a directory: then the copy is named proofup-<UTC time>.sqlite3")
+    backup.add_argument("--keep", type=int, metavar="N",
+                        help="with a directory: keep the newest N copies there and delete older proofup-*.sqlite3")
 
     sub.add_parser("doctor", parents=[against], help="check the settings against the database, sign-in authority, "
                    "Graph, AD and Redis; changes nothing")

@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from datetime import timedelta
 
-from app.adapters.store.backup import backup_sqlite
+import pytest
+
+from app.adapters.store.backup import BackupError, backup_into, backup_sqlite
 from app.domain.actors import WORKER
 from tests.support import upgraded_store
 
@@ -44,3 +47,16 @@ def test_copies_taken_while_the_portal_writes_are_whole_and_consistent(tmp_path,
         assert numbers == list(range(len(numbers))) and before <= len(numbers) <= after
         counts.append(len(numbers))
     assert counts[0] < counts[1] < counts[2]
+
+
+def test_a_directory_gets_named_copies_and_keep_deletes_only_the_oldest_of_them(tmp_path, clock):
+    url = f"sqlite:///{tmp_path / 'live.sqlite3'}"
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    (backups / "notes.txt").write_text("not a backup: never deleted")
+    with upgraded_store(url, clock):
+        made = [backup_into(url, backups, at=clock() + timedelta(hours=n), keep=2) for n in range(3)]
+    assert sorted(p.name for p in backups.iterdir()) == sorted(["notes.txt", made[1].name, made[2].name])
+    assert made[0].name.startswith("proofup-") and made[0].name.endswith(".sqlite3")
+    with pytest.raises(BackupError, match="at least 1"):
+        backup_into(url, backups, at=clock(), keep=0)

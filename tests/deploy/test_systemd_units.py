@@ -13,7 +13,8 @@ from app.cli import build_parser
 from tests.support import real_tool
 
 UNITS_DIR = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
-UNITS = ("proofup-portal.service", "proofup-worker.service")
+UNITS = ("proofup-portal.service", "proofup-worker.service", "proofup-backup.service")
+TIMERS = ("proofup-backup.timer",)
 INSTALLED_PROOFUP = "/opt/proofup/venv/bin/proofup"  # where docs/deploy.md installs the portal
 
 
@@ -26,7 +27,7 @@ def systemd_analyze() -> str:
 def units(tmp_path) -> Path:
     """The units as shipped, pointing at this test's proofup (verify checks the command exists)."""
     here = Path(sys.executable).parent / "proofup"
-    for name in UNITS:
+    for name in UNITS + TIMERS:
         (tmp_path / name).write_text((UNITS_DIR / name).read_text().replace(INSTALLED_PROOFUP, str(here)))
     return tmp_path
 
@@ -38,7 +39,7 @@ def service_section(name: str) -> configparser.SectionProxy:
     return parser["Service"]
 
 
-@pytest.mark.parametrize("name", UNITS)
+@pytest.mark.parametrize("name", UNITS + TIMERS)
 def test_systemd_accepts_the_unit(systemd_analyze, units, name):
     verified = subprocess.run([systemd_analyze, "verify", name], cwd=units, capture_output=True, text=True, timeout=60)
     assert verified.returncode == 0 and not (verified.stdout + verified.stderr).strip(), verified.stderr
@@ -52,7 +53,7 @@ def test_the_unit_is_hardened(systemd_analyze, units, name):
     assert scored.returncode == 0, scored.stdout[-2000:]
 
 
-@pytest.mark.parametrize(("name", "command"), [(UNITS[0], "serve"), (UNITS[1], "worker")])
+@pytest.mark.parametrize(("name", "command"), [(UNITS[0], "serve"), (UNITS[1], "worker"), (UNITS[2], "backup")])
 def test_the_unit_runs_a_command_proofup_knows(name, command):
     argv = shlex.split(service_section(name)["ExecStart"])
     assert argv[0] == INSTALLED_PROOFUP and argv[1] == command
@@ -60,7 +61,7 @@ def test_the_unit_runs_a_command_proofup_knows(name, command):
 
 
 def test_portal_and_worker_share_settings_and_metrics():
-    portal, worker = (service_section(name) for name in UNITS)
+    portal, worker = (service_section(name) for name in UNITS[:2])
     for key in ("EnvironmentFile", "Environment", "User", "StateDirectory", "RuntimeDirectory"):
         assert portal[key] == worker[key], key
     assert portal["Environment"].startswith("PROMETHEUS_MULTIPROC_DIR=/run/proofup")

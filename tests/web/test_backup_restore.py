@@ -210,3 +210,13 @@ def test_backup_refuses_postgresql_a_missing_database_and_an_existing_target(tmp
     with pytest.raises(BackupError, match="exists already"):
         backup_sqlite(f"sqlite:///{live}", tmp_path / "taken.sqlite3")
     assert (tmp_path / "taken.sqlite3").read_text() == "keep me" and not os.path.exists(tmp_path / "b.sqlite3")
+
+
+def test_backup_into_a_directory_names_the_copy_and_keep_needs_a_directory(run, tmp_path):
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    code, out, _ = run("backup", str(backups), "--keep", "14")
+    [copy] = backups.iterdir()
+    assert code == cli.OK and str(copy) in out and copy.name.startswith("proofup-")
+    code, _, err = run("backup", str(tmp_path / "one.sqlite3"), "--keep", "3")
+    assert code == cli.USAGE and "directory" in err and not (tmp_path / "one.sqlite3").exists()

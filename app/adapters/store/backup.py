@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -52,3 +53,22 @@ def backup_sqlite(database_url: str, target: str | Path) -> int:
         partial.unlink(missing_ok=True)
         raise
     return pages
+
+
+BACKUP_PREFIX = "proofup-"  # the names backup_into gives, and the only files its rotation ever deletes
+BACKUP_SUFFIX = ".sqlite3"
+
+
+def backup_into(database_url: str, directory: str | Path, *, at: datetime, keep: int | None = None) -> Path:
+    """Back up into a directory as proofup-<UTC time>.sqlite3; with keep, delete the oldest such copies beyond it."""
+    directory = Path(directory)
+    if keep is not None and keep < 1:
+        raise BackupError("--keep must be at least 1")
+    target = directory / f"{BACKUP_PREFIX}{at.strftime('%Y%m%d-%H%M%S')}{BACKUP_SUFFIX}"
+    backup_sqlite(database_url, target)
+    if keep is not None:
+        # The UTC stamp in the name sorts by time; other files in the directory are never touched.
+        copies = sorted(p for p in directory.glob(f"{BACKUP_PREFIX}*{BACKUP_SUFFIX}") if p.is_file())
+        for old in copies[:-keep]:
+            old.unlink(missing_ok=True)
+    return target
