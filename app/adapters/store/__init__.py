@@ -10,11 +10,8 @@
 - outbox.py        mail queued with what caused it, claimed by compare-and-set (OutboxStore)
 - invites.py       invite links under the hash of their token, their mail, their derived state (InviteStore)
 - sessions.py      portal sessions behind a random token (SessionStore)
-<<<<<<< HEAD
 - scans.py         the desk's scans of who will loop: progress while running, the report after (ScanStore)
-=======
 - kiosks.py        enrolled kiosk devices behind the hash of their credential (KioskStore)
->>>>>>> 67e646b (Kiosk mode: the desk enrols and revokes kiosks; a locked flow with prompt=login; sign-out everywhere)
 - batches.py       weekly batches and their rows: checks, invites, reminders (BatchStore)
 - unit_of_work.py  one transaction for a change and its audit event
 

@@ -24,8 +24,5 @@ NAV: list[tuple[str, object]] = [
 from app.web.helpdesk import views  # noqa: E402,F401  (registers the views on bp)
 from app.web.helpdesk import invites  # noqa: E402,F401  (the invites' views and tab)
 from app.web.helpdesk import batches  # noqa: E402,F401  (weekly batches: their views and tab)
-<<<<<<< HEAD
 from app.web.helpdesk import scans  # noqa: E402,F401  (who will loop: the scans' views and tab)
-=======
 from app.web.helpdesk import kiosks  # noqa: E402,F401  (kiosk enrolment: its views and tab)
->>>>>>> 67e646b (Kiosk mode: the desk enrols and revokes kiosks; a locked flow with prompt=login; sign-out everywhere)
