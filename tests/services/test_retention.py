@@ -179,3 +179,21 @@ def test_closed_batches_go_after_the_mail_retention_open_ones_stay(store, clock)
     clock.advance(2 * DAY)
     assert retention.purge()["batches"] == 1
     assert batches.get(closed.id) is None and batches.get(still_open.id) is not None
+
+
+def test_each_worker_tick_does_the_batches_part_before_the_mail_and_survives_its_failure():
+    order: list[str] = []
+
+    class Batches:
+        def work(self):
+            order.append("batches")
+            raise RuntimeError("Graph did not answer")
+
+    class Mail:
+        def send_due(self):
+            order.append("mail")
+
+    stop = threading.Event()
+    threading.Timer(0.35, stop.set).start()
+    reports = run_worker(NoCycles(), HeldLease(), interval=0.1, stop_event=stop, batches=Batches(), mail=Mail())
+    assert len(reports) >= 2 and order[:4] == ["batches", "mail", "batches", "mail"]  # the mail still went out
