@@ -90,3 +90,13 @@ def test_the_admin_commands_act_on_the_running_demo(demo):
         store.dispose()
     actions = {e.action for e in by_admin}
     assert {"grant.intent", "grant.active"} <= actions and actions & {"grant.released", "grant.cancelled"}
+
+
+def test_a_scan_against_the_running_demo_invites_who_will_loop_into_its_mailbox(demo):
+    scanned = admin(demo, "scan", "--group", demo.seed.required_group_dn, "--format", "csv", "--invite",
+                    "--reason", "intake 2026")
+    assert scanned.returncode == 0, scanned.stderr
+    outcomes = {line.split(",")[0]: line.split(",")[1] for line in scanned.stdout.splitlines()[1:]}
+    assert {u for u, o in outcomes.items() if o == "will_loop"} == {ADA, "alan.turing@uni.test",
+                                                                      "edsger.dijkstra@uni.test"}
+    assert outcomes[GRACE] == "will_register" and "invited: 3" in scanned.stderr
