@@ -1,4 +1,4 @@
-"""The `proofup` command: demo, serve, simulator, worker, and admin commands (diagnose, grant, release,
+"""The `proofup` command: demo, serve, simulator, worker, and admin commands (diagnose, grant, release, invite,
 remove-member, backup, scan, doctor)."""
 from __future__ import annotations
 
@@ -248,6 +248,23 @@ def cmd_release(args, settings: Settings) -> int:
     return OK
 
 
+def cmd_invite(args, settings: Settings) -> int:
+    """Mail a student an invite link as cli:<user> (the desk's button, from the server)."""
+    from app.domain.invites import InviteError
+
+    actor = _actor(args.reason)
+    svc = _services(settings)
+    try:
+        invite = svc.invites.invite(args.upn, actor, client="cli")
+    except InviteError as refused:
+        return _fail(f"not invited: {refused}", REFUSED)
+    finally:
+        svc.close()
+    print(f"invited: {args.upn} gets a mail with a link that works once, until {invite.expires_at.isoformat()} "
+          f"(invite {invite.id}; the worker sends the mail)")
+    return OK
+
+
 def cmd_remove_member(args, settings: Settings) -> int:
     """Remove a bypass member that no open grant backs (the desk's button on "now", from the server)."""
     from app.services.helpdesk import StaffRefused
@@ -444,6 +461,12 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("upn", type=_upn)
     release.add_argument("--reason", required=True, help="why, e.g. a ticket number (required)")
 
+    invite = sub.add_parser("invite", parents=[against],
+                            help="mail a student a link to the portal that works once, for them only "
+                                 "(PROOFUP_INVITE_DAYS), as cli:<your user name>")
+    invite.add_argument("upn", type=_upn)
+    invite.add_argument("--reason", required=True, help="why, e.g. a ticket number (required)")
+
     remove = sub.add_parser("remove-member", parents=[against],
                             help="remove a member of the bypass group that no open grant backs (listed on the "
                                  "desk's Now page and by `proofup worker --once`), as cli:<your user name>")
@@ -475,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"diagnose": cmd_diagnose, "grant": cmd_grant, "release": cmd_release, "doctor": cmd_doctor,
             "worker": cmd_worker, "serve": cmd_serve, "remove-member": cmd_remove_member, "backup": cmd_backup,
-            "scan": cmd_scan}
+            "scan": cmd_scan, "invite": cmd_invite}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

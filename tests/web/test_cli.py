@@ -132,3 +132,19 @@ def test_the_simulator_commands_say_how_to_install_the_demo_extra(command, monke
 def test_the_demo_flag_without_a_demo_there_says_how_to_start_one(tmp_path, capsys):
     assert cli.main(["diagnose", "--demo", str(tmp_path), HALF]) == cli.MISCONFIGURED
     assert f"proofup demo --state-dir {tmp_path}" in capsys.readouterr().err
+
+
+def test_invite_mails_a_link_as_the_admin_with_a_reason(run, services, tmp_path):
+    from app.domain.invites import InviteFilter, InviteState
+
+    services.invites.settings = type(services.invites.settings)(public_url="http://localhost", mail_enabled=True)
+    code, out, _ = run("invite", HALF, "--reason", "ticket 77")
+    assert code == cli.OK and "invited" in out
+    (invite,) = services.invites.search(InviteFilter(upn=HALF))
+    assert invite.created_by == f"cli:{getpass.getuser()}" and invite.reason == "ticket 77"
+    assert invite.state(services.invites.clock()) is InviteState.SENT
+    code, _, err = run("invite", "nobody.here@uni.test", "--reason", "t")
+    assert code == cli.REFUSED and "no such account" in err
+    services.invites.settings = type(services.invites.settings)(public_url="http://localhost", mail_enabled=False)
+    code, _, err = run("invite", HALF, "--reason", "t")
+    assert code == cli.REFUSED and "PROOFUP_SMTP_HOST" in err
