@@ -96,6 +96,7 @@ def test_the_list_pages_and_a_bounce_shows_on_the_list_and_on_the_mail_page(clie
     assert bounced.count('data-invite-state="bounced"') == 1 and "user unknown" in bounced
     problems = client.get("/helpdesk/mail-problems").get_data(as_text=True)
     assert 'data-mail-state="bounced"' in problems and "550 5.1.1 user unknown" in problems
+    assert "<td>invite</td>" in problems  # the kind in the desk's words
 
 
 def _desk_actor():

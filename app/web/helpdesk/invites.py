@@ -31,12 +31,16 @@ INVITED = _l("Invite queued: the student gets a mail with a link within a minute
 REVOKED = _l("Invite revoked: its link no longer works.")
 NOT_REVOKED = _l("That invite was already used or revoked. Nothing was changed.")
 MAIL_STATE_LABELS = {"bounced": _l("refused by the mail server"), "failed": _l("given up")}
+# What each kind of mail is, in the desk's words (a kind not named here is shown as its template's name).
+MAIL_KIND_LABELS = {"invite": _l("invite"), "security_unlocked": _l("notice: account unlocked"),
+                    "security_method_added": _l("notice: new sign-in method"), "batch_reminder": _l("reminder")}
 
 
 @bp.app_context_processor
 def invite_labels() -> dict:
     """Give the console's templates the invite and mail state labels."""
-    return {"invite_state_labels": INVITE_STATE_LABELS, "mail_state_labels": MAIL_STATE_LABELS}
+    return {"invite_state_labels": INVITE_STATE_LABELS, "mail_state_labels": MAIL_STATE_LABELS,
+            "mail_kind_labels": MAIL_KIND_LABELS}
 
 
 @bp.post("/invites/new")
