@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from app.domain.actors import WORKER, Actor, ActorKind
@@ -38,6 +38,8 @@ PROGRESS_EVERY_SECONDS = 1.0  # how often a running check writes its progress (t
 # A batch marked sent whose invites are missing this long after the click was cut off (a crash): the worker
 # finishes it. Longer than any invite_many can take, so the worker never races the click itself.
 RESUME_SEND_AFTER_SECONDS = 600.0
+RESUME_WINDOW = timedelta(days=1)  # a cut-off send older than this is left to the desk (the page shows it)
+REMINDER_SLACK = timedelta(days=7)
 
 
 class BatchRefused(Exception):
@@ -217,9 +219,9 @@ class BatchService:
     def resume_sending(self, actor: Actor = WORKER) -> int:
         """Finish sending batches whose click was cut off (sent, invites missing, long ago); return invites made."""
         now, made = self.clock(), 0
-        for batch in self.batches.in_state(BatchState.SENT, limit=200):
-            if batch.sent_at and (now - batch.sent_at).total_seconds() >= RESUME_SEND_AFTER_SECONDS:
-                made += self._invite_selected(actor, batch.id)
+        cut_off = now - timedelta(seconds=RESUME_SEND_AFTER_SECONDS)
+        for batch in self.batches.sent_between(cut_off - RESUME_WINDOW, cut_off):
+            made += self._invite_selected(actor, batch.id)
         return made
 
     # -- follow ----------------------------------------------------------------------------------
@@ -289,7 +291,9 @@ class BatchService:
         """
         sent = 0
         now = self.clock()
-        for batch in self.batches.in_state(BatchState.SENT, limit=200):
+        # Past the last step (with a week's slack for a worker that was down) a batch has nothing left to send.
+        last_step = timedelta(days=max(self.schedule.days, default=0)) + REMINDER_SLACK
+        for batch in self.batches.sent_between(now - last_step, now):
             board = self.dashboard(batch.id)
             due: dict[int, dict[str, str]] = {}
             for line in board.lines if board else []:

@@ -133,3 +133,15 @@ def _batch_filter(batch_id: int, upn: str):
     from app.adapters.store.invites import InviteFilter
 
     return InviteFilter(upn=upn, batch_id=batch_id)
+
+
+def test_the_worker_leaves_batches_past_their_last_reminder_and_old_cut_off_sends_alone(stack):
+    desk = stack.services.batches
+    batch_id = checked_batch(stack)
+    desk.batches.mark_sent(DESK, batch_id)  # cut off, and nobody looked for two days
+    later(stack, 2)
+    assert desk.resume_sending() == 0 and desk.remind_due() == 0  # no invites at all: no reminders either
+    later(stack, 0.01)
+    assert desk.resume_sending() == 3
+    later(stack, 5 + 7 + 0.1)
+    assert desk.remind_due() == 0  # past the last step and its slack: the batch is not even read

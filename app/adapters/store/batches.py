@@ -170,6 +170,14 @@ class BatchStore:
                              .order_by(BatchRecord.id).limit(limit))
             return [r.view() for r in rows]
 
+    def sent_between(self, start: datetime, end: datetime, limit: int = 200) -> list[BatchView]:
+        """Return the batches still sent (not closed) whose invites went out between two times, newest first."""
+        with self.store._tx() as s:  # noqa: SLF001
+            rows = s.scalars(select(BatchRecord).where(
+                BatchRecord.state == BatchState.SENT.value, BatchRecord.sent_at >= start, BatchRecord.sent_at <= end)
+                .order_by(BatchRecord.sent_at.desc()).limit(limit))
+            return [r.view() for r in rows]
+
     def rows(self, batch_id: int) -> list[BatchRowView]:
         """Return a batch's rows in file order."""
         with self.store._tx() as s:  # noqa: SLF001
