@@ -630,19 +630,14 @@ class GraphClient:
                 continue
             try:
                 answers, sent = self._send_parts(batch, 0, max_wait)
-            except GraphError as error:
-                answers, sent = {}, 0
-                for part in batch:
-                    sweep.record(part["id"], error)
-                    if part["id"].startswith("sign_ins-"):
-                        sweep.sign_in_error = error
+            except GraphError as error:  # the batch failed as a whole: every part of it fails with it
+                waited = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
+                answers, sent = {p["id"]: (error.status, waited, {"error": {"code": error.code}}) for p in batch}, 0
             trips += sent
             failures = []
             for part in batch:
-                if part["id"] not in answers:
-                    continue
                 if part["id"].startswith("sign_ins-"):
-                    outcome = read_part(answers[part["id"]], map_sign_in_page, "the Authenticator sign-ins")
+                    outcome = read_part(answers.get(part["id"]), map_sign_in_page, "the Authenticator sign-ins")
                     if isinstance(outcome, GraphError):
                         sweep.sign_in_error = outcome
                         self._settle(REPORTS, [outcome])
@@ -656,7 +651,7 @@ class GraphClient:
                         sweep.sign_in_error = error
                 else:
                     mapper = map_user_page if part["id"].startswith("users-") else map_method_rows
-                    outcome = read_part(answers[part["id"]], mapper, part["id"])
+                    outcome = read_part(answers.get(part["id"]), mapper, part["id"])  # no answer: a GraphError
                     sweep.record(part["id"], outcome)
                     if isinstance(outcome, GraphError):
                         failures.append(outcome)

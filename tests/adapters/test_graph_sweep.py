@@ -203,3 +203,18 @@ def test_the_simulator_refuses_sixteen_values_like_graph(crowd):
     wanted = ",".join(f"'s{i}@uni.test'" for i in range(16))
     answer = crowd.graph_get(f"/users?$filter=userPrincipalName in ({wanted})")
     assert answer.status_code == 400
+
+
+def test_a_part_graph_left_unanswered_fails_its_students_and_the_sign_ins_say_so(crowd, monkeypatch):
+    graph = client(crowd)
+    real = graph._send_parts
+
+    def drop_some(parts, retries, max_wait):
+        answers, trips = real(parts, retries, max_wait)
+        return {k: v for k, v in answers.items() if not k.startswith(("sign_ins-", "methods-0"))}, trips
+
+    monkeypatch.setattr(graph, "_send_parts", drop_some)
+    sweep = graph.sweep_evidence(thirty(crowd), since=since())
+    first = sweep.evidence[thirty(crowd)[0]]
+    assert first.errors["methods"].status == 0 and "methods" not in sweep.evidence[thirty(crowd)[1]].errors
+    assert all("sign_ins" in e.errors for e in sweep.evidence.values())  # never "no sign-ins" on a missing answer
