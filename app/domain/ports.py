@@ -15,6 +15,7 @@ from app.domain.directory import DirectoryUser, MembershipCheck
 from app.domain.evidence import AuthMethod, Evidence, EvidenceSweep, GraphError, TemporaryAccessPass
 from app.domain.grants import GrantState, GrantView
 from app.domain.identity import AuthorityResponse, SignedInUser
+from app.domain.invites import InviteFilter, InviteView
 from app.domain.mail import MailRecord, MailState, OutgoingMail, RenderedMail
 
 
@@ -186,11 +187,28 @@ class AuditTrail(Protocol):
         """Append one event: who, what, about whom, why."""
 
 
+class InviteRecords(Protocol):
+    """The invite rows, inside one transaction (app.adapters.store.invites.Invites implements it)."""
+
+    def add_many(self, invites: list[dict], *, created_at: datetime, created_by: str, reason: str,
+                 expires_at: datetime, batch_id: int | None = None) -> list[Any]:
+        """Write new invites (token_hash, upn, sealed_token each); return their rows (id, upn; mail_id to set)."""
+
+    def views(self, invite_ids: list[int]) -> list[InviteView]: ...
+    def get(self, invite_id: int) -> InviteView | None: ...
+    def usable_for(self, upns: list[str], now: datetime) -> list[tuple[int, str]]: ...
+    def usable_in_batch(self, batch_id: int, now: datetime) -> list[int]: ...
+    def mark_opened(self, invite_id: int, at: datetime) -> bool: ...
+    def mark_used(self, invite_id: int, upn: str, at: datetime) -> bool: ...
+    def revoke(self, invite_ids: list[int], at: datetime, by: str) -> list[int]: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: a grant's change and the audit event recording it commit together or not at all."""
 
     grants: GrantRecords
     audit: AuditTrail
+    invites: InviteRecords
 
 
 class Store(Protocol):
@@ -235,3 +253,23 @@ class OutboxStore(Protocol):
     def mark_retry(self, mail: MailRecord, *, error: str, code: int | None, at: datetime) -> bool: ...
     def mark_untried(self, mail: MailRecord, *, at: datetime) -> bool: ...
     def mark_ended(self, mail: MailRecord, state: MailState, *, error: str, code: int | None = None) -> bool: ...
+
+
+class InviteStore(Protocol):
+    """The invite rows read one verb at a time (app.adapters.store.InviteStore implements it)."""
+
+    def get(self, invite_id: int) -> InviteView | None: ...
+    def by_hash(self, token_hash: str) -> InviteView | None: ...
+    def search(self, query: InviteFilter, now: datetime, *, before_id: int | None = None,
+               limit: int = 50) -> list[InviteView]: ...
+    def with_seal(self, invite_id: int) -> tuple[InviteView | None, str | None]: ...
+    def erase_seals(self, now: datetime) -> int: ...
+
+
+class Sealer(Protocol):
+    """Encrypt a short value for the database and open it again (app.adapters.sealing.Sealer implements it)."""
+
+    def seal(self, value: str) -> str: ...
+
+    def open(self, sealed: str) -> str | None:
+        """Return the value, or None if it was tampered with or sealed under another key."""

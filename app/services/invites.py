@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable, Mapping
 
-from app.adapters.sealing import Sealer
-from app.adapters.store.invites import Invites, InviteStore
 from app.domain.actors import Actor, ActorKind
 from app.domain.invites import (
     DEFAULT_INVITE_DAYS,
@@ -38,6 +36,7 @@ from app.domain.invites import (
 )
 from app.domain.grants import utc_now
 from app.domain.mail import MailRecord
+from app.domain.ports import InviteStore, Sealer
 from app.domain.staff import StaffRole
 from app.domain.upn import Upn
 
@@ -118,7 +117,7 @@ class InviteService:
         now = self.clock()
         tokens = [new_token() for _ in targets]
         with self.store.unit_of_work() as uow:
-            rows = Invites(uow.session)
+            rows = uow.invites
             # Bulk statements, not one round of queries per student: a batch of 2,000 is one transaction.
             replaced = dict(rows.usable_for(targets, now))
             for old in rows.revoke(list(replaced), now, actor.id):
@@ -167,7 +166,7 @@ class InviteService:
         invite = self.check(token)
         now = self.clock()
         with self.store.unit_of_work() as uow:
-            if Invites(uow.session).mark_opened(invite.id, now):
+            if uow.invites.mark_opened(invite.id, now):
                 uow.audit.add(actor, "invite.opened", invite.upn, invite_id=invite.id, client=client)
         return invite
 
@@ -175,7 +174,7 @@ class InviteService:
         """Spend the invite for the account that just signed in; InviteRefused (nothing spent) otherwise."""
         now = self.clock()
         with self.store.unit_of_work() as uow:
-            rows = Invites(uow.session)
+            rows = uow.invites
             invite = rows.get(invite_id)
             refusal = redeem_refusal(invite, Upn(signed_in), now)
             if refusal is None and not rows.mark_used(invite_id, signed_in, now):
@@ -191,7 +190,7 @@ class InviteService:
         """Take one invite back (its link stops working); False if it was already used or revoked."""
         self._may_invite(actor)
         with self.store.unit_of_work() as uow:
-            rows = Invites(uow.session)
+            rows = uow.invites
             invite = rows.get(invite_id)
             if invite is None or not rows.revoke([invite_id], self.clock(), actor.id):
                 return False
@@ -203,7 +202,7 @@ class InviteService:
         self._may_invite(actor)
         now = self.clock()
         with self.store.unit_of_work() as uow:
-            rows = Invites(uow.session)
+            rows = uow.invites
             revoked = rows.revoke(rows.usable_in_batch(batch_id, now), now, actor.id)
             for invite in rows.views(revoked):
                 uow.audit.add(actor, "invite.revoked", invite.upn, invite_id=invite.id, batch_id=batch_id,
@@ -236,10 +235,7 @@ class InviteLinks:
         if "invite_id" not in mail.params:
             return {}
         invite_id = mail.params["invite_id"]
-        with self.invites.store._tx() as s:  # noqa: SLF001 - one read of the row and its seal
-            rows = Invites(s)
-            invite = rows.get(int(invite_id)) if isinstance(invite_id, int) else None
-            sealed = rows.sealed_token(invite.id) if invite is not None else None
+        invite, sealed = self.invites.with_seal(invite_id) if isinstance(invite_id, int) else (None, None)
         if invite is None or not invite.state(self.clock()).usable:
             raise LookupError("the invite was revoked, used or expired before its mail went out")
         token = self.sealer.open(sealed) if sealed else None

@@ -43,9 +43,6 @@ SERVICES = sorted((APP / "services").rglob("*.py"))
 # What a use case may not import: the adapters, the web layer, the bootstrap (app.wiring builds the services
 # and hands them their adapters), and the libraries those use.
 OUTSIDE_SERVICES = ("app.adapters", "app.web", "app.wiring", "app.cli", "app.health", "app.metrics", "flask")
-# Services that still build adapters themselves: each entry is a debt, and the test below fails once it is paid
-# so the entry goes too. invites.py opens the invite rows on its unit of work's raw session.
-SERVICES_STILL_ON_ADAPTERS = {"invites.py"}
 
 
 def test_the_layers_have_modules():
@@ -62,10 +59,7 @@ def outside_imports(path: Path) -> set[str]:
 @pytest.mark.parametrize("path", SERVICES, ids=lambda p: p.name)
 def test_use_cases_reach_adapters_only_through_the_ports(path):
     """A service names ports (app.domain.ports); app.wiring gives it the adapters that implement them."""
-    if path.name in SERVICES_STILL_ON_ADAPTERS:
-        assert outside_imports(path), f"{path.name} no longer imports adapters: take it off the list"
-    else:
-        assert not outside_imports(path)
+    assert not outside_imports(path)
 
 
 @pytest.mark.parametrize("path", WEB, ids=lambda p: p.name)

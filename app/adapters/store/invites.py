@@ -201,6 +201,13 @@ class InviteStore:
         with self.store._tx() as s:  # noqa: SLF001
             return dict(zip(InviteState, (int(n) for n in s.execute(query).one())))
 
+    def with_seal(self, invite_id: int) -> tuple[InviteView | None, str | None]:
+        """Return an invite and its sealed token (None once erased), read in one transaction."""
+        with self.store._tx() as s:  # noqa: SLF001
+            rows = Invites(s)
+            invite = rows.get(invite_id)
+            return invite, rows.sealed_token(invite_id) if invite is not None else None
+
     def erase_seals(self, now: datetime) -> int:
         """Erase the sealed token of every invite nothing will send any more; return how many.
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from app.adapters.store.audit import AuditLog
 from app.adapters.store.base import Database
 from app.adapters.store.grants import Grants
+from app.adapters.store.invites import Invites
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class UnitOfWork:
 
     grants: Grants
     audit: AuditLog
+    invites: Invites
     session: Session  # for a table outside these to join the transaction: OutboxStore.queue(session=...)
 
 
@@ -28,4 +30,5 @@ class UnitOfWorkStore(Database):
     def unit_of_work(self) -> Iterator[UnitOfWork]:
         """Run a block in one write transaction: committed at its end, rolled back entirely if it raises."""
         with self._tx(write=True) as session:
-            yield UnitOfWork(grants=Grants(session), audit=AuditLog(session, self.clock), session=session)
+            yield UnitOfWork(grants=Grants(session), audit=AuditLog(session, self.clock), invites=Invites(session),
+                             session=session)
