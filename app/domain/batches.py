@@ -70,6 +70,7 @@ class RowCheck:
 class Progress(str, Enum):
     """Where an invited student stands on the dashboard (derived at read time, never stored)."""
 
+    CHECKING = "checking"  # the worker has not checked this line yet
     SKIPPED = "skipped"  # no invite: the preview said why
     NOT_SENT = "not_sent"  # selected, the batch is not sent yet
     INVITED = "invited"
@@ -106,8 +107,11 @@ def best_invite_state(states: list[str]) -> str:
     return "opened" if latest == "sent" and "opened" in states else latest
 
 
-def progress_of(*, selected: bool, invite_state: str | None, grant_state: str | None) -> Progress:
+def progress_of(*, selected: bool, invite_state: str | None, grant_state: str | None,
+                checked: bool = True) -> Progress:
     """Return one student's progress from their invite's state and the newest grant opened since it was sent."""
+    if not checked:
+        return Progress.CHECKING
     if not selected:
         return Progress.SKIPPED
     if invite_state is None:

@@ -256,7 +256,8 @@ class BatchService:
         for row in rows:
             mine = invites.get(row.upn, []) if row.upn else []
             state = best_invite_state([i.state(now).value for i in mine]) if mine else None
-            progress = progress_of(selected=row.selected, invite_state=state, grant_state=grants.get(row.upn))
+            progress = progress_of(selected=row.selected, invite_state=state, grant_state=grants.get(row.upn),
+                                   checked=row.checked)
             reminders = max(0, len(mine) - 1)
             lines.append(StudentLine(
                 row_id=row.id, line=row.line, upn=row.upn or "", shown=row.shown, name=row.name, mail=row.mail,

@@ -42,6 +42,10 @@ def test_progress_comes_from_the_invite_and_the_grant(selected, invite, grant, p
     assert progress_of(selected=selected, invite_state=invite, grant_state=grant) is progress
 
 
+def test_a_line_not_checked_yet_says_so_rather_than_skipped():
+    assert progress_of(selected=False, invite_state=None, grant_state=None, checked=False) is Progress.CHECKING
+
+
 def test_reminders_follow_the_schedule_once_each():
     schedule = ReminderSchedule((2, 5))
     assert schedule.due_step(T0, 0, T0 + timedelta(days=1, hours=23)) is None

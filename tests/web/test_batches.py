@@ -48,6 +48,7 @@ def test_an_upload_is_checked_by_the_worker_and_the_preview_says_why_each_row_is
     batch_id = uploaded(client, services)
     status = client.get(f"/helpdesk/batches/{batch_id}/status").get_json()
     assert status["state"] == "checking" and status["total"] == 12 and status["checked"] == 3  # formula, duplicate, bad address
+    assert status["counts"] == {"checking": 9, "skipped": 3}
     services.batches.work()
     status = client.get(f"/helpdesk/batches/{batch_id}/status").get_json()
     assert status["state"] == "ready" and status["percent"] == 100 and status["checked"] == 12

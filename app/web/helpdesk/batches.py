@@ -62,7 +62,7 @@ SKIPS = {
     "check_failed": _l("Microsoft Graph did not answer for this student: not invited on a guess"),
 }
 PROGRESS = {
-    Progress.SKIPPED: _l("skipped"), Progress.NOT_SENT: _l("to be invited"), Progress.INVITED: _l("invited"),
+    Progress.CHECKING: _l("being checked"), Progress.SKIPPED: _l("skipped"), Progress.NOT_SENT: _l("to be invited"), Progress.INVITED: _l("invited"),
     Progress.OPENED: _l("opened the link"), Progress.SIGNED_IN: _l("signed in"), Progress.UNLOCKED: _l("unlocked"),
     Progress.DONE: _l("registered and released"), Progress.EXPIRED: _l("expired"),
     Progress.BOUNCED: _l("mail bounced"), Progress.REVOKED: _l("invite taken back"),
