@@ -6,7 +6,9 @@
   if (!live) { return; }
   var url = live.getAttribute("data-status-url");
   var state = live.getAttribute("data-state");
-  var every = Math.max(1, parseInt(live.getAttribute("data-poll-seconds"), 10) || 3) * 1000;
+  var seconds = parseInt(live.getAttribute("data-poll-seconds"), 10);
+  if (!(seconds > 0)) { return; }  // a closed batch changes no more
+  var every = seconds * 1000;
   var leaving = false;  // a form is being sent: a reload now would race its answer (and eat its notice)
   document.addEventListener("submit", function () { leaving = true; });
 

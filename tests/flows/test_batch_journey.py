@@ -65,7 +65,7 @@ def test_a_weekly_batch_from_upload_to_close(stack, browser, accessible, request
     assert sorted(m["To"] for m in mails) == sorted((STUDENT, *IDLE))
     mail = next(m for m in mails if m["To"] == STUDENT)
     link = re.search(r"(http\S+/invite/\S+)", mail.get_body(("plain",)).get_content()).group(1)
-    expect(desk.locator('tr[data-progress="invited"]')).to_have_count(3, timeout=15_000)
+    expect(desk.locator('tr[data-progress="invited"]')).to_have_count(3, timeout=30_000)
     accessible(desk, "batch dashboard")
     shot(desk, request, "02-sent")
 
@@ -85,7 +85,7 @@ def test_a_weekly_batch_from_upload_to_close(stack, browser, accessible, request
     expect(student.locator("#status")).to_have_attribute("data-phase", "done", timeout=30_000)
 
     # The dashboard follows without a reload: Ada registered and was released.
-    expect(desk.locator('tr[data-progress="done"]')).to_have_count(1, timeout=15_000)
+    expect(desk.locator('tr[data-progress="done"]')).to_have_count(1, timeout=30_000)
     expect(desk.locator('tr[data-progress="done"]')).to_contain_text(STUDENT)
     shot(desk, request, "03-registered")
 
@@ -94,7 +94,7 @@ def test_a_weekly_batch_from_upload_to_close(stack, browser, accessible, request
     reminders = reminder_mails(stack, 2)
     assert sorted(m["To"] for m in reminders) == sorted(IDLE)
     expect(desk.locator('td[data-field="reminders"]').filter(has_text=re.compile(r"^1 \("))).to_have_count(
-        2, timeout=15_000)
+        2, timeout=30_000)
 
     act(desk, "close", "week 48 done")
     expect(desk.locator(".notice-info")).to_contain_text("closed")

@@ -21,7 +21,9 @@ from app.web.helpdesk.views import _staff_actor
 NAV.append(("helpdesk.batch_list", _l("Weekly batches")))
 # The upload's request: the file (at most MAX_BYTES) and a few short fields in multipart framing.
 UPLOAD_REQUEST_BYTES = MAX_BYTES + 64 * 1024
-POLL_SECONDS = 3
+# How often the batch page asks for its status: often while the check runs (the progress bar), less once the
+# students move at their own pace (a 2,000-line dashboard is a few hundred KB of JSON).
+POLL_SECONDS = {"checking": 2, "ready": 10, "sent": 10, "closed": 0}
 
 # Why a whole file is refused (domain.batch_csv's codes); the desk reads these.
 REJECTED = {
