@@ -39,7 +39,7 @@ PROGRESS_EVERY_SECONDS = 1.0  # how often a running check writes its progress (t
 # finishes it. Longer than any invite_many can take, so the worker never races the click itself.
 RESUME_SEND_AFTER_SECONDS = 600.0
 RESUME_WINDOW = timedelta(days=1)  # a cut-off send older than this is left to the desk (the page shows it)
-REMINDER_SLACK = timedelta(days=7)
+REMINDER_SLACK = timedelta(days=7)  # past its last reminder step by this much, a sent batch is not read again
 
 
 class BatchRefused(Exception):
@@ -113,8 +113,13 @@ class BatchService:
     # -- upload ----------------------------------------------------------------------------------
 
     def _may_change(self, actor: Actor, action: str, batch_id: int | None = None, client: str = "") -> None:
-        if actor.kind is ActorKind.STAFF and actor.role != StaffRole.HELPDESK.value:
-            raise self._refuse(actor, action, "read_only", batch_id=batch_id, client=client, severity="warning")
+        """Let the desk's helpdesk role, an admin at the CLI and the worker change batches; refuse (audited) others."""
+        if actor.kind is ActorKind.STAFF and actor.role == StaffRole.HELPDESK.value:
+            return
+        if actor.kind in (ActorKind.CLI, ActorKind.WORKER):
+            return
+        code = "read_only" if actor.kind is ActorKind.STAFF else "not_allowed"
+        raise self._refuse(actor, action, code, batch_id=batch_id, client=client, severity="warning")
 
     def _refuse(self, actor: Actor, action: str, code: str, *, batch_id: int | None = None, client: str = "",
                 severity: str = "info", **params: Any) -> BatchRefused:

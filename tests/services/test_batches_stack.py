@@ -145,3 +145,12 @@ def test_the_worker_leaves_batches_past_their_last_reminder_and_old_cut_off_send
     assert desk.resume_sending() == 3
     later(stack, 5 + 7 + 0.1)
     assert desk.remind_due() == 0  # past the last step and its slack: the batch is not even read
+
+
+def test_only_the_desk_an_admin_or_the_worker_change_a_batch(stack):
+    desk = stack.services.batches
+    for actor, code in ((AUDITOR, "read_only"), (Actor.student("ada.lovelace@uni.test"), "not_allowed")):
+        with pytest.raises(BatchRefused) as refused:
+            desk.upload(actor, CSV, file_name="w48.csv")
+        assert refused.value.code == code
+    assert desk.recent() == [] and desk.upload(Actor.cli("admin", reason="intake"), CSV).rows_total == 5
