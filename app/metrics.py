@@ -69,6 +69,12 @@ MAIL_OUTCOMES = Counter(
     "because the server failed as a whole).", ["outcome"], registry=REGISTRY)
 
 
+INVITE_CHANGES = Counter(
+    "proofup_invite_changes", "Invite links by change: created, opened (Continue pressed), used (its student signed in), "
+    "revoked (by the desk, a newer invite or a closed batch), refused (a dead, forged or other account's link).",
+    ["change"], registry=REGISTRY)
+
+
 class StateCounts(Protocol):
     """The database reads a scrape needs."""
 
@@ -157,6 +163,11 @@ def subscribe(events: Any) -> None:
     def refused(_sender: Any, event: Any) -> None:
         if event.action == "unlock.refused":  # the other refusals (forms, sign-in answers) are in the audit trail
             UNLOCK_REFUSALS.labels(event.refusal).inc()
+        elif event.action == "invite.refused":
+            INVITE_CHANGES.labels("refused").inc()
+
+    def invites_changed(_sender: Any, event: Any) -> None:
+        INVITE_CHANGES.labels(event.change).inc(event.count)
 
     def cycle_done(_sender: Any, event: Any) -> None:
         WORKER_CYCLE_SECONDS.observe(event.seconds)
@@ -178,6 +189,7 @@ def subscribe(events: Any) -> None:
     events.refused.connect(refused, weak=False)
     events.worker_cycle_done.connect(cycle_done, weak=False)
     events.mail_pass_done.connect(mail_pass_done, weak=False)
+    events.invites_changed.connect(invites_changed, weak=False)
 
 
 def count_ldap_operation(dc: str, succeeded: bool) -> None:

@@ -211,7 +211,7 @@ def subscribe_notices(settings: Settings, events: Events, outbox):
     return notices
 
 
-def build_invites(settings: Settings, store, outbox, directory=None, clock=None):
+def build_invites(settings: Settings, store, outbox, directory=None, clock=None, events: Events | None = None):
     """Return the invite links' use cases (mail needs PROOFUP_SMTP_HOST and the portal's public address)."""
     from app.adapters.sealing import Sealer
     from app.adapters.store import InviteStore
@@ -221,7 +221,7 @@ def build_invites(settings: Settings, store, outbox, directory=None, clock=None)
     config = InviteSettings(days=settings.invite_days, desk=desk_line(settings), university=settings.university_name,
                             public_url=settings.public_url, mail_enabled=bool(settings.smtp_host))
     return InviteService(store, InviteStore(store), outbox, Sealer(settings.secret_key, SEAL_LABEL), config,
-                         directory=directory, clock=clock, locale=_request_locale)
+                         directory=directory, clock=clock, locale=_request_locale, events=events)
 
 
 def build_mail_sender(services: Services):
@@ -314,7 +314,7 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
                               sessions=sessions, clock=clock)
     bulk_diagnosis = BulkDiagnosisService(directory=directory, graph=graph, store=store,
                                           policy=policy_from(settings), clock=clock)
-    invites = build_invites(settings, store, outbox, directory, clock)
+    invites = build_invites(settings, store, outbox, directory, clock, events)
     scan = ScanService(directory=directory, bulk=bulk_diagnosis, store=store, invites=invites)
     from app.adapters.store import ScanStore
 

@@ -67,6 +67,15 @@ class MailPassEvent:
     counts: Mapping[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class InviteEvent:
+    """Invites changed: `change` is created, opened, used or revoked; `count` how many (a batch's are many)."""
+
+    actor: Actor
+    change: str
+    count: int = 1
+
+
 class Events:
     """The portal's signals. One set per assembled portal (wiring), so two apps never share subscribers."""
 
@@ -85,6 +94,7 @@ class Events:
         self.refused = Signal("a request was refused (an unlock, a cancel, a form, a sign-in answer)")
         self.worker_cycle_done = Signal("worker cycle done")
         self.mail_pass_done = Signal("the worker's mail pass handled mail")
+        self.invites_changed = Signal("invites were made, opened, used or revoked")
 
     def grant_changed(self, state: GrantState) -> Signal:
         """Return the signal for a grant that has just reached `state`."""

@@ -39,6 +39,7 @@ from app.domain.mail import MailRecord
 from app.domain.ports import InviteStore, Sealer
 from app.domain.staff import StaffRole
 from app.domain.upn import Upn
+from app.services.events import Events, InviteEvent
 
 log = logging.getLogger(__name__)
 SEAL_LABEL = "proofup invite link"
@@ -70,8 +71,10 @@ class InviteService:
     """Make, check, open, redeem and revoke invites."""
 
     def __init__(self, store, invites: InviteStore, outbox, sealer: Sealer, settings: InviteSettings, *,
-                 directory=None, clock: Callable[[], datetime] | None = None, locale: Callable[[], str] = lambda: ""):
+                 directory=None, clock: Callable[[], datetime] | None = None, locale: Callable[[], str] = lambda: "",
+                 events: Events | None = None):
         self.store = store  # for its unit of work
+        self.events = events or Events()  # told after each commit (metrics); the audit lines commit with the change
         self.directory = directory  # invite() checks the one student is there and has a mail address
         self.invites = invites
         self.outbox = outbox
@@ -138,8 +141,16 @@ class InviteService:
                               days=self.settings.days, client=client)
             uow.session.flush()
             views = rows.views([row.id for row in made])
+            superseded = len(replaced)
+        self._told(actor, "revoked", superseded)
+        self._told(actor, "created", len(views))
         log.info("invites: %d made by %s", len(views), actor.kind.value)
         return views
+
+    def _told(self, actor: Actor, change: str, count: int) -> None:
+        """Tell the subscribers (after the commit) that some invites changed."""
+        if count:
+            self.events.emit(self.events.invites_changed, None, InviteEvent(actor, change, count))
 
     def _may_invite(self, actor: Actor) -> None:
         """Staff of the desk (not auditors), admins at the CLI and the worker (a batch's reminders) invite."""
@@ -166,8 +177,10 @@ class InviteService:
         invite = self.check(token)
         now = self.clock()
         with self.store.unit_of_work() as uow:
-            if uow.invites.mark_opened(invite.id, now):
+            opened = uow.invites.mark_opened(invite.id, now)
+            if opened:
                 uow.audit.add(actor, "invite.opened", invite.upn, invite_id=invite.id, client=client)
+        self._told(actor, "opened", int(opened))
         return invite
 
     def redeem(self, invite_id: int, signed_in: str, actor: Actor, *, client: str = "") -> InviteView:
@@ -182,7 +195,9 @@ class InviteService:
             if refusal is not None:
                 raise InviteRefused(refusal, "", invite)
             uow.audit.add(actor, "invite.used", invite.upn, invite_id=invite_id, client=client)
-            return rows.get(invite_id)
+            used = rows.get(invite_id)
+        self._told(actor, "used", 1)
+        return used
 
     # -- take back -------------------------------------------------------------------------------
 
@@ -195,6 +210,7 @@ class InviteService:
             if invite is None or not rows.revoke([invite_id], self.clock(), actor.id):
                 return False
             uow.audit.add(actor, "invite.revoked", invite.upn, invite_id=invite_id, client=client)
+        self._told(actor, "revoked", 1)
         return True
 
     def revoke_batch(self, batch_id: int, actor: Actor, *, client: str = "") -> int:
@@ -207,6 +223,7 @@ class InviteService:
             for invite in rows.views(revoked):
                 uow.audit.add(actor, "invite.revoked", invite.upn, invite_id=invite.id, batch_id=batch_id,
                               client=client)
+        self._told(actor, "revoked", len(revoked))
         return len(revoked)
 
     # -- read ------------------------------------------------------------------------------------

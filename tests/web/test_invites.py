@@ -141,3 +141,20 @@ def test_refusals_are_rate_limited_per_address(tmp_path, services, app):
     client = app.test_client()
     statuses = [client.get(f"/invite/{new_token()}").status_code for _ in range(205)]
     assert statuses[:200] == [404] * 200 and statuses[-1] == 429
+
+
+def test_invite_changes_are_counted_from_the_events(tmp_path, services, client):
+    from tests.web.test_metrics import TOKEN, delta, portal, scrape
+
+    metrics = portal(tmp_path, services, metrics_token=TOKEN)
+    before = scrape(metrics)
+    invite, token = make_invite(services)
+    make_invite(services)  # a second invite for the same student revokes the first
+    second = services.invites.search(InviteFilter(upn=STUDENT))[0]
+    with services.store._tx() as s:  # noqa: SLF001
+        token = services.invites.sealer.open(Invites(s).sealed_token(second.id))
+    finish_sign_in(client, continue_(client, token), STUDENT)
+    client.get(f"/invite/{new_token()}")
+    after = scrape(metrics)
+    for change, count in (("created", 2), ("revoked", 1), ("opened", 1), ("used", 1), ("refused", 1)):
+        assert delta(before, after, "proofup_invite_changes_total", change=change) == count, change
