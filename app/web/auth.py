@@ -113,6 +113,12 @@ def staff_sign_in():
 def begin_sign_in(kind: SessionKind, *, invite_id: int | None = None, login_hint: str | None = None):
     """Start an auth-code flow for an audience and keep it, sealed and bound to this browser, until it is finished."""
     svc = services()
+    if kind is SessionKind.STUDENT:
+        from app.web.kiosk import current_kiosk
+
+        # On an enrolled kiosk every student sign-in (an invite link's too) is a kiosk one: fresh, timed, signed
+        # out everywhere at the end.
+        kind = SessionKind.KIOSK if current_kiosk() is not None else kind
     binding = _browser_binding()
     identity = svc.staff_identity if kind is SessionKind.STAFF else svc.identity
     # Staff and kiosks sign in afresh every time (prompt=login): a live session at the authority is never reused.

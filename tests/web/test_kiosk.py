@@ -169,3 +169,16 @@ def test_twenty_students_through_one_kiosk_in_a_minute_are_not_limited_but_a_bro
         assert page.status_code == 302, (upn, page.status_code)
         assert kiosk.post("/kiosk/done", data={"csrf_token": page_csrf(kiosk, "/diagnosis")}).status_code == 303
     assert browser.get("/sign-in").status_code == 429, "the kiosk's sign-ins did not free the address's counter"
+
+
+def test_any_student_sign_in_on_a_kiosk_is_a_kiosk_one(app, kiosk, services):
+    """Even a way in that is not the attract screen (an invite link's Continue) starts a kiosk sign-in there."""
+    from app.web.auth import begin_sign_in, open_flow
+
+    credential = kiosk.get_cookie(KIOSK_COOKIE).value
+    for cookie, expected in ((f"{KIOSK_COOKIE}={credential}", "kiosk"), ("", "student")):
+        with app.test_request_context("/", headers={"Cookie": cookie} if cookie else {}):
+            answer = begin_sign_in(SessionKind.STUDENT)
+            record = open_flow(services.store.take_sign_in_flow(state_of(answer.headers["Location"])))
+        assert record["kind"] == expected
+        assert services.identity.last_force_login is (expected == "kiosk")
