@@ -167,3 +167,19 @@ def test_metrics_are_closed_to_the_world(proxied):
     assert make_session(proxy.ca_file).get(proxy.url + "/metrics").status_code == 403
     assert make_session(proxy.ca_file).get(proxy.url + "/health/dependencies").status_code == 403
     assert make_session(proxy.ca_file).get(proxy.url + "/readyz").status_code == 200
+
+
+def test_no_access_log_holds_an_invite_links_token(proxied):
+    """nginx's log and the portal's (gunicorn) write /invite/(token), and nginx logs no referrer."""
+    from app.domain.invites import new_token
+
+    served, proxy = proxied
+    token = new_token()
+    session = make_session(proxy.ca_file)
+    answer = session.get(f"{proxy.url}/invite/{token}", headers={"Referer": f"{proxy.url}/invite/{token}"})
+    assert answer.status_code == 404  # no such invite: the one answer for every dead link
+    session.get(f"{proxy.url}/static/shared/portal.css", headers={"Referer": f"{proxy.url}/invite/{token}"})
+    time.sleep(0.5)  # nginx writes its access line after the answer
+    nginx_log = (proxy.prefix / "proofup-access.log").read_text()
+    assert "/invite/(token)" in nginx_log and token not in nginx_log
+    assert "/invite/(token)" in served.log() and token not in served.log()
