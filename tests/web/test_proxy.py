@@ -183,3 +183,19 @@ def test_no_access_log_holds_an_invite_links_token(proxied):
     nginx_log = (proxy.prefix / "proofup-access.log").read_text()
     assert "/invite/(token)" in nginx_log and token not in nginx_log
     assert "/invite/(token)" in served.log() and token not in served.log()
+
+
+def test_the_batch_upload_route_alone_takes_a_bigger_body_and_a_too_big_one_gets_the_portals_page(proxied):
+    _, proxy = proxied
+    portal = make_session(proxy.ca_file)
+    csv_file = {"file": ("week.csv", b"upn\n" + b"student@uni.test\n" * 12_000, "text/csv")}  # about 200 KB
+    elsewhere = portal.post(proxy.url + "/sign-out", files=csv_file, allow_redirects=False)
+    assert elsewhere.status_code == 413 and "X-Request-ID" not in elsewhere.headers  # nginx's own: 64 KiB there
+    fits = portal.post(proxy.url + "/helpdesk/batches/upload", files=csv_file, allow_redirects=False)
+    assert fits.status_code != 413 and "X-Request-ID" in fits.headers  # the portal answered (staff sign-in first)
+    huge = {"file": ("week.csv", b"upn\n" + b"student@uni.test\n" * 600_000, "text/csv")}  # about 10 MB
+    too_big = portal.post(proxy.url + "/helpdesk/batches/upload", files=huge, allow_redirects=False)
+    assert "X-Request-ID" in too_big.headers, too_big.status_code  # nginx handed its 413 to the portal's page
+    # Without a staff session the portal's answer is its sign-in redirect; a desk member reads its "too big" page
+    # (tests/web/test_batches.py), with nginx's 413 status either way.
+    assert (too_big.status_code, too_big.headers.get("Location", "")) == (413, "/helpdesk/sign-in")
