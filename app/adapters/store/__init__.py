@@ -30,6 +30,7 @@ from app.adapters.store.budget import BudgetState, BudgetStore
 from app.adapters.store.bypass_checks import BypassCheck, BypassCheckStore
 from app.adapters.store.grants import Grants, GrantStore
 from app.adapters.store.invites import InviteFilter, Invites, InviteStore
+from app.adapters.store.kiosks import KioskStore
 from app.adapters.store.leases import LeaseStore
 from app.adapters.store.outbox import OutboxStore
 from app.adapters.store.scans import ScanStore, ScanView
@@ -43,6 +44,6 @@ class Store(GrantStore, AuditStore, SignInFlowStore, LeaseStore, BudgetStore, By
 
 
 __all__ = ["MIGRATIONS_DIR", "REDACTED", "AuditEvent", "AuditLog", "AuditQuery", "Base", "BatchStore", "BudgetState",
-           "BypassCheck", "Database", "Grants", "InviteFilter", "InviteStore", "Invites",
+           "BypassCheck", "Database", "Grants", "InviteFilter", "InviteStore", "Invites", "KioskStore",
            "OutboxStore", "ScanStore", "ScanView", "SessionStore", "Store", "UTCDateTime", "UnitOfWork", "redact",
            "schema_head", "schema_is_known", "schema_state"]
