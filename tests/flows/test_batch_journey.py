@@ -12,9 +12,7 @@ from datetime import timedelta
 import pytest
 from playwright.sync_api import expect
 
-from app.demo import DemoStack
 from app.domain.grants import utc_now
-from tests.flows.conftest import FAST
 from tests.flows.test_helpdesk_journey import act, shot, sign_in_staff
 from tests.flows.test_student_journey import adfs_sign_in, open_my_sign_ins
 
@@ -27,19 +25,8 @@ CSV = ("\ufeffupn;name\r\n" + "".join(f"{upn};\r\n" for upn in (STUDENT, *IDLE))
        "barbara.liskov@uni.test;Barbara\r\nken.thompson@uni.test;Ken\r\n").encode()
 
 
-@pytest.fixture
-def stack(tmp_path, smtp_server):
-    """The demo stack with its worker (a tick a second: checks, reminders, mail) mailing to the test's server."""
-    server = smtp_server("none")
-    stack = DemoStack(tmp_path / "demo", mail=False, smtp_host=server.host, smtp_port=server.port,
-                      smtp_security="none", smtp_from="proofup@uni.test", confirm_interval_seconds=1.0,
-                      **FAST).start()
-    stack.smtp = server
-    yield stack
-    stack.stop()
-
-
-def test_a_weekly_batch_from_upload_to_close(stack, browser, accessible, request):
+def test_a_weekly_batch_from_upload_to_close(mailing_stack, browser, accessible, request):
+    stack = mailing_stack
     desk = browser.new_context(ignore_https_errors=True, bypass_csp=True).new_page()
     sign_in_staff(desk, stack, DESK)
     desk.goto(f"{stack.portal_url}/helpdesk/batches")

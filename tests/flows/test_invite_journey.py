@@ -8,8 +8,6 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from app.demo import DemoStack
-from tests.flows.conftest import FAST
 from tests.flows.test_helpdesk_journey import act, shot, sign_in_staff
 from tests.flows.test_student_journey import adfs_sign_in
 
@@ -19,19 +17,8 @@ DESK = "hedy.lamarr@uni.test"
 STUDENT = "grace.hopper@uni.test"
 
 
-@pytest.fixture
-def stack(tmp_path, smtp_server):
-    """The demo stack (its worker sends mail every few seconds) mailing to the test's SMTP server."""
-    server = smtp_server("none")
-    stack = DemoStack(tmp_path / "demo", mail=False, smtp_host=server.host, smtp_port=server.port,
-                      smtp_security="none", smtp_from="proofup@uni.test", confirm_interval_seconds=1.0,
-                      **FAST).start()
-    stack.smtp = server
-    yield stack
-    stack.stop()
-
-
-def test_the_desk_invites_and_the_student_follows_the_link_from_the_mail(stack, browser, accessible, request):
+def test_the_desk_invites_and_the_student_follows_the_link_from_the_mail(mailing_stack, browser, accessible, request):
+    stack = mailing_stack
     desk = browser.new_context(ignore_https_errors=True, bypass_csp=True).new_page()
     sign_in_staff(desk, stack, DESK)
     desk.goto(f"{stack.portal_url}/helpdesk/student/{STUDENT}")
