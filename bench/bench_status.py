@@ -26,6 +26,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ from app.seed import load_seed  # noqa: E402
 from app.web import SESSION_COOKIE  # noqa: E402
 
 SECRET = "bench-secret-key-0123456789abcdef"
+FLASK_COOKIE = "proofup_session"  # the portal's signed cookie (language choice, the set-up time's end)
 WRK_SCRIPT = """
 local made = 0
 setup = function(thread)
@@ -59,7 +61,7 @@ init = function(args)
 end
 request = function()
   counter = counter % #cookies + 1
-  return wrk.format("GET", "/status", {["Cookie"] = "proofup_sid=" .. cookies[counter]})
+  return wrk.format("GET", "/status", {["Cookie"] = cookies[counter]})
 end
 """
 
@@ -108,12 +110,21 @@ def open_sessions(url: str, students: list[str], cookies: Path, *, grants: bool)
     return cookies
 
 
-def check_status(url: str, cookies: Path) -> None:
-    """Make sure the benchmark measures /status itself, not a redirect to the start page."""
-    token = cookies.read_text().split()[0]
-    answer = requests.get(url + "/status", cookies={SESSION_COOKIE: token}, allow_redirects=False, timeout=10)
-    if answer.status_code != 200 or answer.json().get("phase") != "waiting":
-        raise RuntimeError(f"/status answered {answer.status_code}: {answer.text[:200]}")
+def browser_cookies(url: str, tokens: Path, jar: Path) -> Path:
+    """Poll once as each student's browser and write the Cookie header it then sends, one a line.
+
+    A browser sends back the portal's signed Flask cookie (proofup_session) that the first poll set; wrk keeps
+    no cookies, so without this every poll would look like a new browser's and be answered with a fresh one.
+    """
+    lines = []
+    for token in tokens.read_text().split():
+        answer = requests.get(url + "/status", cookies={SESSION_COOKIE: token}, allow_redirects=False, timeout=10)
+        if answer.status_code != 200 or answer.json().get("phase") != "waiting":
+            raise RuntimeError(f"/status answered {answer.status_code}: {answer.text[:200]}")
+        flask_cookie = answer.cookies.get(FLASK_COOKIE)
+        lines.append(f"{SESSION_COOKIE}={token}" + (f"; {FLASK_COOKIE}={flask_cookie}" if flask_cookie else ""))
+    jar.write_text("\n".join(lines) + "\n")
+    return jar
 
 
 class Served:
@@ -125,7 +136,8 @@ class Served:
         argv = gunicorn_argv("127.0.0.1", self.port, workers=2, threads=4, app=app_spec,
                              **({"config": config} if config else {}))
         self.log = open(workdir / f"gunicorn-{self.port}.log", "wb")
-        self.process = subprocess.Popen(argv, env={**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir},
+        env = {**env, "PROMETHEUS_MULTIPROC_DIR": metrics_dir, "PROOFUP_PUBLIC_URL": self.url}
+        self.process = subprocess.Popen(argv, env=env,
                                         stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -185,7 +197,12 @@ def main() -> int:
     parser.add_argument("--students", type=int, default=300)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--distinct", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=2, help="alternate the variants this many times; best kept")
+    parser.add_argument("--rounds", type=int, default=3, help="alternate the variants this many times")
+    parser.add_argument("--variants", default="bare,portal-sqlite,portal-postgres,portal-nofreeze",
+                        help="comma-separated; add baseline-sqlite with --baseline")
+    parser.add_argument("--baseline", type=Path, help="another checkout of the portal (e.g. a worktree of main), "
+                        "served side by side as baseline-sqlite: before and after in one run")
+    parser.add_argument("--no-limiter", action="store_true", help="skip the run with --distinct other students")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
@@ -197,60 +214,87 @@ def main() -> int:
     script.write_text(WRK_SCRIPT)
     students = [f"student{i:05d}@uni.test" for i in range(args.students)]
     sqlite_url = f"sqlite:///{work}/portal.sqlite3"
-    cookies = open_sessions(sqlite_url, students, work / "cookies.txt", grants=True)
-    pg = PostgresServer(_pg_bindir())
-    pg.start()
+    tokens = open_sessions(sqlite_url, students, work / "tokens.txt", grants=True)
+    names = args.variants.split(",") + (["baseline-sqlite"] if args.baseline else [])
+    pg = PostgresServer(_pg_bindir()) if "portal-postgres" in names else None
+    if pg:
+        pg.start()
     try:
-        pg_url = pg.create_database("bench")
-        pg_cookies = open_sessions(pg_url, students, work / "cookies-pg.txt", grants=True)
         variants = {
-            "bare": ("bench.status_apps:bare()", portal_env(sqlite_url), None, cookies),
-            "portal-sqlite": ("bench.status_apps:portal()", portal_env(sqlite_url), None, cookies),
-            "portal-postgres": ("bench.status_apps:portal()", portal_env(pg_url), None, pg_cookies),
+            "bare": ("bench.status_apps:bare()", portal_env(sqlite_url), None, tokens),
+            "portal-sqlite": ("bench.status_apps:portal()", portal_env(sqlite_url), None, tokens),
             "portal-nofreeze": ("bench.status_apps:portal()", portal_env(sqlite_url), "python:bench.nofreeze_hooks",
-                                cookies),
+                                tokens),
         }
-        results: dict[str, dict] = {}
+        if pg:
+            pg_url = pg.create_database("bench")
+            pg_tokens = open_sessions(pg_url, students, work / "tokens-pg.txt", grants=True)
+            variants["portal-postgres"] = ("bench.status_apps:portal()", portal_env(pg_url), None, pg_tokens)
+        if args.baseline:
+            variants["baseline-sqlite"] = ("bench.status_apps:portal()",
+                                           {**portal_env(sqlite_url), "PYTHONPATH": str(args.baseline.resolve())},
+                                           None, tokens)
+        rounds: list[dict[str, dict]] = []
         for _ in range(args.rounds):
-            for name, (spec, env, config, jar) in variants.items():
+            rounds.append({})
+            for name in names:
+                spec, env, config, round_tokens = variants[name]
                 served = Served(spec, env, work, config=config)
                 try:
-                    check_status(served.url, jar)
+                    jar = browser_cookies(served.url, round_tokens, work / f"jar-{name}.txt")
                     wrk(served.url, jar, script, 2)  # warm-up: every worker has served
                     measured = wrk(served.url, jar, script, args.seconds)
                     measured["memory"] = served.memory()
                 finally:
                     served.stop()
-                if name not in results or measured["rps"] > results[name]["rps"]:
-                    results[name] = measured
+                rounds[-1][name] = measured
                 print(name, json.dumps(measured), flush=True)
 
-        # The limiter: the same processes after `distinct` other students each polled once.
-        served = Served("bench.status_apps:portal()", portal_env(sqlite_url), work)
-        try:
-            wrk(served.url, cookies, script, 2)
-            fresh = wrk(served.url, cookies, script, args.seconds)
-            others = open_sessions(sqlite_url, [f"other{i:06d}@uni.test" for i in range(args.distinct)],
-                                   work / "others.txt", grants=False)
-            # Every other student polls at least once: wrk goes through the list in turn, for long enough.
-            seconds = max(5, round(1.5 * args.distinct / max(fresh["rps"], 1)))
-            others_run = wrk(served.url, others, script, seconds)
-            if others_run["rps"] * seconds < args.distinct:
-                print(f"note: only {others_run['rps'] * seconds:.0f} of {args.distinct} other students polled")
-            after = wrk(served.url, cookies, script, args.seconds)
-            limiter = {"fresh": fresh, "after": after, "memory_after": served.memory()}
-        finally:
-            served.stop()
+        limiter = None
+        if not args.no_limiter:
+            # The limiter: the same processes after `distinct` other students each polled once.
+            served = Served("bench.status_apps:portal()", portal_env(sqlite_url), work)
+            try:
+                jar = browser_cookies(served.url, tokens, work / "jar-limiter.txt")
+                wrk(served.url, jar, script, 2)
+                fresh = wrk(served.url, jar, script, args.seconds)
+                others = open_sessions(sqlite_url, [f"other{i:06d}@uni.test" for i in range(args.distinct)],
+                                       work / "others.txt", grants=False)
+                others_jar = work / "others-jar.txt"
+                others_jar.write_text("".join(f"{SESSION_COOKIE}={t}\n" for t in others.read_text().split()))
+                # Every other student polls at least once: wrk goes through the list in turn, for long enough.
+                seconds = max(5, round(1.5 * args.distinct / max(fresh["rps"], 1)))
+                others_run = wrk(served.url, others_jar, script, seconds)
+                if others_run["rps"] * seconds < args.distinct:
+                    print(f"note: only {others_run['rps'] * seconds:.0f} of {args.distinct} other students polled")
+                after = wrk(served.url, jar, script, args.seconds)
+                limiter = {"fresh": fresh, "after": after, "memory_after": served.memory()}
+            finally:
+                served.stop()
     finally:
-        pg.stop()
+        if pg:
+            pg.stop()
 
-    bare = results["bare"]["rps"]
-    print("\nvariant            req/s   x bare   p50 ms   p99 ms  non-2xx  RSS MiB/worker  USS MiB/worker")
-    for name, r in results.items():
-        rss = "/".join(f"{m['rss']:.0f}" for m in r["memory"])
-        uss = "/".join(f"{m['uss']:.0f}" for m in r["memory"])
-        print(f"{name:16} {r['rps']:8.0f} {r['rps'] / bare:8.2f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} "
-              f"{r['non2xx'] + r['errors']:8d}  {rss:>14}  {uss:>14}")
+    print("\nvariant            req/s (median)  x bare per round -> median   p50 ms   p99 ms  non-2xx  "
+          "RSS MiB/worker  USS MiB/worker")
+    for name in names:
+        runs = [r[name] for r in rounds]
+        ratios = [r[name]["rps"] / r["bare"]["rps"] for r in rounds] if "bare" in names else []
+        last = runs[-1]
+        rss = "/".join(f"{m['rss']:.0f}" for m in last["memory"])
+        uss = "/".join(f"{m['uss']:.0f}" for m in last["memory"])
+        shown = ", ".join(f"{x:.2f}" for x in ratios)
+        print(f"{name:16} {statistics.median(r['rps'] for r in runs):8.0f}  {shown:>22} -> "
+              f"{statistics.median(ratios) if ratios else 0:.2f}  {statistics.median(r['p50_ms'] for r in runs):8.1f} "
+              f"{statistics.median(r['p99_ms'] for r in runs):8.1f} {sum(r['non2xx'] + r['errors'] for r in runs):8d}"
+              f"  {rss:>14}  {uss:>14}")
+    if "baseline-sqlite" in names and "portal-sqlite" in names:
+        gains = [r["portal-sqlite"]["rps"] / r["baseline-sqlite"]["rps"] for r in rounds]
+        print("portal-sqlite / baseline-sqlite per round: " + ", ".join(f"{x:.2f}" for x in gains))
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    if limiter is None:
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
     ratio = limiter["after"]["rps"] / limiter["fresh"]["rps"]
     rss_after = "/".join(f"{m['rss']:.0f}" for m in limiter["memory_after"])
     print(f"\nlimiter: {limiter['fresh']['rps']:.0f} req/s fresh, {limiter['after']['rps']:.0f} after "

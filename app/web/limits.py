@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import deque
 from typing import Callable
 
 from flask import Flask, jsonify, request
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_limiter import Limiter, RateLimitExceeded
+from limits.storage import MovingWindowSupport, Storage
 
 from app.config import Settings
 from app.web import client_address, signed_in_upn
@@ -16,6 +19,102 @@ from app.web.errors import error_page, wait_words
 
 TOO_MANY = _l("Please slow down")
 STATUS_ENDPOINTS = ("student.status", "student.check_now")  # they answer the guide page's poller in JSON
+
+
+# How often the in-process counts drop the keys whose window has passed (students who stopped polling).
+SWEEP_SECONDS = 60.0
+
+
+class SweptMemoryStorage(Storage, MovingWindowSupport):
+    """In-process moving-window counts that cost the same after 20,000 students as after one.
+
+    limits' own memory storage starts a timer thread every 10 ms while requests come in and each time walks
+    every key it ever saw (a key per student): under load that is a thread per 10 ms per worker, and after
+    20,000 students the walks take the portal's time. Here a request trims only its own key, and the keys
+    whose newest entry has left its window are dropped inline at most once a minute.
+    """
+
+    STORAGE_SCHEME = ["proofup-memory"]
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options) -> None:
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self._windows: dict[str, tuple[float, deque[float]]] = {}  # key -> (expiry seconds, hit times, oldest first)
+        self._counters: dict[str, tuple[float, int]] = {}  # key -> (end of window, count): fixed windows
+        self._guard = threading.Lock()
+        self._next_sweep = time.time() + SWEEP_SECONDS
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return ValueError
+
+    def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
+        """Record `amount` hits in the moving window if it has room for them; tell whether it had."""
+        now = time.time()
+        with self._guard:
+            self._sweep(now)
+            _, hits = self._windows.setdefault(key, (expiry, deque()))
+            _trim(hits, now - expiry)
+            if len(hits) + amount > limit:
+                return False
+            hits.extend([now] * amount)
+            return True
+
+    def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
+        """Return the oldest hit still in the window (now if none) and how many hits it holds."""
+        now = time.time()
+        with self._guard:
+            _, hits = self._windows.get(key, (expiry, deque()))
+            _trim(hits, now - expiry)
+            return (hits[0], len(hits)) if hits else (now, 0)
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        """Count hits in a fixed window (the other strategies; the portal's limits use the moving window)."""
+        now = time.time()
+        with self._guard:
+            self._sweep(now)
+            ends, count = self._counters.get(key, (0.0, 0))
+            if ends <= now:
+                ends, count = now + expiry, 0
+            self._counters[key] = (ends, count + amount)
+            return count + amount
+
+    def get(self, key: str) -> int:
+        ends, count = self._counters.get(key, (0.0, 0))
+        return count if ends > time.time() else 0
+
+    def get_expiry(self, key: str) -> float:
+        ends, _ = self._counters.get(key, (0.0, 0))
+        return max(ends, time.time())
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int | None:
+        with self._guard:
+            dropped = len(self._windows) + len(self._counters)
+            self._windows.clear()
+            self._counters.clear()
+        return dropped
+
+    def clear(self, key: str) -> None:
+        with self._guard:
+            self._windows.pop(key, None)
+            self._counters.pop(key, None)
+
+    def _sweep(self, now: float) -> None:
+        # Called with the guard held: one walk over the keys a minute, however many requests come in.
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_SECONDS
+        self._windows = {key: (expiry, hits) for key, (expiry, hits) in self._windows.items()
+                         if hits and hits[-1] > now - expiry}
+        self._counters = {key: value for key, value in self._counters.items() if value[0] > now}
+
+
+def _trim(hits: deque[float], since: float) -> None:
+    """Drop the hits at or before `since` from the left of an oldest-first window."""
+    while hits and hits[0] <= since:
+        hits.popleft()
 
 
 def kiosk_or_address() -> str:
@@ -65,7 +164,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
         key_func=client_address,
         # Memory counts per process; with PROOFUP_REDIS_URL every instance and worker shares one count, and
         # if Redis stops answering the portal keeps serving with per-process counts rather than failing.
-        storage_uri=settings.redis_url or "memory://",
+        storage_uri=settings.redis_url or "proofup-memory://",
         in_memory_fallback_enabled=bool(settings.redis_url),
         strategy="moving-window",  # no double burst at a window's edge, and an exact Retry-After
         key_prefix="proofup",

@@ -69,3 +69,15 @@ def test_sessions_past_their_absolute_end_are_purged_in_bounded_chunks(table, cl
     assert table.purge_expired(clock(), limit=2) == 1
     assert table.purge_expired(clock(), limit=2) == 0
     assert table.get_session(token_hash("new-one")) is not None
+
+
+def test_the_hot_session_read_gives_what_the_orm_gives(table, clock):
+    """get_session skips the ORM (every request of a signed-in browser runs it): same record, same types."""
+    from app.adapters.store.sessions import SessionRow
+
+    table.create_session(record(clock))
+    key = token_hash("token-one")
+    hot = table.get_session(key)
+    with table.store._tx() as session:
+        assert hot == session.get(SessionRow, key).record()
+    assert hot.created_at.tzinfo is not None and hot.mfa is False and hot.kind is SessionKind.STUDENT

@@ -311,3 +311,31 @@ def test_instances_starting_together_upgrade_once(database_url):
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
     for s in stores:
         s.dispose()
+
+
+def test_the_hot_grant_read_gives_what_the_orm_gives(store, clock):
+    """open_grant_for skips the ORM (every poll runs it): same fields and types, and only an open grant."""
+    from app.adapters.store import Grants
+
+    grant, _ = make_grant(store, clock)
+    store.move_grant(grant.id, GrantState.ACTIVE, activated_at=clock(), dc_confirmed=True)
+    store.record_check(grant.id, at=clock() + timedelta(seconds=5))
+    hot = store.open_grant_for("ADA.lovelace@uni.test")
+    with store._tx() as session:
+        assert hot == Grants(session).open_for("ada.lovelace@uni.test")
+    assert hot.dc_confirmed is True and hot.expires_at.tzinfo is not None and hot.state is GrantState.ACTIVE
+    store.move_grant(grant.id, GrantState.RELEASED, ended_at=clock())
+    assert store.open_grant_for("ada.lovelace@uni.test") is None
+
+
+def test_a_failing_hot_read_raises_sqlalchemys_error_and_the_next_one_works(store, clock):
+    from sqlalchemy import select
+    from sqlalchemy.exc import DBAPIError
+
+    from app.adapters.store.base import HotRead
+
+    make_grant(store, clock)
+    broken = HotRead(select(text("no_such_column")).select_from(text("grants")))
+    with pytest.raises(DBAPIError):
+        store.read_first(broken)
+    assert store.open_grant_for("ada.lovelace@uni.test") is not None  # the pool handed out a sound connection

@@ -152,3 +152,10 @@ def test_redis_url_must_be_redis_and_is_never_shown():
         load_settings({**REQUIRED, "PROOFUP_REDIS_URL": "http://cache:6379"})
     settings = load_settings({**REQUIRED, "PROOFUP_REDIS_URL": "redis://:hunter2-secret@cache:6379/0"})
     assert "hunter2-secret" not in repr(settings) and "hunter2-secret" not in repr(settings.redacted())
+
+
+def test_without_redis_the_counts_live_in_the_swept_memory_storage(tmp_path, services):
+    from app.web.limits import SweptMemoryStorage
+
+    (limiter,) = portal(tmp_path, services).extensions["limiter"]
+    assert isinstance(limiter.storage, SweptMemoryStorage)

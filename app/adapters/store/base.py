@@ -5,10 +5,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
-from sqlalchemy import DateTime, TypeDecorator, create_engine, delete, event, select, text
+from sqlalchemy import DateTime, Select, TypeDecorator, create_engine, delete, event, select, text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from app.adapters.file_lock import exclusive_lock
@@ -103,6 +104,26 @@ def schema_is_known(revision: str) -> bool:
         return False
 
 
+class HotRead:
+    """A SELECT that every poll runs: compiled once per database, then run straight on a pooled connection.
+
+    Through the ORM the session and grant reads of a poll cost about 650 µs each, through Core's execution
+    about 200 µs, this way about 30 µs (docs/benchmarks.md, "/status under `proofup serve`"). Parameters are
+    plain strings (they need no conversion); each column goes through its own type's result conversion, so a
+    row reads exactly as through SQLAlchemy (aware UTC datetimes, booleans).
+    """
+
+    def __init__(self, statement: Select):
+        self.statement = statement
+
+
+class _CompiledRead(NamedTuple):
+    sql: str
+    positions: tuple[str, ...] | None  # parameter names in order, for positional paramstyles (SQLite's "?")
+    columns: tuple[str, ...]
+    converters: tuple[Callable[[Any], Any] | None, ...]
+
+
 class Database:
     """Engine, sessions and schema upgrades; the store modules add their verbs to it."""
 
@@ -128,6 +149,7 @@ class Database:
             self._write_engine = self.engine
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._write_session = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._compiled_reads: dict[HotRead, _CompiledRead] = {}
         forget_connections_after_fork(self)
 
     def upgrade(self) -> None:
@@ -184,6 +206,45 @@ class Database:
 
         with self.engine.connect() as conn:  # the pool readiness probes share with every request
             return MigrationContext.configure(conn).get_current_revision()
+
+    def read_first(self, read: HotRead, **params: str) -> dict[str, Any] | None:
+        """Run a hot read and return its first row as {column: value}, or None.
+
+        One statement needs no BEGIN: SQLite runs it as a transaction of its own (the pragmas switched the
+        driver's implicit transactions off), and PostgreSQL's pool rolls the implicit one back on return.
+        """
+        compiled = self._compiled_reads.get(read) or self._compile(read)
+        values = {name: str(value) for name, value in params.items()}
+        bound = tuple(values[name] for name in compiled.positions) if compiled.positions is not None else values
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            try:
+                cursor.execute(compiled.sql, bound)
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            # As SQLAlchemy would: never hand a connection in an unknown state back to the pool, and raise its
+            # error type (callers such as the CLI catch SQLAlchemyError).
+            connection.invalidate(exc)
+            raise DBAPIError.instance(compiled.sql, bound, exc, self.engine.dialect.loaded_dbapi.Error) from exc
+        finally:
+            connection.close()
+        if row is None:
+            return None
+        return {name: convert(value) if convert and value is not None else value
+                for name, convert, value in zip(compiled.columns, compiled.converters, row)}
+
+    def _compile(self, read: HotRead) -> _CompiledRead:
+        dialect = self.engine.dialect
+        compiled = read.statement.compile(dialect=dialect)
+        columns = list(read.statement.selected_columns)
+        converters = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns)
+        positions = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self._compiled_reads[read] = found = _CompiledRead(compiled.string, positions,
+                                                           tuple(c.key for c in columns), converters)
+        return found
 
     @contextmanager
     def _tx(self, write: bool = False) -> Iterator[Session]:

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Mapping
 
-from sqlalchemy import Boolean, CheckConstraint, Index, Integer, String, Text, case, func, select, text, update
+from sqlalchemy import (Boolean, CheckConstraint, Index, Integer, String, Text, bindparam, case, func, select, text,
+                        update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from app.adapters.store.base import Base, Database, UTCDateTime
+from app.adapters.store.base import Base, Database, HotRead, UTCDateTime
 from app.domain.directory import dn_key
 from app.domain.grants import OPEN_STATES, GrantState, GrantView, sources
 from app.domain.tap import Remedy
@@ -53,14 +54,24 @@ class GrantRow(Base):
     )
 
     def view(self) -> GrantView:
-        return GrantView(
-            id=self.id, upn=Upn(self.upn), user_dn=self.user_dn, entra_user_id=self.entra_user_id,
-            state=GrantState(self.state), actor=self.actor, reason=self.reason, created_at=self.created_at,
-            expires_at=self.expires_at, activated_at=self.activated_at, ended_at=self.ended_at,
-            end_reason=self.end_reason, ttl_seconds=self.ttl_seconds, dc_confirmed=self.dc_confirmed,
-            last_checked_at=self.last_checked_at, check_count=self.check_count, remedy=Remedy(self.remedy),
-            tap_method_id=self.tap_method_id, method_seen_at=self.method_seen_at,
-        )
+        return grant_view({column.key: getattr(self, column.key) for column in self.__table__.columns})
+
+
+def grant_view(row: Mapping[str, Any]) -> GrantView:
+    """Return the grant a row of the grants table holds (from the ORM or a hot read alike)."""
+    return GrantView(
+        id=row["id"], upn=Upn(row["upn"]), user_dn=row["user_dn"], entra_user_id=row["entra_user_id"],
+        state=GrantState(row["state"]), actor=row["actor"], reason=row["reason"], created_at=row["created_at"],
+        expires_at=row["expires_at"], activated_at=row["activated_at"], ended_at=row["ended_at"],
+        end_reason=row["end_reason"], ttl_seconds=row["ttl_seconds"], dc_confirmed=bool(row["dc_confirmed"]),
+        last_checked_at=row["last_checked_at"], check_count=row["check_count"], remedy=Remedy(row["remedy"]),
+        tap_method_id=row["tap_method_id"], method_seen_at=row["method_seen_at"],
+    )
+
+
+# Every poll of a signed-in student reads their open grant. The condition is the partial unique index's own
+# (uq_grants_open_upn), so both databases answer from that index.
+_OPEN_BY_UPN = HotRead(select(GrantRow.__table__).where(GrantRow.upn == bindparam("upn"), text(_OPEN_SQL)))
 
 
 class Grants:
@@ -203,9 +214,9 @@ class GrantStore(Database):
             return Grants(s).get(grant_id)
 
     def open_grant_for(self, upn: str) -> GrantView | None:
-        """Return the person's pending or active grant, if any."""
-        with self._tx() as s:
-            return Grants(s).open_for(upn)
+        """Return the person's pending or active grant, if any (the hot read of every poll)."""
+        row = self.read_first(_OPEN_BY_UPN, upn=Upn(upn))
+        return grant_view(row) if row else None
 
     def grants_for(self, upn: str, limit: int = 20) -> list[GrantView]:
         """Return the person's grants, newest first."""

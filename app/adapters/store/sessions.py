@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Mapping
 
-from sqlalchemy import Boolean, String, Text, select, update
+from sqlalchemy import Boolean, String, Text, bindparam, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.adapters.store.base import Base, Database, UTCDateTime
+from app.adapters.store.base import Base, Database, HotRead, UTCDateTime
 from app.domain.sessions import SessionKind, SessionRecord
 from app.domain.upn import Upn
 
@@ -28,11 +29,21 @@ class SessionRow(Base):
     client_address: Mapped[str] = mapped_column(String(64), default="")
 
     def record(self) -> SessionRecord:
-        return SessionRecord(
-            token_hash=self.token_hash, kind=SessionKind(self.kind), upn=Upn(self.upn), display_name=self.display_name,
-            created_at=self.created_at, last_seen_at=self.last_seen_at, expires_at=self.expires_at,
-            revoked_at=self.revoked_at, mfa=self.mfa, client_address=self.client_address,
-        )
+        return session_record({column.key: getattr(self, column.key) for column in self.__table__.columns})
+
+
+def session_record(row: Mapping[str, Any]) -> SessionRecord:
+    """Return the session a row of portal_sessions holds (from the ORM or a hot read alike)."""
+    return SessionRecord(
+        token_hash=row["token_hash"], kind=SessionKind(row["kind"]), upn=Upn(row["upn"]),
+        display_name=row["display_name"], created_at=row["created_at"], last_seen_at=row["last_seen_at"],
+        expires_at=row["expires_at"], revoked_at=row["revoked_at"], mfa=bool(row["mfa"]),
+        client_address=row["client_address"],
+    )
+
+
+# Every request of a signed-in browser reads its session: the hot path of each poll.
+_BY_TOKEN_HASH = HotRead(select(SessionRow.__table__).where(SessionRow.token_hash == bindparam("token_hash")))
 
 
 class SessionStore:
@@ -57,10 +68,9 @@ class SessionStore:
                                         order_by=SessionRow.expires_at, limit=limit)
 
     def get_session(self, token_hash: str) -> SessionRecord | None:
-        """Return the session stored under a token hash, or None."""
-        with self.store._tx() as s:
-            row = s.get(SessionRow, token_hash)
-            return row.record() if row else None
+        """Return the session stored under a token hash, or None (one primary-key read)."""
+        row = self.store.read_first(_BY_TOKEN_HASH, token_hash=token_hash)
+        return session_record(row) if row else None
 
     def touch_session(self, token_hash: str, at: datetime) -> None:
         """Move a live session's last-seen forward (never backward, never on a revoked one)."""
