@@ -15,8 +15,8 @@ from app.services.onboarding import GrantStatus, NoOpenGrant, TapRefused, Unlock
 from app.web import (client_address, current_session, json_login_required, login_required, services, signed_in_actor,
                      signed_in_upn, site)
 from app.web.kiosk import in_kiosk_session
-from app.web.text import (CHECK_TEXTS, DEAD_ENDS, EXPLANATIONS, METHOD_LABELS, PHASE_TEXTS, STATE_LABELS,
-                          WARN_BEFORE_END_SECONDS, ending_soon_text, still_runs_text, time_left_text)
+from app.web.text import (CHECK_TEXTS, DEAD_ENDS, EXPLANATIONS, METHOD_LABELS, STATE_LABELS, status_words,
+                          still_runs_text, time_left_text)
 
 bp = Blueprint("student", __name__)
 
@@ -78,14 +78,9 @@ def status_view(status: GrantStatus) -> dict[str, object]:
     final = status.phase in FINAL_PHASES
     site.note_unlock_until(None if final else status.expires_at)
     key = "checking" if status.note and status.phase == "waiting" else status.phase
-    view: dict[str, object] = {"phase": status.phase, "final": final, "text": str(PHASE_TEXTS[key]),
-                               "ends": "", "warning": ""}
-    if status.expires_at and not final:
-        minutes = site.minutes_left(status.expires_at)
-        view["ends"] = time_left_text(status.expires_at, minutes)
-        if minutes * 60 <= WARN_BEFORE_END_SECONDS:
-            view["warning"] = ending_soon_text(minutes)
-    return view
+    ends_at = status.expires_at if status.expires_at and not final else None
+    text, ends, warning = status_words(key, ends_at, site.minutes_left(ends_at) if ends_at else 0)
+    return {"phase": status.phase, "final": final, "text": text, "ends": ends, "warning": warning}
 
 
 def _portal_user():

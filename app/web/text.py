@@ -7,8 +7,9 @@ folded details block of the diagnosis page.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 
-from flask_babel import format_time, ngettext
+from flask_babel import format_time, get_locale, get_timezone, ngettext
 from flask_babel import lazy_gettext as _l
 
 METHOD_LABELS = {
@@ -144,6 +145,25 @@ def time_left_text(expires_at: datetime, minutes: int) -> str:
         return str(_l("Your set-up time ends at %(time)s (in less than a minute).", time=at))
     return ngettext("Your set-up time ends at %(time)s (in %(num)s minute).",
                     "Your set-up time ends at %(time)s (in %(num)s minutes).", minutes, time=at)
+
+
+def status_words(key: str, ends_at: datetime | None, minutes: int) -> tuple[str, str, str]:
+    """Return the live status's sentence, its time-left line and its warning, in the page's language.
+
+    The guide polls every 2 s and these words change once a minute at most, so they are made once per
+    language, time zone, phase, end and minute: formatting through Babel was a third of a poll's cost.
+    """
+    return _status_words(str(get_locale()), str(get_timezone()), key, ends_at, minutes)
+
+
+@lru_cache(maxsize=4096)  # a few thousand students' open grants, each a minute at a time
+def _status_words(_locale: str, _zone: str, key: str, ends_at: datetime | None, minutes: int) -> tuple[str, str, str]:
+    # The locale and zone are the request's (they key the cache); Babel reads them from the request again.
+    sentence = str(PHASE_TEXTS[key])
+    if ends_at is None:
+        return sentence, "", ""
+    warning = ending_soon_text(minutes) if minutes * 60 <= WARN_BEFORE_END_SECONDS else ""
+    return sentence, time_left_text(ends_at, minutes), warning
 
 
 def still_runs_text(until: datetime, minutes: int) -> str:
