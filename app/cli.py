@@ -13,6 +13,7 @@ from typing import Sequence
 
 from app import logs
 from app.config import DEMO_ENV_FILE, ENV_FILE_VARIABLE, Settings, SettingsError, load_settings
+from app.domain.tap import REMEDY_SETTINGS
 
 # Exit codes an admin's script can rely on.
 OK = 0
@@ -389,7 +390,8 @@ def cmd_demo(args) -> int:
 
     if missing := _simulator_missing():
         return _fail(missing, MISCONFIGURED)
-    return run_demo(port=args.port, simulator_port=args.simulator_port, state_dir=args.state_dir, host=args.host)
+    return run_demo(port=args.port, simulator_port=args.simulator_port, state_dir=args.state_dir, host=args.host,
+                    remedy=args.remedy)
 
 
 def cmd_simulator(argv: Sequence[str]) -> int:
@@ -421,6 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--simulator-port", type=int, default=8443,
                       help="the simulated Microsoft services' https port (default 8443)")
     demo.add_argument("--state-dir", default="var/demo", help="where the demo keeps its database and certificates")
+    demo.add_argument("--remedy", choices=sorted(REMEDY_SETTINGS), default="bypass",
+                      help="the way through the loop offered (PROOFUP_REMEDY): both or tap to try the one-time pass")
 
     # Admin commands reach the running demo with one flag: its state directory holds its settings and directory.
     against = argparse.ArgumentParser(add_help=False)

@@ -323,11 +323,11 @@ def _stop_on_sigterm(_signum, _frame) -> None:
 
 
 def run_demo(*, port: int = 8000, simulator_port: int = 8443, state_dir: str = "var/demo",
-             host: str = "127.0.0.1") -> int:
+             host: str = "127.0.0.1", remedy: str = "bypass") -> int:
     """Run the demo in the foreground until Ctrl+C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access line for every status poll
-    stack = DemoStack(state_dir, host=host, port=port, simulator_port=simulator_port)
+    stack = DemoStack(state_dir, host=host, port=port, simulator_port=simulator_port, remedy=remedy)
     try:
         stack.start()
     except (OSError, SystemExit) as exc:  # Werkzeug exits (SystemExit) when the portal's port is taken

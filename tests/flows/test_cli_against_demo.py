@@ -100,3 +100,12 @@ def test_a_scan_against_the_running_demo_invites_who_will_loop_into_its_mailbox(
     assert {u for u, o in outcomes.items() if o == "will_loop"} == {ADA, "alan.turing@uni.test",
                                                                       "edsger.dijkstra@uni.test"}
     assert outcomes[GRACE] == "will_register" and "invited: 3" in scanned.stderr
+
+
+def test_the_demo_offers_the_one_time_pass_with_remedy_both(tmp_path):
+    """Start `proofup demo --remedy both`: a stuck student is offered the pass first, and the admin commands see it."""
+    with DemoProcess(PROOFUP, tmp_path / "state", cwd=tmp_path, env=None, options=("--remedy", "both")) as running:
+        assert read_env_file(str(running.state_dir / "demo.env"))["PROOFUP_REMEDY"] == "both"
+        _, page = running.sign_in(ADA)
+        assert 'id="get-tap"' in page and 'id="unlock"' in page
+    assert running.process.returncode == 0, running.output()
