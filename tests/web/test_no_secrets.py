@@ -7,6 +7,7 @@ code_verifier and the Flask secret key.
 """
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -66,6 +67,11 @@ def written_log(caplog, receiving_server: str = "mail.log") -> str:
     as_json = JsonFormatter()
     records = [r for r in caplog.records if r.name != receiving_server]
     return "\n".join(line for r in records for line in (caplog.handler.format(r), as_json.format(r)))
+
+
+def pass_shown(page: str) -> str:
+    """Return the one-time pass as the page shows it (HTML entities decoded, so it is found as Graph gave it)."""
+    return html.unescape(re.search(r'id="tap-code"[^>]*>([^<]+)<', page).group(1).strip())
 
 
 def database_dump(store) -> str:
@@ -156,8 +162,7 @@ def test_a_temporary_access_pass_reaches_no_log_table_or_simulator_log(tmp_path,
         page = client.post("/auth/callback", data=posted.fields, follow_redirects=True)
         token = csrf_of(page)
         shown = client.post("/tap", data={"csrf_token": token}).get_data(as_text=True)
-        code = re.search(r'id="tap-code"[^>]*>([^<]+)<', shown).group(1).strip()
-        code = code.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&#34;", '"')
+        code = pass_shown(shown)
         assert len(code) >= 8 and code not in client.get("/guide").get_data(as_text=True)
 
         # Sign in to My Sign-Ins with the pass (Entra's form, as a browser posts it), then register.
@@ -285,3 +290,28 @@ def test_a_kiosk_credential_reaches_no_log_table_or_simulator(stack, every_log):
     assert "kiosks:" in database and "Library 3" in database and "/adfs/oauth2/logout" in simulator
     for where, haystack in (("a log", logs), ("the database", database), ("the simulator's request log", simulator)):
         assert credential not in haystack, f"the kiosk credential reached {where}"
+
+
+def test_a_pass_the_desk_issues_reaches_no_log_table_or_simulator_log(tmp_path, every_log):
+    """The desk issues a pass for a student at the counter (shown once, to the desk), then releases it."""
+    from tests.web.test_tap_desk import desk_client
+
+    upn = "alan.turing@uni.test"
+    stack = DemoStack(tmp_path, worker=False, method_delay_seconds=0.0, remedy="both").start()
+    try:
+        client, token, _ = desk_client(stack)
+        shown = client.post(f"/helpdesk/student/{upn}/tap", data={
+            "csrf_token": token, "reason": "INC-4711 at the counter", "seen_grant": "0"}).get_data(as_text=True)
+        code = pass_shown(shown)
+        grant = stack.services.store.open_grant_for(upn)
+        client.post(f"/helpdesk/student/{upn}/release", data={"csrf_token": token, "reason": "INC-4711 done",
+                                                               "seen_grant": str(grant.id)})
+        logs = logged_text(every_log)
+        database = database_dump(stack.services.store)
+        simulator = json.dumps(stack.control("GET", "/requests")["requests"])
+        assert len(code) >= 8 and "helpdesk.tap" in database and "temporaryAccessPassMethods" in simulator
+        for where, haystack in (("a log", logs), ("the database", database),
+                                ("the simulator's request log", simulator)):
+            assert code not in haystack, f"the desk's Temporary Access Pass reached {where}"
+    finally:
+        stack.stop()
