@@ -261,6 +261,7 @@ def build_worker(services: Services):
 def build_retention(services: Services):
     """Return what purges old records after each of the worker's full cycles."""
     from app.adapters.store import BatchStore, SessionStore
+    from app.adapters.store.kiosks import KioskStore
     from app.services.retention import Retention, RetentionPolicy
 
     settings = services.settings
@@ -269,7 +270,7 @@ def build_retention(services: Services):
     return Retention(services.store, policy, sessions=SessionStore(services.store), outbox=services.outbox,
                      invites=services.invites.invites if services.invites is not None else None,
                      scans=services.scans.scans if services.scans is not None else None,
-                     batches=BatchStore(services.store))
+                     batches=BatchStore(services.store), kiosks=KioskStore(services.store))
 
 
 def build_dependency_monitor(settings: Settings, clock=None):

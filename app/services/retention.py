@@ -38,6 +38,10 @@ class ClosedBatches(Protocol):
     def purge_closed(self, before: datetime, limit: int) -> int: ...
 
 
+class RevokedKiosks(Protocol):
+    def purge_revoked(self, before: datetime, limit: int) -> int: ...
+
+
 @dataclass(frozen=True)
 class RetentionPolicy:
     """How long each kind of record is kept (docs/privacy.md says why)."""
@@ -53,7 +57,7 @@ class Retention:
     def __init__(self, store: RetentionStore, policy: RetentionPolicy, *, sessions: ExpiringSessions | None = None,
                  outbox: DoneMail | None = None, invites: EndedInvites | None = None,
                  scans: OldScans | None = None, batches: ClosedBatches | None = None,
-                 chunk: int = CHUNK,
+                 kiosks: RevokedKiosks | None = None, chunk: int = CHUNK,
                  clock: Callable[[], datetime] = utc_now):
         self.store = store
         self.policy = policy
@@ -62,6 +66,7 @@ class Retention:
         self.invites = invites
         self.scans = scans
         self.batches = batches
+        self.kiosks = kiosks
         self.chunk = chunk
         self.clock = clock
 
@@ -83,6 +88,8 @@ class Retention:
             purged["scans"] = self.scans.purge_before(now - timedelta(days=self.policy.mail_days), self.chunk)
         if self.batches is not None:  # a closed batch (names, addresses) as long as its invites
             purged["batches"] = self.batches.purge_closed(now - timedelta(days=self.policy.mail_days), self.chunk)
+        if self.kiosks is not None:  # a revoked kiosk (staff names) as long as the audit events that name it
+            purged["kiosks"] = self.kiosks.purge_revoked(now - timedelta(days=self.policy.audit_days), self.chunk)
         if any(purged.values()):
             log.info("retention: purged %s", " ".join(f"{k}={v}" for k, v in purged.items()))
         return purged

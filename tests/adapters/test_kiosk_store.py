@@ -1,6 +1,7 @@
 """The kiosk table on SQLite and PostgreSQL: found by the credential's hash, revoked once, audited with the change."""
 from __future__ import annotations
 
+from datetime import timedelta
 
 import pytest
 
@@ -9,6 +10,7 @@ from app.domain.actors import Actor
 from app.domain.kiosks import KioskError
 from app.domain.sessions import token_hash
 from app.services.kiosks import KioskService
+from app.services.retention import Retention, RetentionPolicy
 
 DESK = Actor.staff("hedy.lamarr@uni.test", role="helpdesk", reason="orientation week")
 
@@ -56,3 +58,17 @@ def test_an_auditor_cannot_enrol(kiosks):
     with pytest.raises(KioskError):
         kiosks.enrol(Actor.staff("katherine.johnson@uni.test", role="auditor", reason="x"), "Lab")
     assert kiosks.kiosks() == []
+
+
+def test_retention_deletes_a_kiosk_revoked_longer_ago_than_the_audit_is_kept(kiosks, store, clock):
+    old, _ = kiosks.enrol(DESK, "Library 3")
+    recent, _ = kiosks.enrol(DESK, "Atrium")
+    working, _ = kiosks.enrol(DESK, "Foyer")
+    kiosks.revoke(DESK, old.id)
+    clock.advance(timedelta(days=30).total_seconds())
+    kiosks.revoke(DESK, recent.id)
+    clock.advance(timedelta(days=340).total_seconds())
+    retention = Retention(store, RetentionPolicy(audit_days=365, grant_days=365), kiosks=KioskStore(store), clock=clock)
+    assert retention.purge()["kiosks"] == 1
+    assert [k.name for k in kiosks.kiosks()] == ["Foyer", "Atrium"], "a working kiosk stays, however old"
+    assert retention.purge()["kiosks"] == 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text, select, update
+from sqlalchemy import Integer, String, Text, delete, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.adapters.store.audit import AuditLog
@@ -69,6 +69,12 @@ class KioskStore:
         with self.store._tx(write=True) as s:
             s.execute(update(KioskRow).where(KioskRow.id == kiosk_id, KioskRow.revoked_at.is_(None))
                       .values(last_seen_at=at))
+
+    def purge_revoked(self, before: datetime, limit: int) -> int:
+        """Delete at most `limit` kiosks revoked before a moment (working ones never); return how many."""
+        with self.store._tx(write=True) as s:
+            old = select(KioskRow.id).where(KioskRow.revoked_at < before).order_by(KioskRow.id).limit(limit)
+            return s.execute(delete(KioskRow).where(KioskRow.id.in_(list(s.scalars(old))))).rowcount or 0
 
     def kiosks(self) -> list[Kiosk]:
         """Return every kiosk, the working ones first, then by name."""
