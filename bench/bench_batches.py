@@ -18,27 +18,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_scan import graph_log, make_seed  # noqa: E402
+from bench_scan import bulk_bench, graph_log  # noqa: E402
 
-from app.adapters.budget import DatabaseBudget  # noqa: E402
-from app.adapters.directory_embedded import EmbeddedDirectory  # noqa: E402
-from app.adapters.graph import GraphClient  # noqa: E402
-from app.adapters.store import BatchStore, Store  # noqa: E402
+from app.adapters.store import BatchStore  # noqa: E402
 from app.domain.actors import WORKER, Actor  # noqa: E402
 from app.domain.batch_csv import read_batch_csv  # noqa: E402
-from app.domain.state import Policy  # noqa: E402
-from app.seed import load_seed  # noqa: E402
 from app.services.batches import BatchService  # noqa: E402
-from app.services.bulk_diagnosis import BulkDiagnosisService  # noqa: E402
-from tests.fixtures import simulator as simulator_fixture  # noqa: E402
-from tests.fixtures.simulator import start_simulator  # noqa: E402
 
 DESK = Actor.staff("hedy.lamarr@uni.test", role="helpdesk", reason="benchmark")
 TARGET_BATCH_REQUESTS = 2
@@ -69,51 +60,34 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--students", type=int, default=2000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        seed_path = make_seed(folder / "seed.yaml", args.students)
-        seed = load_seed(seed_path)
-        # The simulator hashes every seeded password at start: 2,000 take a while on a busy machine.
-        simulator_fixture.START_TIMEOUT = 300.0
-        sim = start_simulator(folder / "sim", "--method-delay", "0", seed_path=seed_path)
-        try:
-            store = Store(f"sqlite:///{folder / 'portal.sqlite3'}")
-            store.upgrade()
-            graph = GraphClient(sim.entra_authority, sim.graph_client_id, sim.secret(sim.graph_client_id),
-                                sim.graph_url, ca_file=sim.ca_file, budget=DatabaseBudget(store))
-            directory = EmbeddedDirectory(seed)
-            policy = Policy(required_group_dn=seed.required_group_dn, bypass_group_dn=seed.bypass_group_dn,
-                            privileged_group_dns=(seed.privileged_group_dn,))
-            bulk = BulkDiagnosisService(directory=directory, graph=graph, store=store, policy=policy)
-            desk = BatchService(batches=BatchStore(store), bulk=bulk, invites=None, onboarding=None, store=store)
-            graph.warm_up()
-            graph.gather_evidence("barbara.liskov@uni.test")  # token and typed models ready
-            data = csv_of(args.students)
-            started = time.monotonic()
-            for _ in range(5):
-                read_batch_csv(data)
-            read_only = (time.monotonic() - started) / 5
-            time.sleep(10.5)  # the reports window empties: each part starts with a full budget
+    with bulk_bench(args.students) as bench:
+        sim = bench.sim
+        desk = BatchService(batches=BatchStore(bench.store), bulk=bench.bulk, invites=None, onboarding=None,
+                            store=bench.store)
+        data = csv_of(args.students)
+        started = time.monotonic()
+        for _ in range(5):
+            read_batch_csv(data)
+        read_only = (time.monotonic() - started) / 5
+        time.sleep(10.5)  # the reports window empties: each part starts with a full budget
 
-            week = checked(desk, sim, csv_of(30))
-            time.sleep(10.5)
-            big = checked(desk, sim, data)
-            print("\n## Weekly batches\n")
-            print("| Batch | rows | intake (read + write) | check (AD + Graph + classify) | Graph requests | "
-                  "report requests | 429 | selected |")
-            print("|---|---|---|---|---|---|---|---|")
-            for name, run in (("a week (30)", week), (f"{args.students} rows", big)):
-                log = run["log"]
-                print(f"| {name} | {run['rows']} | {run['intake']:.2f} s | {run['check']:.1f} s | "
-                      f"**{log['round_trips']}** | {log['report_requests']} | **{log['throttled']}** | "
-                      f"{run['selected']} |")
-            print(f"\nReading the {args.students}-row CSV alone (every row checked): {read_only * 1000:.0f} ms.")
-            print(f"Target {TARGET_BATCH_REQUESTS} Graph requests for 30: "
-                  f"{'met' if week['log']['round_trips'] <= TARGET_BATCH_REQUESTS else 'MISSED'}; "
-                  f"no 429: {'met' if big['log']['throttled'] == 0 else 'MISSED'}; both batches ready: "
-                  f"{week['state'] == big['state'] == 'ready'}.")
-        finally:
-            sim.stop()
+        week = checked(desk, sim, csv_of(30))
+        time.sleep(10.5)
+        big = checked(desk, sim, data)
+        print("\n## Weekly batches\n")
+        print("| Batch | rows | intake (read + write) | check (AD + Graph + classify) | Graph requests | "
+              "report requests | 429 | selected |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, run in (("a week (30)", week), (f"{args.students} rows", big)):
+            log = run["log"]
+            print(f"| {name} | {run['rows']} | {run['intake']:.2f} s | {run['check']:.1f} s | "
+                  f"**{log['round_trips']}** | {log['report_requests']} | **{log['throttled']}** | "
+                  f"{run['selected']} |")
+        print(f"\nReading the {args.students}-row CSV alone (every row checked): {read_only * 1000:.0f} ms.")
+        print(f"Target {TARGET_BATCH_REQUESTS} Graph requests for 30: "
+              f"{'met' if week['log']['round_trips'] <= TARGET_BATCH_REQUESTS else 'MISSED'}; "
+              f"no 429: {'met' if big['log']['throttled'] == 0 else 'MISSED'}; both batches ready: "
+              f"{week['state'] == big['state'] == 'ready'}.")
     return 0
 
 

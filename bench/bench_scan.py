@@ -21,8 +21,10 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 import yaml
 
@@ -64,78 +66,97 @@ def graph_log(sim, since: int) -> dict:
             "report_requests": len(reports), "throttled": sum(1 for e in entries if e["status"] == 429)}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--students", type=int, default=2000)
-    args = parser.parse_args()
+@dataclass
+class BulkBench:
+    """The real parts a bulk benchmark drives: the seeded simulator, the portal's store, Graph, the directory."""
+
+    seed: Any
+    sim: Any
+    store: Store
+    graph: GraphClient
+    directory: EmbeddedDirectory
+    bulk: BulkDiagnosisService
+
+
+@contextmanager
+def bulk_bench(students: int) -> Iterator[BulkBench]:
+    """Start the simulator with the demo seed plus `students` generated ones, and the bulk diagnosis over it."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        seed_path = make_seed(folder / "seed.yaml", args.students)
+        seed_path = make_seed(folder / "seed.yaml", students)
         seed = load_seed(seed_path)
         simulator_fixture.START_TIMEOUT = 300.0  # the simulator hashes 2,000 demo passwords before it answers
         sim = start_simulator(folder / "sim", "--method-delay", "0", seed_path=seed_path)
         try:
             store = Store(f"sqlite:///{folder / 'portal.sqlite3'}")
             store.upgrade()
-            budget = DatabaseBudget(store)
             graph = GraphClient(sim.entra_authority, sim.graph_client_id, sim.secret(sim.graph_client_id),
-                                sim.graph_url, ca_file=sim.ca_file, budget=budget)
+                                sim.graph_url, ca_file=sim.ca_file, budget=DatabaseBudget(store))
             directory = EmbeddedDirectory(seed)
             policy = Policy(required_group_dn=seed.required_group_dn, bypass_group_dn=seed.bypass_group_dn,
                             privileged_group_dns=(seed.privileged_group_dn,))
             bulk = BulkDiagnosisService(directory=directory, graph=graph, store=store, policy=policy)
-            scan = ScanService(directory=directory, bulk=bulk, store=store, max_students=args.students + 50)
             graph.warm_up()
             graph.gather_evidence("barbara.liskov@uni.test")  # token and typed models ready
-            time.sleep(10.5)  # let the reports window empty: each part below starts with a full budget
-
-            batch = [f"student{i:04d}@uni.test" for i in range(30)]
-            since, started = sim.last_seq(), time.monotonic()
-            result = bulk.diagnose_many(batch, actor=ADMIN)
-            bulk_seconds, bulk_log = time.monotonic() - started, graph_log(sim, since)
-            time.sleep(10.5)
-            since, started = sim.last_seq(), time.monotonic()
-            singles = [graph.gather_evidence(upn) for upn in batch]
-            single_seconds, single_log = time.monotonic() - started, graph_log(sim, since)
-            unread = sum(1 for e in singles if "sign_ins" in e.errors)
-            same = all(result.diagnoses[u].evidence.user == e.user for u, e in zip(batch, singles))
-            print(f"\n## A batch of 30 ({'same Entra users' if same else 'DIFFERENT users'})\n")
-            print("| Variant | Graph requests | $batch parts | report requests | 429 | sign-ins not read | time |")
-            print("|---|---|---|---|---|---|---|")
-            print(f"| **bulk** (`diagnose_many`) | **{bulk_log['round_trips']}** | {bulk_log['parts']} | "
-                  f"{bulk_log['report_requests']} | {bulk_log['throttled']} | 0 | {bulk_seconds:.2f} s |")
-            print(f"| one diagnosis per student | {single_log['round_trips']} | {single_log['parts']} | "
-                  f"{single_log['report_requests']} | {single_log['throttled']} | {unread} of 30 | "
-                  f"{single_seconds:.2f} s |")
-            print(f"\nTarget {TARGET_BATCH_REQUESTS} requests: {'met' if bulk_log['round_trips'] <= 2 else 'MISSED'}"
-                  f" ({bulk_log['round_trips']}).")
-
-            time.sleep(10.5)
-            ou = f"{seed.users_ou},{seed.base_dn}"
-            upns = scan.students_in(OU, ou)
-            since, started = sim.last_seq(), time.monotonic()
-            phases: dict[str, float] = {}
-            report = scan.scan(upns, actor=ADMIN, source=f"ou:{ou}",
-                               progress=lambda p: phases.setdefault(p.phase, time.monotonic() - started))
-            seconds, log = time.monotonic() - started, graph_log(sim, since)
-            counts = {o.value: n for o, n in report.counts().items()}
-            floor = len(upns) / REPORTS_PER_10S * 10
-            print(f"\n## The scan of {len(upns)} students\n")
-            print("| Measure | Value |")
-            print("|---|---|")
-            print(f"| Graph requests (round trips) | {log['round_trips']} ({report.graph_requests} by the client) |")
-            print(f"| `$batch` parts | {log['parts']} |")
-            print(f"| report requests (sign-in pages) | **{log['report_requests']}** against {len(upns)} "
-                  f"(one per student) |")
-            print(f"| 429 answers from Graph | **{log['throttled']}** |")
-            print(f"| time | **{seconds:.1f} s** (AD {phases.get('graph', 0):.1f} s, Graph and classification "
-                  f"{seconds - phases.get('graph', 0):.1f} s) |")
-            print(f"| one report request per student would need at least | {floor:.0f} s "
-                  f"({len(upns)} requests at 5 per 10 s) |")
-            print(f"| outcomes | {', '.join(f'{k} {v}' for k, v in counts.items())} |")
-            print(f"| complete | {report.complete} |")
+            yield BulkBench(seed, sim, store, graph, directory, bulk)
         finally:
             sim.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--students", type=int, default=2000)
+    args = parser.parse_args()
+    with bulk_bench(args.students) as bench:
+        seed, sim, graph, bulk = bench.seed, bench.sim, bench.graph, bench.bulk
+        scan = ScanService(directory=bench.directory, bulk=bulk, store=bench.store, max_students=args.students + 50)
+        time.sleep(10.5)  # let the reports window empty: each part below starts with a full budget
+
+        batch = [f"student{i:04d}@uni.test" for i in range(30)]
+        since, started = sim.last_seq(), time.monotonic()
+        result = bulk.diagnose_many(batch, actor=ADMIN)
+        bulk_seconds, bulk_log = time.monotonic() - started, graph_log(sim, since)
+        time.sleep(10.5)
+        since, started = sim.last_seq(), time.monotonic()
+        singles = [graph.gather_evidence(upn) for upn in batch]
+        single_seconds, single_log = time.monotonic() - started, graph_log(sim, since)
+        unread = sum(1 for e in singles if "sign_ins" in e.errors)
+        same = all(result.diagnoses[u].evidence.user == e.user for u, e in zip(batch, singles))
+        print(f"\n## A batch of 30 ({'same Entra users' if same else 'DIFFERENT users'})\n")
+        print("| Variant | Graph requests | $batch parts | report requests | 429 | sign-ins not read | time |")
+        print("|---|---|---|---|---|---|---|")
+        print(f"| **bulk** (`diagnose_many`) | **{bulk_log['round_trips']}** | {bulk_log['parts']} | "
+              f"{bulk_log['report_requests']} | {bulk_log['throttled']} | 0 | {bulk_seconds:.2f} s |")
+        print(f"| one diagnosis per student | {single_log['round_trips']} | {single_log['parts']} | "
+              f"{single_log['report_requests']} | {single_log['throttled']} | {unread} of 30 | "
+              f"{single_seconds:.2f} s |")
+        print(f"\nTarget {TARGET_BATCH_REQUESTS} requests: {'met' if bulk_log['round_trips'] <= 2 else 'MISSED'}"
+              f" ({bulk_log['round_trips']}).")
+
+        time.sleep(10.5)
+        ou = f"{seed.users_ou},{seed.base_dn}"
+        upns = scan.students_in(OU, ou)
+        since, started = sim.last_seq(), time.monotonic()
+        phases: dict[str, float] = {}
+        report = scan.scan(upns, actor=ADMIN, source=f"ou:{ou}",
+                           progress=lambda p: phases.setdefault(p.phase, time.monotonic() - started))
+        seconds, log = time.monotonic() - started, graph_log(sim, since)
+        counts = {o.value: n for o, n in report.counts().items()}
+        floor = len(upns) / REPORTS_PER_10S * 10
+        print(f"\n## The scan of {len(upns)} students\n")
+        print("| Measure | Value |")
+        print("|---|---|")
+        print(f"| Graph requests (round trips) | {log['round_trips']} ({report.graph_requests} by the client) |")
+        print(f"| `$batch` parts | {log['parts']} |")
+        print(f"| report requests (sign-in pages) | **{log['report_requests']}** against {len(upns)} "
+              f"(one per student) |")
+        print(f"| 429 answers from Graph | **{log['throttled']}** |")
+        print(f"| time | **{seconds:.1f} s** (AD {phases.get('graph', 0):.1f} s, Graph and classification "
+              f"{seconds - phases.get('graph', 0):.1f} s) |")
+        print(f"| one report request per student would need at least | {floor:.0f} s "
+              f"({len(upns)} requests at 5 per 10 s) |")
+        print(f"| outcomes | {', '.join(f'{k} {v}' for k, v in counts.items())} |")
+        print(f"| complete | {report.complete} |")
     return 0
 
 
