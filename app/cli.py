@@ -331,7 +331,7 @@ def cmd_worker(args, settings: Settings) -> int:
         while True:
             reports = run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once,
                                  confirm_interval=settings.confirm_interval_seconds, mail=mail, retention=retention,
-                                 batches=svc.batches)
+                                 batches=svc.batches, scans=svc.scans)
             if not args.once or reports or time.monotonic() > deadline:
                 break
             time.sleep(0.5)

@@ -238,7 +238,8 @@ class DemoStack:
                                                             interval=self.settings.worker_interval_seconds,
                                                             confirm_interval=self.settings.confirm_interval_seconds,
                                                             mail=build_mail_sender(self.services),
-                                                            keep_lease=False, batches=self.services.batches)
+                                                            keep_lease=False, batches=self.services.batches,
+                                                            scans=self.services.scans)
             self._threads.append(thread)
         return self
 

@@ -22,7 +22,7 @@ def lease_ttl_for(interval: float) -> float:
 def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTERVAL_SECONDS, once: bool = False,
                stop_event: threading.Event | None = None, confirm_interval: float | None = None,
                mail=None, retention: Retention | None = None, keep_lease: bool = True,
-               batches=None) -> list[CycleReport]:
+               batches=None, scans=None) -> list[CycleReport]:
     """Run sweeper cycles while holding the lease; one cycle with once=True. Return the reports of cycles run.
 
     Every interval a full cycle runs; with a shorter confirm_interval, confirmation passes (bulk method
@@ -30,6 +30,7 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
     A worker that does not hold the lease waits and tries again each tick (a standby). With once=True
     and the lease held elsewhere, nothing runs and the list is empty. Only full cycles are reported.
     With `batches` (a BatchService), every tick also checks uploaded batches and queues due reminders.
+    With `scans` (ScanJobs), every tick also predicts the next chunk of each desk scan (app/services/jobs.py).
     With `mail` (an OutboxSender), every tick also sends the outbox's due mail, after the grants' work.
     After each full cycle, retention (if given) deletes one bounded chunk of old records.
     With keep_lease=False (the demo's worker) the lease is given back after every cycle or pass.
@@ -54,7 +55,8 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
                         else:
                             sweeper.run_confirm_pass()
                     finally:
-                        _batch_work(batches, once)  # before the mail pass: its reminders go out this tick
+                        _job_work("batch", batches, once)  # before the mail pass: its reminders go out this tick
+                        _job_work("scan", scans, once)
                         _send_mail(mail, once)  # a failed grant cycle does not hold the mail back
                     if keep_lease:
                         lease.renew()  # a long cycle must not let the lease lapse before the next one
@@ -78,16 +80,16 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
     return reports
 
 
-def _batch_work(batches, once: bool) -> None:
-    """Check uploaded batches, finish cut-off sends, queue due reminders; a failure waits for the next tick."""
-    if batches is None:
+def _job_work(name: str, jobs, once: bool) -> None:
+    """Do a background job's part of this tick (batches, scans); a failure waits for the next tick."""
+    if jobs is None:
         return
     try:
-        batches.work()
+        jobs.work()
     except Exception:
         if once:
             raise
-        log.exception("worker: batch pass failed; trying again next tick")
+        log.exception("worker: %s pass failed; trying again next tick", name)
 
 
 def _send_mail(mail, once: bool) -> None:
@@ -114,12 +116,12 @@ def _purge(retention: Retention | None) -> None:
 
 def start_worker_thread(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTERVAL_SECONDS,
                         confirm_interval: float | None = None, mail=None,
-                        keep_lease: bool = True, batches=None) -> tuple[threading.Thread, threading.Event]:
+                        keep_lease: bool = True, batches=None, scans=None) -> tuple[threading.Thread, threading.Event]:
     """Run the worker in a daemon thread (demo mode); set the returned event to stop it."""
     stop_event = threading.Event()
     thread = threading.Thread(target=run_worker, args=(sweeper, lease), name="proofup-worker", daemon=True,
                               kwargs={"interval": interval, "stop_event": stop_event,
                                       "confirm_interval": confirm_interval, "mail": mail, "keep_lease": keep_lease,
-                                      "batches": batches})
+                                      "batches": batches, "scans": scans})
     thread.start()
     return thread, stop_event

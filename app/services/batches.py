@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -27,14 +26,12 @@ from app.domain.grants import utc_now
 from app.domain.invites import InviteFilter
 from app.domain.staff import StaffRole
 from app.domain.upn import Upn
+from app.services.jobs import CHUNK, throttled
 
 log = logging.getLogger(__name__)
 REMINDER_MAIL = "batch_reminder"  # templates/mail/batch_reminder.txt and .html
 INVITE_PAGE = 5_000  # invites read at once for a dashboard (a batch of 2,000 with two reminders is 6,000)
-# Rows one worker tick checks at most: about 12 s of Graph on the simulator, so the grants' work (expiry) and
-# the worker's lease never wait behind a large batch; each chunk reads the tenant's sign-ins once (2 pages).
-CHECK_CHUNK = 500
-PROGRESS_EVERY_SECONDS = 1.0  # how often a running check writes its progress (the page polls it)
+CHECK_CHUNK = CHUNK  # rows one worker tick checks at most (app/services/jobs.py)
 # A batch marked sent whose invites are missing this long after the click was cut off (a crash): the worker
 # finishes it. Longer than any invite_many can take, so the worker never races the click itself.
 RESUME_SEND_AFTER_SECONDS = 600.0
@@ -160,16 +157,12 @@ class BatchService:
             self.batches.record_checks(actor, batch_id, {})
             return 0
         by_upn = {row.upn: row for row in rows}
-        last = [0.0]
 
         def progress(step) -> None:
-            now = time.monotonic()
-            if now - last[0] >= PROGRESS_EVERY_SECONDS or step.phase == "done":
-                last[0] = now
-                done = batch.rows_checked + step.percent * len(rows) / 100
-                self.batches.record_progress(batch_id, 100 * done / max(1, batch.rows_total))
+            done = batch.rows_checked + step.percent * len(rows) / 100
+            self.batches.record_progress(batch_id, 100 * done / max(1, batch.rows_total))
 
-        outcome = self.bulk.diagnose_many([str(u) for u in by_upn], actor=actor, progress=progress)
+        outcome = self.bulk.diagnose_many([str(u) for u in by_upn], actor=actor, progress=throttled(progress))
         checks = {}
         for upn, row in by_upn.items():
             diagnosis = outcome.diagnoses.get(upn)

@@ -85,7 +85,7 @@ class BulkDiagnosisService:
             raise NotAllowed("not_allowed")
         started = time.monotonic()
         report = progress or (lambda _: None)
-        wanted, invalid = _parse_upns(upns)
+        wanted, invalid = parse_upns(upns)
         if len(wanted) > MAX_STUDENTS:
             raise ValueError(f"at most {MAX_STUDENTS} students in one run, not {len(wanted)}")
         report(BulkProgress("directory", 0, len(wanted)))
@@ -126,7 +126,7 @@ class BulkDiagnosisService:
         return {dn_key(dn) for dn in self.directory.list_members(self.policy.required_group_dn)}
 
 
-def _parse_upns(values: Sequence[str]) -> tuple[list[Upn], tuple[str, ...]]:
+def parse_upns(values: Sequence[str]) -> tuple[list[Upn], tuple[str, ...]]:
     """Normalise each value once (the edge): UPNs in order without duplicates, and the values that are none."""
     wanted: dict[Upn, None] = {}
     invalid: list[str] = []

@@ -3,8 +3,6 @@ and invite the ones who will loop (docs/helpdesk.md, "Who will loop")."""
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +15,8 @@ from app.domain.grants import utc_now
 from app.domain.prediction import OUTCOME_ORDER, Outcome, Prediction, predict, unknown
 from app.domain.staff import StaffRole
 from app.domain.upn import Upn
-from app.services.bulk_diagnosis import BulkDiagnosisService, BulkProgress
+from app.services.bulk_diagnosis import BulkDiagnosisService, BulkProgress, parse_upns
+from app.services.jobs import CHUNK, throttled
 from app.services.onboarding import NotAllowed
 
 log = logging.getLogger(__name__)
@@ -27,7 +26,6 @@ GROUP, OU, LIST = "group", "ou", "list"  # where a scan's students come from
 # A report's row: what the desk's table, the CLI's table and CSV, and the stored report show of a prediction.
 ROW_FIELDS = ("upn", "outcome", "reason", "display_name", "authenticator_sign_ins", "last_sign_in", "devices",
               "methods")
-PROGRESS_EVERY = 0.5  # seconds between progress writes of a background scan (the bar needs no more)
 
 
 def prediction_row(p: Prediction) -> dict[str, str]:
@@ -36,6 +34,21 @@ def prediction_row(p: Prediction) -> dict[str, str]:
             "authenticator_sign_ins": str(p.sign_ins),
             "last_sign_in": p.last_sign_in.date().isoformat() if p.last_sign_in else "",
             "devices": "; ".join(p.devices), "methods": "; ".join(p.methods)}
+
+
+def outcome_counts(rows: Sequence[dict[str, str]]) -> dict[str, int]:
+    """Return how many rows each outcome has (every outcome named, in report order)."""
+    found = Counter(row["outcome"] for row in rows)
+    return {outcome.value: found.get(outcome.value, 0) for outcome in OUTCOME_ORDER}
+
+
+def report_dict(rows: Sequence[dict[str, str]], *, invalid: Sequence[str] = (), graph_requests: int = 0,
+                sign_in_pages: int = 0, seconds: float = 0.0) -> dict[str, Any]:
+    """Return a report as plain JSON-able data (what a desk scan stores): rows will-loop first, then by UPN."""
+    rank = {outcome.value: i for i, outcome in enumerate(OUTCOME_ORDER)}
+    ordered = sorted(rows, key=lambda row: (rank.get(row["outcome"], len(rank)), row["upn"]))
+    return {"rows": ordered, "counts": outcome_counts(ordered), "invalid": list(invalid),
+            "graph_requests": graph_requests, "sign_in_pages": sign_in_pages, "seconds": round(seconds, 1)}
 
 
 @dataclass(frozen=True)
@@ -64,11 +77,10 @@ class ScanReport:
         return not any(p.outcome is Outcome.UNKNOWN for p in self.predictions)
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the report as plain JSON-able data (what a background scan stores)."""
-        return {"rows": [prediction_row(p) for p in self.predictions],
-                "counts": {o.value: n for o, n in self.counts().items()}, "invalid": list(self.invalid),
-                "graph_requests": self.graph_requests, "sign_in_pages": self.sign_in_pages,
-                "seconds": round(self.seconds, 1)}
+        """Return the report as plain JSON-able data (what a desk scan stores)."""
+        return report_dict([prediction_row(p) for p in self.predictions], invalid=self.invalid,
+                           graph_requests=self.graph_requests, sign_in_pages=self.sign_in_pages,
+                           seconds=self.seconds)
 
 
 class ScanService:
@@ -98,18 +110,28 @@ class ScanService:
         self._may_scan(actor)
         if len(upns) > self.max_students:
             raise ValueError(f"at most {self.max_students} students in one scan, not {len(upns)}")
+        report = self.predict(upns, actor=actor, source=source, progress=progress)
+        self.audit_run(actor, report.source, [prediction_row(p) for p in report.predictions], invalid=report.invalid,
+                       client=client)
+        return report
+
+    def predict(self, upns: Sequence[str], *, actor: Actor, source: str = "",
+                progress: Callable[[BulkProgress], None] | None = None) -> ScanReport:
+        """Predict each student's outcome (bulk diagnosis as if in the group), will loop first; not audited."""
         found = self.bulk.diagnose_many(upns, actor=actor, progress=progress, assume_required=True)
         predictions = [predict(d) for d in found.diagnoses.values()]
         predictions += [unknown(upn, why) for upn, why in found.failures.items()]
         rank = {outcome: i for i, outcome in enumerate(OUTCOME_ORDER)}
         predictions.sort(key=lambda p: (rank[p.outcome], p.upn))
-        report = ScanReport(source=source[:300], predictions=tuple(predictions), invalid=found.invalid,
-                            graph_requests=found.graph_requests, sign_in_pages=found.sign_in_pages,
-                            seconds=found.seconds)
-        self.store.audit(actor, "scan.run", reason=actor.reason, client=client, source=report.source,
-                         students=len(predictions), invalid=len(found.invalid),
-                         **{outcome.value: n for outcome, n in report.counts().items()})
-        return report
+        return ScanReport(source=source[:300], predictions=tuple(predictions), invalid=found.invalid,
+                          graph_requests=found.graph_requests, sign_in_pages=found.sign_in_pages,
+                          seconds=found.seconds)
+
+    def audit_run(self, actor: Actor, source: str, rows: Sequence[dict[str, str]], *, invalid: Sequence[str] = (),
+                  client: str = "") -> None:
+        """Audit a finished scan: who, why, where from, and how many students each outcome has."""
+        self.store.audit(actor, "scan.run", reason=actor.reason, client=client, source=source[:300],
+                         students=len(rows), invalid=len(invalid), **outcome_counts(rows))
 
     def invite_will_loop(self, report: ScanReport, *, actor: Actor, reason: str, client: str = "") -> list[Any]:
         """Invite every student the report says will loop (one unit of work: all or none); audited per invite."""
@@ -143,17 +165,20 @@ class ScanRefused(Exception):
 
 
 class ScanJobs:
-    """The desk's scans: started here, run in a background thread of this instance, progress and report in the
-    store (ScanStore), so that whichever instance serves the page can show them."""
+    """The desk's scans, a background job (app/services/jobs.py): the page queues the students here, the worker
+    predicts a chunk a tick under its lease, and the progress and report live in the store (ScanStore), so any
+    instance shows them and a restart loses at most the chunk that was under way."""
 
-    def __init__(self, scan: ScanService, scans: Any, *, clock: Callable[[], datetime] | None = None):
+    def __init__(self, scan: ScanService, scans: Any, *, clock: Callable[[], datetime] | None = None,
+                 chunk: int = CHUNK):
         self.scan = scan
         self.scans = scans
         self.clock = clock or utc_now
+        self.chunk = chunk
 
     def start(self, kind: str, value: str | Sequence[str], *, actor: Actor, source: str = "",
               client: str = "") -> int:
-        """Find the students (a group's or an OU's DN, or a list of UPNs), then scan them in the background.
+        """Find the students (a group's or an OU's DN, or a list of UPNs) and queue their scan for the worker.
 
         The students are read before this returns, so a wrong DN is refused at once (ScanRefused).
         """
@@ -166,31 +191,71 @@ class ScanJobs:
             raise ScanRefused("nobody")
         if len(upns) > self.scan.max_students:
             raise ScanRefused("too_many")
+        wanted, invalid = parse_upns(upns)
         source = source or (f"{kind}:{value}" if kind in (GROUP, OU) else LIST)
-        scan_id = self.scans.start(source=source, reason=actor.reason, created_by=actor.id, now=self.clock())
-        threading.Thread(target=self.run, args=(scan_id, upns, actor, source, client), name=f"scan-{scan_id}",
-                         daemon=True).start()
-        return scan_id
+        return self.scans.start(source=source, reason=actor.reason, created_by=str(actor.id), now=self.clock(),
+                                upns=wanted, invalid=invalid, client=client)
 
-    def run(self, scan_id: int, upns: Sequence[str], actor: Actor, source: str, client: str) -> None:
-        """Scan, writing the progress now and then and the report at the end; a failure marks the scan failed."""
-        last = [0.0]
+    def work(self) -> int:
+        """Predict the next chunk of every queued scan, oldest first (the worker's part); return how many students."""
+        return sum(self.run_chunk(view) for view in self.scans.running())
 
-        def progress(step: BulkProgress) -> None:
-            if time.monotonic() - last[0] >= PROGRESS_EVERY or step.phase == "done":
-                last[0] = time.monotonic()
-                self.scans.progress(scan_id, phase=step.phase, done=step.done, total=step.total, now=self.clock())
-
+    def run_chunk(self, view: Any) -> int:
+        """Predict a scan's next unchecked students and store them with the progress; finish it when none are left."""
+        upns = self.scans.unchecked(view.id, self.chunk)
         try:
-            report = self.scan.scan(upns, actor=actor, source=source, progress=progress, client=client)
+            actor = Actor.staff(view.created_by, role=StaffRole.HELPDESK.value, reason=view.reason)
+            if not upns:
+                self._finish(view.id, actor)
+                return 0
+
+            # Counted from the rows, not the scan's `done`: a chunk cut off by a crash may have moved that ahead.
+            checked = self.scans.checked(view.id)
+
+            def progress(step: BulkProgress) -> None:
+                self.scans.progress(view.id, phase=step.phase, done=min(view.total, checked + step.done),
+                                    total=view.total, now=self.clock())
+
+            report = self.scan.predict(upns, actor=actor, source=view.source, progress=throttled(progress))
         except (DirectoryError, GraphError) as error:
-            log.warning("scan %s: %s", scan_id, error.__class__.__name__)
-            self.scans.fail(scan_id, "unavailable", now=self.clock())
-        except Exception:  # a background thread has no caller to tell: the page says it failed
-            log.exception("scan %s failed", scan_id)
-            self.scans.fail(scan_id, "error", now=self.clock())
-        else:
-            self.scans.finish(scan_id, report.as_dict(), now=self.clock())
+            log.warning("scan %s: %s", view.id, error.__class__.__name__)
+            self.scans.fail(view.id, "unavailable", now=self.clock())
+            return 0
+        except Exception:  # the worker has no desk to tell: the page says it failed
+            log.exception("scan %s failed", view.id)
+            self.scans.fail(view.id, "error", now=self.clock())
+            return 0
+        rows = {p.upn: prediction_row(p) for p in report.predictions}
+        # A student the bulk diagnosis returned nothing for must not be asked again every tick forever.
+        rows.update({upn: prediction_row(unknown(Upn(upn), "graph_unavailable")) for upn in upns if upn not in rows})
+        written = self.scans.record_chunk(view.id, rows, graph_requests=report.graph_requests,
+                                          sign_in_pages=report.sign_in_pages, seconds=report.seconds,
+                                          now=self.clock())
+        if len(upns) < self.chunk:
+            self._finish(view.id, actor)
+        return written
+
+    def _finish(self, scan_id: int, actor: Actor) -> None:
+        """Store the report of a scan whose students all have a prediction, and audit it once."""
+        view = self.scans.get(scan_id)
+        if view is None or view.state != "running":
+            return
+        rows = self.scans.rows(scan_id)
+        invalid = view.report.get("invalid", [])
+        report = report_dict(rows, invalid=invalid, graph_requests=view.graph_requests,
+                             sign_in_pages=view.sign_in_pages, seconds=view.seconds)
+        if self.scans.finish(scan_id, report, now=self.clock()):
+            self.scan.audit_run(actor, view.source, rows, invalid=invalid, client=view.client)
+
+    def export(self, scan_id: int, *, actor: Actor, client: str = "") -> list[dict[str, str]] | None:
+        """Return a finished scan's rows for a CSV download and audit the export (it names students); None if none."""
+        view = self.scans.get(scan_id)
+        if view is None or view.state != "done":
+            return None
+        rows = view.report.get("rows", [])
+        self.scan.store.audit(actor, "scan.exported", reason=actor.reason or "", client=client, scan_id=scan_id,
+                              rows=len(rows))
+        return rows
 
     def invite(self, scan_id: int, *, actor: Actor, reason: str, client: str = "") -> int:
         """Invite the students a finished scan found will loop, once per scan; return how many were invited."""

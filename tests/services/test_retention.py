@@ -153,13 +153,14 @@ def test_old_scans_go_after_the_mail_days_in_chunks(store, clock):
     from app.adapters.store import ScanStore
 
     scans = ScanStore(store)
-    old = [scans.start(source="group:x", reason="r", created_by="cli:a", now=clock() - timedelta(days=91))
-           for _ in range(3)]
+    old = [scans.start(source="group:x", reason="r", created_by="cli:a", now=clock() - timedelta(days=91),
+                       upns=["ada.lovelace@uni.test"]) for _ in range(3)]
     young = scans.start(source="group:y", reason="r", created_by="cli:a", now=clock() - timedelta(days=89))
     retention = Retention(store, RetentionPolicy(audit_days=365, grant_days=365, mail_days=90), scans=scans,
                           chunk=2, clock=clock)
     assert retention.purge()["scans"] == 2 and retention.purge()["scans"] == 1 and retention.purge()["scans"] == 0
     assert [s.id for s in scans.recent()] == [young] and all(scans.get(i) is None for i in old)
+    assert all(scans.unchecked(i, 10) == [] for i in old)  # their students went with them
 
 
 def test_closed_batches_go_after_the_mail_retention_open_ones_stay(store, clock):
@@ -181,7 +182,7 @@ def test_closed_batches_go_after_the_mail_retention_open_ones_stay(store, clock)
     assert batches.get(closed.id) is None and batches.get(still_open.id) is not None
 
 
-def test_each_worker_tick_does_the_batches_part_before_the_mail_and_survives_its_failure():
+def test_each_worker_tick_does_the_batches_and_scans_parts_before_the_mail_and_survives_their_failure():
     order: list[str] = []
 
     class Batches:
@@ -189,11 +190,17 @@ def test_each_worker_tick_does_the_batches_part_before_the_mail_and_survives_its
             order.append("batches")
             raise RuntimeError("Graph did not answer")
 
+    class Scans:
+        def work(self):
+            order.append("scans")
+            raise RuntimeError("the directory did not answer")
+
     class Mail:
         def send_due(self):
             order.append("mail")
 
     stop = threading.Event()
     threading.Timer(0.35, stop.set).start()
-    reports = run_worker(NoCycles(), HeldLease(), interval=0.1, stop_event=stop, batches=Batches(), mail=Mail())
-    assert len(reports) >= 2 and order[:4] == ["batches", "mail", "batches", "mail"]  # the mail still went out
+    reports = run_worker(NoCycles(), HeldLease(), interval=0.1, stop_event=stop, batches=Batches(), scans=Scans(),
+                         mail=Mail())
+    assert len(reports) >= 2 and order[:6] == ["batches", "scans", "mail"] * 2  # the mail still went out

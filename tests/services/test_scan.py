@@ -51,3 +51,45 @@ def test_more_than_a_scan_takes_is_refused_before_graph(scan, simulator):
     with pytest.raises(ValueError):
         scan.scan(["a@uni.test", "b@uni.test", "c@uni.test"], actor=DESK, source="list:x")
     assert [e for e in simulator.requests_log(seq) if e["path"].startswith("/v1.0")] == []
+
+
+def test_the_worker_runs_a_queued_scan_a_chunk_a_tick_and_audits_it_once(scan, store, seed, clock):
+    from app.adapters.store import ScanStore
+    from app.services.scan import ScanJobs
+
+    jobs = ScanJobs(scan, ScanStore(store), clock=clock, chunk=2)
+    upns = scan.students_in(GROUP, seed.required_group_dn)
+    scan_id = jobs.start(GROUP, seed.required_group_dn, actor=DESK, client="192.0.2.7")
+    queued = jobs.scans.get(scan_id)
+    assert (queued.state, queued.done, queued.total) == ("running", 0, len(upns))  # nothing asked of Graph yet
+    done = []
+    while jobs.scans.get(scan_id).state == "running":
+        assert jobs.work() <= 2
+        done.append(jobs.scans.get(scan_id).done)
+        assert len(done) <= len(upns) // 2 + 2, "the scan never finished"
+    assert done[:-1] == sorted(done[:-1]) and done[0] == 2  # progress written chunk by chunk
+    finished = jobs.scans.get(scan_id)
+    rows = finished.report["rows"]
+    assert sorted(r["upn"] for r in rows) == sorted(upns)  # each student once
+    assert [r["upn"] for r in rows if r["outcome"] == "will_loop"] == list(scan.scan(upns, actor=DESK,
+                                                                                      source="list:x").will_loop)
+    assert finished.report["graph_requests"] > 0 and finished.report["counts"]["will_loop"] == 3
+    runs = [e for e in store.audit_events(action="scan.run") if e.detail["source"].startswith("group:")]
+    assert len(runs) == 1 and (runs[0].actor, runs[0].reason, runs[0].detail["students"]) == (DESK.id, "intake 2026",
+                                                                                             len(upns))
+    assert jobs.work() == 0 and len(store.audit_events(action="scan.run")) == 2  # a done scan is left alone
+
+
+def test_a_chunk_recorded_twice_counts_once(store, clock):
+    from app.adapters.store import ScanStore
+
+    scans = ScanStore(store)
+    scan_id = scans.start(source="list", reason="r", created_by=DESK.id, now=clock(),
+                          upns=["ada.lovelace@uni.test", "alan.turing@uni.test"])
+    row = {"upn": "ada.lovelace@uni.test", "outcome": "will_loop"}
+    for expected in (1, 0):
+        assert scans.record_chunk(scan_id, {row["upn"]: row}, graph_requests=1, sign_in_pages=0, seconds=1.0,
+                                  now=clock()) == expected
+    view = scans.get(scan_id)
+    assert view.done == 1 and scans.unchecked(scan_id, 10) == ["alan.turing@uni.test"]
+    assert scans.rows(scan_id) == [row]

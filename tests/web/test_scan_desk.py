@@ -2,6 +2,8 @@
 against the simulator, the embedded directory, a real SQLite store, the Flask test client."""
 from __future__ import annotations
 
+import csv
+import io
 import time
 
 import pytest
@@ -30,10 +32,12 @@ def start(client, kind: str, value: str, reason: str = "intake 2026"):
                        headers=ORIGIN)
 
 
-def finished(client, location: str, seconds: float = 60.0) -> dict:
-    """Poll the scan's status as the page's script does until it is no longer running; return the last answer."""
+def finished(client, location: str, services, seconds: float = 60.0) -> dict:
+    """Run the worker's scan part and poll the status as the page's script does until the scan is no longer
+    running; return the last answer."""
     deadline, status = time.monotonic() + seconds, {}
     while time.monotonic() < deadline:
+        services.scans.work()
         status = client.get(location + "/status").get_json()
         assert 0 <= status["percent"] <= 100 and status["words"]
         if status["state"] != "running":
@@ -49,7 +53,7 @@ def test_a_group_scan_runs_in_the_background_and_shows_who_will_loop(client, ser
     answer = start(client, "group", SEED.required_group_dn)
     assert answer.status_code == 302
     location = answer.headers["Location"]
-    assert finished(client, location)["state"] == "done"
+    assert finished(client, location, services)["state"] == "done"
     page = client.get(location).get_data(as_text=True)
     rows = {upn: page.index(upn) for upn in WILL_LOOP | {"grace.hopper@uni.test"}}
     assert max(rows[u] for u in WILL_LOOP) < rows["grace.hopper@uni.test"]  # who will loop comes first
@@ -63,7 +67,7 @@ def test_a_group_scan_runs_in_the_background_and_shows_who_will_loop(client, ser
 def test_the_invites_go_to_the_ones_who_will_loop_once(client, services):
     staff_sign_in(client, DESK)
     location = start(client, "group", SEED.required_group_dn).headers["Location"]
-    finished(client, location)
+    finished(client, location, services)
     token = page_csrf(client, location)
     sent = client.post(location + "/invite", data={"csrf_token": token, "reason": "before MFA on Monday"},
                        headers=ORIGIN, follow_redirects=True)
@@ -77,11 +81,11 @@ def test_the_invites_go_to_the_ones_who_will_loop_once(client, services):
     assert [r.detail["refusal"] for r in refusals(services, "scan.invite")] == ["already_invited"]
 
 
-def test_a_pasted_list_is_scanned_and_bad_lines_are_named(client):
+def test_a_pasted_list_is_scanned_and_bad_lines_are_named(client, services):
     staff_sign_in(client, DESK)
     location = start(client, "list", "ada.lovelace@uni.test\ngrace.hopper@uni.test\n=cmd|' /C calc'!A0\n"
                      ).headers["Location"]
-    assert finished(client, location)["state"] == "done"
+    assert finished(client, location, services)["state"] == "done"
     page = client.get(location).get_data(as_text=True)
     assert page.count('data-outcome="will_loop"') == 1 and page.count('data-outcome="will_register"') == 1
 
@@ -123,3 +127,31 @@ def test_an_unknown_scan_is_not_found(client):
     staff_sign_in(client, DESK)
     assert client.get("/helpdesk/scans/999").status_code == 404
     assert client.get("/helpdesk/scans/999/status").status_code == 404
+
+
+def test_a_finished_scan_downloads_as_csv_with_no_formula_and_the_export_is_audited(client, services):
+    staff_sign_in(client, DESK)
+    location = start(client, "list", "ada.lovelace@uni.test\ngrace.hopper@uni.test\n").headers["Location"]
+    scan_id = int(location.rsplit("/", 1)[1])
+    token = page_csrf(client, location)
+    assert client.post(location + "/export", data={"csrf_token": token}, headers=ORIGIN).status_code == 404  # queued
+    # A name from the directory is hostile too: a spreadsheet must show it, never run it.
+    hostile = {"upn": "ada.lovelace@uni.test", "outcome": "will_loop", "reason": "unregistered",
+               "display_name": "=HYPERLINK(\"http://evil.test\")", "authenticator_sign_ins": "0", "last_sign_in": "",
+               "devices": "", "methods": ""}
+    services.scans.scans.record_chunk(scan_id, {hostile["upn"]: hostile}, graph_requests=0, sign_in_pages=0,
+                                      seconds=0.0, now=services.scans.clock())
+    assert finished(client, location, services)["state"] == "done"
+    page = client.get(location).get_data(as_text=True)
+    assert 'id="export-form"' in page
+    answer = client.post(location + "/export", data={"csrf_token": page_csrf(client, location)}, headers=ORIGIN)
+    assert answer.status_code == 200 and answer.mimetype == "text/csv"
+    assert f"proofup-scan-{scan_id}.csv" in answer.headers["Content-Disposition"]
+    lines = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
+    assert lines[0] == ["upn", "outcome", "reason", "display_name", "authenticator_sign_ins", "last_sign_in",
+                        "devices", "methods"]
+    assert len(lines) == 3 and lines[1][:4] == ["ada.lovelace@uni.test", "will_loop", "unregistered",
+                                                "'=HYPERLINK(\"http://evil.test\")"]
+    assert lines[2][:2] == ["grace.hopper@uni.test", "will_register"]
+    exported = services.store.audit_events(action="scan.exported")[0]
+    assert (exported.actor, exported.detail["scan_id"], exported.detail["rows"]) == (DESK, scan_id, 2)

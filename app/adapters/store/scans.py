@@ -1,22 +1,22 @@
 """The desk's scans ("who will loop"): one row per scan with its progress while it runs and its report after.
 
-A scan runs in the background of the instance that started it; its progress and report live here, so any
-instance can show them. A row left running by an instance that died is read as interrupted (stale_after).
+The page queues a scan here with its students (scan_students, one row each); the worker, under its lease,
+predicts the next chunk of unchecked students each tick and writes their rows and the scan's progress in one
+transaction, so a worker that dies mid-chunk loses only that chunk, which the next tick does again.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Any, Sequence
 
-from sqlalchemy import CheckConstraint, Integer, String, Text, delete, select, update
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, Integer, String, Text, delete, func, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.adapters.store.base import Base, Database, UTCDateTime
 
-SCAN_STATES = ("running", "done", "failed")
-STALE_AFTER = timedelta(minutes=5)  # no progress for this long: the instance running it has gone
+SCAN_STATES = ("running", "done", "failed")  # running: queued or under way (the worker takes it next tick)
 
 
 class ScanRecord(Base):
@@ -35,8 +35,24 @@ class ScanRecord(Base):
     error: Mapped[str] = mapped_column(String(64), default="")
     report: Mapped[str] = mapped_column(Text, default="")  # JSON: rows, counts, invalid, costs
     invited: Mapped[int] = mapped_column(Integer, default=0)
+    client: Mapped[str] = mapped_column(String(64), default="")  # where the desk started it (the audit's client)
+    graph_requests: Mapped[int] = mapped_column(Integer, default=0)  # what the chunks so far cost
+    sign_in_pages: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
     __table_args__ = (CheckConstraint("state IN ('running', 'done', 'failed')", name="ck_scans_state"),)
+
+
+class ScanStudentRecord(Base):
+    __tablename__ = "scan_students"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"))
+    upn: Mapped[str] = mapped_column(String(320))
+    checked: Mapped[bool] = mapped_column(default=False)
+    row: Mapped[str] = mapped_column(Text, default="")  # JSON: the report's row of this student's prediction
+
+    __table_args__ = (Index("ix_scan_students_scan", "scan_id", "checked", "id"),)
 
 
 @dataclass(frozen=True)
@@ -56,44 +72,95 @@ class ScanView:
     error: str
     report: dict
     invited: int
-
-    def interrupted(self, now: datetime) -> bool:
-        """Tell whether a running scan has made no progress for too long (its instance stopped)."""
-        return self.state == "running" and now - self.updated_at > STALE_AFTER
+    client: str = ""
+    graph_requests: int = 0
+    sign_in_pages: int = 0
+    seconds: float = 0.0
 
 
 def _view(row: ScanRecord) -> ScanView:
     return ScanView(id=row.id, source=row.source, reason=row.reason, created_by=row.created_by,
                     created_at=row.created_at, updated_at=row.updated_at, state=row.state, phase=row.phase,
                     done=row.done, total=row.total, error=row.error,
-                    report=json.loads(row.report) if row.report else {}, invited=row.invited)
+                    report=json.loads(row.report) if row.report else {}, invited=row.invited, client=row.client,
+                    graph_requests=row.graph_requests, sign_in_pages=row.sign_in_pages, seconds=row.seconds)
 
 
 class ScanStore:
-    """The scans' rows: start, progress, finish or fail, read, forget old ones."""
+    """The scans' rows: queue, take a chunk, record it, finish or fail, read, forget old ones."""
 
     def __init__(self, store: Database):
         self.store = store
 
-    def start(self, *, source: str, reason: str, created_by: str, now: datetime) -> int:
-        """Write a running scan; return its id."""
+    def start(self, *, source: str, reason: str, created_by: str, now: datetime, upns: Sequence[str] = (),
+              invalid: Sequence[str] = (), client: str = "") -> int:
+        """Queue a scan with its students (the worker runs it); return its id."""
         with self.store._tx(write=True) as s:  # noqa: SLF001 - the store's own transaction helper
             row = ScanRecord(source=source[:320], reason=reason, created_by=created_by, created_at=now,
-                             updated_at=now, state="running")
+                             updated_at=now, state="running", total=len(upns), client=client[:64],
+                             report=json.dumps({"invalid": list(invalid)}) if invalid else "")
             s.add(row)
             s.flush()
+            s.add_all(ScanStudentRecord(scan_id=row.id, upn=str(upn)) for upn in upns)
             return row.id
+
+    def running(self) -> list[ScanView]:
+        """Return the scans the worker has still to finish, oldest first."""
+        with self.store._tx() as s:  # noqa: SLF001
+            return [_view(r) for r in s.scalars(select(ScanRecord).where(ScanRecord.state == "running")
+                                                .order_by(ScanRecord.id))]
+
+    def unchecked(self, scan_id: int, limit: int) -> list[str]:
+        """Return the next `limit` students of a scan that have no prediction yet, in the order queued."""
+        with self.store._tx() as s:  # noqa: SLF001
+            return list(s.scalars(select(ScanStudentRecord.upn).where(ScanStudentRecord.scan_id == scan_id,
+                                                                       ScanStudentRecord.checked.is_(False))
+                                  .order_by(ScanStudentRecord.id).limit(limit)))
+
+    def record_chunk(self, scan_id: int, rows: dict[str, dict[str, str]], *, graph_requests: int,
+                     sign_in_pages: int, seconds: float, now: datetime) -> int:
+        """Store a chunk's predictions and its cost with the scan's progress in one transaction; return how many.
+
+        Only students still unchecked are written, so a chunk recorded twice counts once.
+        """
+        with self.store._tx(write=True) as s:  # noqa: SLF001
+            written = 0
+            for upn, row in rows.items():
+                written += s.execute(update(ScanStudentRecord)
+                                     .where(ScanStudentRecord.scan_id == scan_id, ScanStudentRecord.upn == upn,
+                                            ScanStudentRecord.checked.is_(False))
+                                     .values(checked=True, row=json.dumps(row))).rowcount or 0
+            done = s.scalar(select(func.count()).where(ScanStudentRecord.scan_id == scan_id,
+                                                       ScanStudentRecord.checked.is_(True)))
+            s.execute(update(ScanRecord).where(ScanRecord.id == scan_id).values(
+                done=done, updated_at=now, graph_requests=ScanRecord.graph_requests + graph_requests,
+                sign_in_pages=ScanRecord.sign_in_pages + sign_in_pages, seconds=ScanRecord.seconds + seconds))
+            return written
+
+    def checked(self, scan_id: int) -> int:
+        """Return how many of a scan's students have a prediction (its `done` may run ahead within a chunk)."""
+        with self.store._tx() as s:  # noqa: SLF001
+            return s.scalar(select(func.count()).where(ScanStudentRecord.scan_id == scan_id,
+                                                       ScanStudentRecord.checked.is_(True))) or 0
+
+    def rows(self, scan_id: int) -> list[dict[str, str]]:
+        """Return the predictions recorded for a scan's students, in the order queued."""
+        with self.store._tx() as s:  # noqa: SLF001
+            return [json.loads(r) for r in s.scalars(
+                select(ScanStudentRecord.row).where(ScanStudentRecord.scan_id == scan_id,
+                                                    ScanStudentRecord.checked.is_(True))
+                .order_by(ScanStudentRecord.id))]
 
     def progress(self, scan_id: int, *, phase: str, done: int, total: int, now: datetime) -> None:
         """Record how far a running scan is."""
         self._update(scan_id, phase=phase[:16], done=done, total=total, updated_at=now)
 
-    def finish(self, scan_id: int, report: dict[str, Any], *, now: datetime) -> None:
-        """Store a scan's report and mark it done."""
-        self._update(scan_id, state="done", phase="done", report=json.dumps(report), updated_at=now)
+    def finish(self, scan_id: int, report: dict[str, Any], *, now: datetime) -> bool:
+        """Store a running scan's report and mark it done; False when it was not running (finished already)."""
+        return self._update(scan_id, state="done", phase="done", report=json.dumps(report), updated_at=now)
 
     def fail(self, scan_id: int, error: str, *, now: datetime) -> None:
-        """Mark a scan failed with a short code (what the page words)."""
+        """Mark a running scan failed with a short code (what the page words)."""
         self._update(scan_id, state="failed", error=error[:64], updated_at=now)
 
     def mark_invited(self, scan_id: int, count: int, *, now: datetime) -> bool:
@@ -106,7 +173,8 @@ class ScanStore:
 
     def unmark_invited(self, scan_id: int, *, now: datetime) -> None:
         """Undo mark_invited after the invites failed as a whole (nothing was sent)."""
-        self._update(scan_id, invited=0, updated_at=now)
+        with self.store._tx(write=True) as s:  # noqa: SLF001
+            s.execute(update(ScanRecord).where(ScanRecord.id == scan_id).values(invited=0, updated_at=now))
 
     def get(self, scan_id: int) -> ScanView | None:
         with self.store._tx() as s:  # noqa: SLF001
@@ -121,9 +189,14 @@ class ScanStore:
     def purge_before(self, before: datetime, limit: int) -> int:
         """Delete at most `limit` scans started before a moment (their reports name students); return how many."""
         with self.store._tx(write=True) as s:  # noqa: SLF001
-            old = select(ScanRecord.id).where(ScanRecord.created_at < before).order_by(ScanRecord.id).limit(limit)
-            return s.execute(delete(ScanRecord).where(ScanRecord.id.in_(list(s.scalars(old))))).rowcount or 0
+            old = list(s.scalars(select(ScanRecord.id).where(ScanRecord.created_at < before)
+                                 .order_by(ScanRecord.id).limit(limit)))
+            # SQLite enforces no cascade unless asked: the students go first, explicitly.
+            s.execute(delete(ScanStudentRecord).where(ScanStudentRecord.scan_id.in_(old)))
+            return s.execute(delete(ScanRecord).where(ScanRecord.id.in_(old))).rowcount or 0
 
-    def _update(self, scan_id: int, **values: Any) -> None:
+    def _update(self, scan_id: int, **values: Any) -> bool:
+        """Change a running scan (progress, finish, fail); False when it is no longer running."""
         with self.store._tx(write=True) as s:  # noqa: SLF001
-            s.execute(update(ScanRecord).where(ScanRecord.id == scan_id).values(**values))
+            return (s.execute(update(ScanRecord).where(ScanRecord.id == scan_id, ScanRecord.state == "running")
+                              .values(**values)).rowcount or 0) == 1

@@ -1,18 +1,19 @@
 """Who will loop, before MFA is switched on: start a scan of a group, an OU or a list, watch it, invite."""
 from __future__ import annotations
 
-from flask import abort, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Response, abort, flash, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import lazy_gettext as _l
 
 from app.domain.batch_csv import CsvRejected, read_batch_csv
 from app.domain.invites import InviteError
 from app.domain.prediction import OUTCOME_ORDER
 from app.services.onboarding import NotAllowed
-from app.services.scan import GROUP, LIST, OU, ScanRefused
+from app.services.scan import GROUP, LIST, OU, ROW_FIELDS, ScanRefused
 from app.web import client_address, services
 from app.web.errors import error_page
 from app.web.helpdesk import NAV, bp
 from app.web.helpdesk.access import READ_ONLY, staff_required
+from app.web.helpdesk.export import csv_text
 from app.web.helpdesk.views import _staff_actor
 
 NAV.append(("helpdesk.scans", _l("Who will loop")))
@@ -34,7 +35,7 @@ REASONS = {
     "not_in_required_group": _l("MFA is not required"), "graph_busy": _l("Microsoft asked us to wait"),
     "graph_unavailable": _l("Microsoft did not answer"), "sign_ins_unread": _l("sign-ins could not be read"),
 }
-PHASES = {"": _l("starting"), "directory": _l("reading the directory"), "graph": _l("asking Microsoft"),
+PHASES = {"": _l("waiting for the portal's background worker"), "directory": _l("reading the directory"), "graph": _l("asking Microsoft"),
           "classify": _l("sorting the students"), "done": _l("done")}
 REFUSED = {
     "directory": _l("The directory could not list these students: %(detail)s. Nothing was scanned."),
@@ -52,7 +53,7 @@ REFUSED = {
 }
 FAILED = {"unavailable": _l("The directory or Microsoft did not answer. Scan again later."),
           "error": _l("The scan stopped because of an error. Scan again later."),
-          "interrupted": _l("The scan stopped (the portal was restarted). Scan again.")}
+          "interrupted": _l("The scan stopped (the portal was updated while it ran). Scan again.")}
 
 
 @bp.app_context_processor
@@ -82,7 +83,7 @@ def _list_upns(text: str) -> list[str]:
 def scans():
     """The scan form and the latest scans."""
     return render_template("helpdesk/scans.html", scans=services().scans.scans.recent(), staff=g.staff,
-                           max_students=services().scan.max_students, now=services().scans.clock())
+                           max_students=services().scan.max_students)
 
 
 @bp.post("/scans")
@@ -122,9 +123,7 @@ def _scan_or_404(scan_id: int):
 
 def _status(found) -> dict:
     """Return what the page's script shows while a scan runs (worded here, not in the script)."""
-    now = services().scans.clock()
-    state = "failed" if found.interrupted(now) else found.state
-    error = "interrupted" if found.interrupted(now) else found.error
+    state, error = found.state, found.error
     percent = 100 if state == "done" else int(100 * found.done / found.total) if found.total else 0
     return {"state": state, "percent": percent, "phase": str(PHASES.get(found.phase, found.phase)),
             "words": str(_l("%(done)s of %(total)s students: %(phase)s.", done=found.done, total=found.total,
@@ -167,3 +166,15 @@ def scan_invite(scan_id: int):
         return redirect(url_for("helpdesk.scan", scan_id=scan_id))
     flash(str(_l("%(count)s students got an invite by mail.", count=count)), "info")
     return redirect(url_for("helpdesk.scan", scan_id=scan_id))
+
+
+@bp.post("/scans/<int:scan_id>/export")
+@staff_required
+def scan_export(scan_id: int):
+    """Download a finished scan's students as CSV (formula-safe, the CLI's columns); the export is audited."""
+    rows = services().scans.export(scan_id, actor=g.staff.actor(), client=client_address())
+    if rows is None:
+        abort(404)
+    return Response(csv_text(ROW_FIELDS, ([row.get(field, "") for field in ROW_FIELDS] for row in rows)),
+                    mimetype="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="proofup-scan-{scan_id}.csv"'})
