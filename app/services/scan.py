@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence
 
 from app.domain.actors import Actor, ActorKind
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 MAX_SCAN = 2000  # students in one scan: a whole intake (issue 12), and the most one invite round takes
 GROUP, OU, LIST = "group", "ou", "list"  # where a scan's students come from
 # A report's row: what the desk's table, the CLI's table and CSV, and the stored report show of a prediction.
+GIVE_UP_AFTER = timedelta(minutes=30)  # a desk scan the directory or Graph keeps failing ends after this
 ROW_FIELDS = ("upn", "outcome", "reason", "display_name", "authenticator_sign_ins", "last_sign_in", "devices",
               "methods")
 
@@ -218,8 +219,15 @@ class ScanJobs:
 
             report = self.scan.predict(upns, actor=actor, source=view.source, progress=throttled(progress))
         except (DirectoryError, GraphError) as error:
-            log.warning("scan %s: %s", view.id, error.__class__.__name__)
-            self.scans.fail(view.id, "unavailable", now=self.clock())
+            # The chunk stays undone and the next tick tries it again: an outage loses none of the scan, and
+            # only one that outlasts GIVE_UP_AFTER ends it (the desk then scans again).
+            given_up = self.clock() - view.created_at > GIVE_UP_AFTER
+            log.warning("scan %s: %s; %s", view.id, error.__class__.__name__,
+                        "given up" if given_up else "trying again next tick")
+            if given_up:
+                self.scans.fail(view.id, "unavailable", now=self.clock())
+            else:
+                self.scans.waiting(view.id, "unavailable", now=self.clock())
             return 0
         except Exception:  # the worker has no desk to tell: the page says it failed
             log.exception("scan %s failed", view.id)

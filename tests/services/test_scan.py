@@ -93,3 +93,32 @@ def test_a_chunk_recorded_twice_counts_once(store, clock):
     view = scans.get(scan_id)
     assert view.done == 1 and scans.unchecked(scan_id, 10) == ["alan.turing@uni.test"]
     assert scans.rows(scan_id) == [row]
+
+
+def test_a_directory_outage_mid_scan_loses_nothing_the_next_tick_goes_on_and_a_long_one_ends_it(scan, store, seed,
+                                                                                                clock, monkeypatch):
+    from app.adapters.store import ScanStore
+    from app.domain.directory import DirectoryUnavailable
+    from app.services.scan import GIVE_UP_AFTER, ScanJobs
+
+    jobs = ScanJobs(scan, ScanStore(store), clock=clock, chunk=2)
+    scan_id = jobs.start(GROUP, seed.required_group_dn, actor=DESK)
+    assert jobs.work() == 2
+    find_users = scan.bulk.directory.find_users
+
+    def down(*args, **kwargs):
+        raise DirectoryUnavailable("LDAP did not answer")
+
+    monkeypatch.setattr(scan.bulk.directory, "find_users", down)
+    assert jobs.work() == 0
+    waiting = jobs.scans.get(scan_id)
+    assert (waiting.state, waiting.error, jobs.scans.checked(scan_id)) == ("running", "unavailable", 2)
+
+    monkeypatch.setattr(scan.bulk.directory, "find_users", find_users)  # the directory is back
+    assert jobs.work() == 2 and jobs.scans.get(scan_id).error == ""
+
+    monkeypatch.setattr(scan.bulk.directory, "find_users", down)
+    clock.advance(GIVE_UP_AFTER.total_seconds() + 60)
+    assert jobs.work() == 0
+    ended = jobs.scans.get(scan_id)
+    assert (ended.state, ended.error) == ("failed", "unavailable") and jobs.work() == 0

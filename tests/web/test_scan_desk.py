@@ -155,3 +155,14 @@ def test_a_finished_scan_downloads_as_csv_with_no_formula_and_the_export_is_audi
     assert lines[2][:2] == ["grace.hopper@uni.test", "will_register"]
     exported = services.store.audit_events(action="scan.exported")[0]
     assert (exported.actor, exported.detail["scan_id"], exported.detail["rows"]) == (DESK, scan_id, 2)
+
+
+def test_a_queued_scan_says_it_waits_for_the_worker_and_an_outage_says_it_tries_again(client, services):
+    staff_sign_in(client, DESK)
+    location = start(client, "group", SEED.required_group_dn).headers["Location"]
+    queued = client.get(location + "/status").get_json()
+    assert (queued["state"], queued["percent"]) == ("running", 0)
+    assert "waiting for the portal's background worker" in queued["words"]
+    services.scans.scans.waiting(int(location.rsplit("/", 1)[1]), "unavailable", now=services.scans.clock())
+    assert "tries again by itself" in client.get(location + "/status").get_json()["words"]
+    assert finished(client, location, services)["state"] == "done"  # the next tick clears it

@@ -133,7 +133,7 @@ class ScanStore:
             done = s.scalar(select(func.count()).where(ScanStudentRecord.scan_id == scan_id,
                                                        ScanStudentRecord.checked.is_(True)))
             s.execute(update(ScanRecord).where(ScanRecord.id == scan_id).values(
-                done=done, updated_at=now, graph_requests=ScanRecord.graph_requests + graph_requests,
+                done=done, updated_at=now, error="", graph_requests=ScanRecord.graph_requests + graph_requests,
                 sign_in_pages=ScanRecord.sign_in_pages + sign_in_pages, seconds=ScanRecord.seconds + seconds))
             return written
 
@@ -158,6 +158,10 @@ class ScanStore:
     def finish(self, scan_id: int, report: dict[str, Any], *, now: datetime) -> bool:
         """Store a running scan's report and mark it done; False when it was not running (finished already)."""
         return self._update(scan_id, state="done", phase="done", report=json.dumps(report), updated_at=now)
+
+    def waiting(self, scan_id: int, error: str, *, now: datetime) -> None:
+        """Note why a running scan's last chunk failed (it is tried again next tick); the next chunk clears it."""
+        self._update(scan_id, error=error[:64], updated_at=now)
 
     def fail(self, scan_id: int, error: str, *, now: datetime) -> None:
         """Mark a running scan failed with a short code (what the page words)."""

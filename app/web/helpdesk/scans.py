@@ -51,6 +51,7 @@ REFUSED = {
     "bad_list": _l("The list cannot be read (%(detail)s). Give one user name per line, or a CSV with a "
                    "\"upn\" column. Nothing was scanned."),
 }
+RETRYING = _l("The directory or Microsoft did not answer. The scan tries again by itself in a moment.")
 FAILED = {"unavailable": _l("The directory or Microsoft did not answer. Scan again later."),
           "error": _l("The scan stopped because of an error. Scan again later."),
           "interrupted": _l("The scan stopped (the portal was updated while it ran). Scan again.")}
@@ -125,9 +126,12 @@ def _status(found) -> dict:
     """Return what the page's script shows while a scan runs (worded here, not in the script)."""
     state, error = found.state, found.error
     percent = 100 if state == "done" else int(100 * found.done / found.total) if found.total else 0
+    words = _l("%(done)s of %(total)s students: %(phase)s.", done=found.done, total=found.total,
+               phase=PHASES.get(found.phase, found.phase))
+    if state == "running" and error:
+        words = RETRYING
     return {"state": state, "percent": percent, "phase": str(PHASES.get(found.phase, found.phase)),
-            "words": str(_l("%(done)s of %(total)s students: %(phase)s.", done=found.done, total=found.total,
-                            phase=PHASES.get(found.phase, found.phase))),
+            "words": str(words),
             "failed": str(FAILED.get(error, "")) if state == "failed" else ""}
 
 
