@@ -122,3 +122,26 @@ def test_a_directory_outage_mid_scan_loses_nothing_the_next_tick_goes_on_and_a_l
     assert jobs.work() == 0
     ended = jobs.scans.get(scan_id)
     assert (ended.state, ended.error) == ("failed", "unavailable") and jobs.work() == 0
+
+
+def test_only_the_worker_holding_the_lease_runs_a_scan(scan, store, seed, clock):
+    from app.adapters.lease import Lease
+    from app.adapters.store import ScanStore
+    from app.services.scan import ScanJobs
+    from app.worker import run_worker
+
+    class NoCycles:
+        def run_cycle(self):
+            return None
+
+        def run_confirm_pass(self):
+            return None
+
+    jobs = ScanJobs(scan, ScanStore(store), clock=clock, chunk=2)
+    scan_id = jobs.start(GROUP, seed.required_group_dn, actor=DESK)
+    holder = Lease(store, holder="worker-a:1", ttl_seconds=60)
+    assert holder.acquire()
+    run_worker(NoCycles(), Lease(store, holder="worker-b:2", ttl_seconds=60), once=True, scans=jobs)
+    assert jobs.scans.checked(scan_id) == 0  # the standby ran nothing
+    run_worker(NoCycles(), holder, once=True, scans=jobs)
+    assert jobs.scans.checked(scan_id) == 2
