@@ -159,3 +159,21 @@ def test_without_redis_the_counts_live_in_the_swept_memory_storage(tmp_path, ser
 
     (limiter,) = portal(tmp_path, services).extensions["limiter"]
     assert isinstance(limiter.storage, SweptMemoryStorage)
+
+
+def test_the_poll_counts_in_flask_limiters_storage_under_its_keys(tmp_path, services):
+    """The poll's own limit check shares the storage and the keys: one count for every instance."""
+    app = portal(tmp_path, services, rate_limit_status="2 per minute")
+    client = app.test_client()
+    sign_in(client, HALF)
+    assert [client.get("/status").status_code for _ in range(3)] == [200, 200, 429]
+    (limiter,) = app.extensions["limiter"]
+    keys = [key for key in limiter.storage._windows if "/status/" in key]
+    assert keys == [f"LIMITER/proofup/upn:{HALF.lower()}/status/2/1/minute"]
+
+
+def test_an_unreachable_redis_leaves_the_poll_counted_in_memory(tmp_path, services):
+    app = portal(tmp_path, services, rate_limit_status="2 per minute", redis_url="redis://127.0.0.1:1/0")
+    client = app.test_client()
+    sign_in(client, HALF)
+    assert [client.get("/status").status_code for _ in range(3)] == [200, 200, 429]
