@@ -125,6 +125,11 @@ def redeem_refusal(invite: InviteView | None, signed_in: Upn, now: datetime) -> 
     return None if invite.upn == Upn(signed_in) else InviteRefusal.OTHER_ACCOUNT
 
 
+def led_to_unlock(invite: InviteView | None, upn: Upn) -> bool:
+    """Tell whether a student's unlock may be credited to this invite: it is theirs and they signed in with it."""
+    return invite is not None and invite.upn == Upn(upn) and invite.used_at is not None
+
+
 def new_token() -> str:
     """Return a fresh invite token (256 random bits, URL-safe)."""
     return secrets.token_urlsafe(TOKEN_BYTES)

@@ -149,7 +149,8 @@ class GrantRecords(Protocol):
     """The grant records, inside one transaction."""
 
     def create(self, *, upn: str, user_dn: str, entra_user_id: str, actor: str, reason: str,
-               created_at: datetime, expires_at: datetime, ttl_seconds: int | None = None) -> tuple[GrantView, bool]:
+               created_at: datetime, expires_at: datetime, ttl_seconds: int | None = None,
+               invite_id: int | None = None) -> tuple[GrantView, bool]:
         """Write a pending grant; return (the open grant, True) or (the person's existing open one, False)."""
 
     def get(self, grant_id: int) -> GrantView | None:

@@ -9,7 +9,7 @@
 - dashboard: each student's progress, from their invites and the grants opened since the batch was sent.
 - remind_due (worker): a reminder is a new invite (the old link stops working), so the invites are the one
   record of which reminders went out: a crash cannot lose one, nor send one twice.
-- close: no more reminders, unused invites revoked, open grants of the batch's students released, audited.
+- close: no more reminders, unused invites revoked, the open grants its invites led to released, audited.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from app.domain.invites import InviteFilter
 from app.domain.staff import StaffRole
 from app.domain.upn import Upn
 from app.services.jobs import CHUNK, throttled
+from app.services.onboarding import NoOpenGrant
 
 log = logging.getLogger(__name__)
 REMINDER_MAIL = "batch_reminder"  # templates/mail/batch_reminder.txt and .html
@@ -46,6 +47,14 @@ class BatchRefused(Exception):
         super().__init__(code)
         self.code = code
         self.params = params
+
+
+@dataclass(frozen=True)
+class StudentBatch:
+    """A batch a student is a line of, with the invites it sent them (newest first)."""
+
+    batch: Any  # BatchView
+    invites: list[Any] = field(default_factory=list)  # InviteView
 
 
 @dataclass(frozen=True)
@@ -276,6 +285,12 @@ class BatchService:
             self.store.audit(actor, "batch.exported", None, batch_id=batch_id, rows=len(board.lines), client=client)
         return board
 
+    def of_student(self, upn: Upn, limit: int = 20) -> list[StudentBatch]:
+        """Return the batches a student is in, newest first, each with the invites it sent them (for the desk)."""
+        return [StudentBatch(batch, self.invites.search(InviteFilter(upn=upn, batch_id=batch.id), limit=INVITE_PAGE)
+                             if batch.sent_at else [])
+                for batch in self.batches.of_student(upn, limit)]
+
     def recent(self, limit: int = 50) -> list[Any]:
         """Return the newest batches first."""
         return self.batches.recent(limit)
@@ -312,7 +327,7 @@ class BatchService:
     # -- close -----------------------------------------------------------------------------------
 
     def close(self, actor: Actor, batch_id: int, *, client: str = "") -> tuple[int, int]:
-        """Close a batch: no more reminders, unused invites revoked, open grants released; return (revoked, released).
+        """Close a batch: no reminders, unused invites revoked, its open grants released; return (revoked, released).
 
         The batch turns closed first (so the worker sends nothing more); each revoke and each release is its own
         change with its audit line. A grant that cannot be released now still ends at its expiry.
@@ -323,14 +338,14 @@ class BatchService:
             raise self._refuse(actor, "batch.close", "already_closed", batch_id=batch_id, client=client)
         revoked = self.invites.revoke_batch(batch_id, actor, client=client) if batch.sent_at else 0
         released = 0
-        grants = self.batches.latest_grants([r.upn for r in self.batches.rows(batch_id) if r.selected],
-                                            batch.sent_at) if batch.sent_at else {}
-        for upn, state in grants.items():
-            if state not in ("pending", "active"):
-                continue
+        # Only the grants this batch's invites led to: a grant the student opened through a later batch's
+        # invite, or on their own, belongs to that batch or to nobody, and stays open.
+        for grant_id, upn in self.batches.open_grants_from(batch_id):
             try:
-                self.onboarding.cancel(Upn(upn), actor=actor, client=client)
+                self.onboarding.cancel(upn, actor=actor, client=client, grant_id=grant_id)
                 released += 1
+            except NoOpenGrant:  # it ended meanwhile (registered, expired, released by the desk)
+                continue
             except Exception:  # noqa: BLE001 - one student's failure must not keep the others' bypass open
                 log.exception("batches: batch %s: could not release %s's grant; it ends at its expiry", batch_id, upn)
         self.store.audit(actor, "batch.close_finished", None, batch_id=batch_id, revoked=revoked, released=released,

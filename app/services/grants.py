@@ -25,6 +25,7 @@ from app.domain.grants import (
     released_by_registration,
     utc_now,
 )
+from app.domain.invites import led_to_unlock
 from app.domain.ports import Directory, Graph, Store
 from app.domain.tap import Remedy, refusal_for
 from app.domain.upn import Upn
@@ -52,8 +53,11 @@ class GrantService:
         self.graph = graph  # for Temporary Access Passes (PROOFUP_REMEDY=tap or both)
 
     def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: Actor, reason: str,
-                   minutes: int | None = None) -> GrantView:
-        """Give a person a bypass membership for a while; return their open grant if they have one."""
+                   minutes: int | None = None, invite_id: int | None = None) -> GrantView:
+        """Give a person a bypass membership for a while; return their open grant if they have one.
+
+        `invite_id` names the invite the student signed in with (from their browser: checked here, see _invite_of).
+        """
         upn = Upn(upn)
         if not user_dn:
             raise ValueError("a grant needs the user's DN")
@@ -65,13 +69,14 @@ class GrantService:
         expires_at = now + timedelta(minutes=minutes)
         ttl = minutes * 60 if self.use_ttl else None
         with self.store.unit_of_work() as uow:
+            invite_id = _invite_of(uow, upn, invite_id)
             grant, created = uow.grants.create(
                 upn=upn, user_dn=user_dn, entra_user_id=entra_user_id, actor=str(actor), reason=reason,
-                created_at=now, expires_at=expires_at, ttl_seconds=ttl,
+                created_at=now, expires_at=expires_at, ttl_seconds=ttl, invite_id=invite_id,
             )
             if created:
                 uow.audit.add(actor, "grant.intent", upn, grant.id, reason=reason, minutes=minutes,
-                              expires_at=expires_at.isoformat())
+                              expires_at=expires_at.isoformat(), **_invite_detail(invite_id))
         if not created:
             return grant
         self.events.emit(self.events.grant_opened, self, GrantEvent(grant, actor, reason))
@@ -94,7 +99,8 @@ class GrantService:
         return active
 
     def open_tap(self, *, upn: str, user_dn: str, entra_user_id: str, actor: Actor, reason: str,
-                 lifetime_minutes: int, one_time: bool = True) -> tuple[GrantView, TemporaryAccessPass | None]:
+                 lifetime_minutes: int, one_time: bool = True,
+                 invite_id: int | None = None) -> tuple[GrantView, TemporaryAccessPass | None]:
         """Give a person a Temporary Access Pass, recorded as a grant; return it with the pass (shown once, never kept).
 
         The person's open grant, if any, is returned with no pass. A refusal by Graph ends the grant as failed
@@ -108,12 +114,14 @@ class GrantService:
             return existing, None
         now = self.clock()
         with self.store.unit_of_work() as uow:
+            invite_id = _invite_of(uow, upn, invite_id)
             grant, created = uow.grants.create(
                 upn=upn, user_dn=user_dn, entra_user_id=entra_user_id, actor=str(actor), reason=reason,
-                created_at=now, expires_at=now + timedelta(minutes=lifetime_minutes), remedy=Remedy.TAP)
+                created_at=now, expires_at=now + timedelta(minutes=lifetime_minutes), remedy=Remedy.TAP,
+                invite_id=invite_id)
             if created:
                 uow.audit.add(actor, "grant.intent", upn, grant.id, reason=reason, remedy=Remedy.TAP.value,
-                              minutes=lifetime_minutes, one_time=one_time)
+                              minutes=lifetime_minutes, one_time=one_time, **_invite_detail(invite_id))
         if not created:
             return grant, None
         self.events.emit(self.events.grant_opened, self, GrantEvent(grant, actor, reason))
@@ -285,3 +293,18 @@ class GrantService:
 def _check_detail(check: MembershipCheck) -> dict[str, object]:
     return {"dc_confirmed": check.confirmed, "agreeing": list(check.agreeing), "lagging": list(check.lagging),
             "dc_errors": dict(check.errors)}
+
+
+def _invite_of(uow, upn: Upn, invite_id: int | None) -> int | None:
+    """Return the invite to credit a new grant to: only one this student signed in with, else None (not refused).
+
+    The id comes from the student's browser, so it is checked against the invite row in the same transaction.
+    """
+    if not isinstance(invite_id, int) or isinstance(invite_id, bool):
+        return None
+    return invite_id if led_to_unlock(uow.invites.get(invite_id), upn) else None
+
+
+def _invite_detail(invite_id: int | None) -> dict[str, int]:
+    """Return the audit detail naming the invite a grant came from (none when it came from no invite)."""
+    return {"invite_id": invite_id} if invite_id is not None else {}

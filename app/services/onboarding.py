@@ -97,10 +97,11 @@ class GrantStore(Protocol):
 
 class Grants(Protocol):
     def open_grant(self, *, upn: str, user_dn: str, entra_user_id: str, actor: Actor, reason: str,
-                   minutes: int) -> GrantRecord: ...
+                   minutes: int, invite_id: int | None = None) -> GrantRecord: ...
     def close_grant(self, grant_id: int, *, outcome: str, actor: Actor, reason: str) -> Any: ...
     def open_tap(self, *, upn: str, user_dn: str, entra_user_id: str, actor: Actor, reason: str,
-                 lifetime_minutes: int, one_time: bool = True) -> tuple[GrantRecord, TemporaryAccessPass | None]: ...
+                 lifetime_minutes: int, one_time: bool = True,
+                 invite_id: int | None = None) -> tuple[GrantRecord, TemporaryAccessPass | None]: ...
     def recheck_replication(self, grant_id: int, *, actor: Actor) -> Any: ...
 
 
@@ -215,10 +216,11 @@ class OnboardingService:
     # -- unlock -------------------------------------------------------------------------------
 
     def unlock(self, upn: Upn, *, actor: Actor, minutes: int | None = None, override_cap: bool = False,
-               client: str = "") -> tuple[Diagnosis, GrantRecord]:
+               client: str = "", invite_id: int | None = None) -> tuple[Diagnosis, GrantRecord]:
         """Open a grant when the policy allows this actor to; a second click returns the grant already open.
 
         A refusal is audited (a privileged account's try as a warning) before UnlockRefused is raised.
+        `invite_id`: the invite the student signed in with, so that closing its batch releases this grant.
         """
         with self._lock_for(upn):
             diagnosis = self.diagnose(upn, reuse_recent=True)
@@ -234,7 +236,7 @@ class OnboardingService:
             record = self.grants.open_grant(
                 upn=diagnosis.user.upn, user_dn=diagnosis.user.dn, entra_user_id=diagnosis.entra_user_id,
                 actor=actor, reason=actor.reason or SELF_SERVICE_REASON,
-                minutes=self.grant_minutes if minutes is None else minutes,
+                minutes=self.grant_minutes if minutes is None else minutes, invite_id=invite_id,
             )
             self._audit_cap(diagnosis, record, actor=actor, client=client)
             return diagnosis, record
@@ -259,8 +261,8 @@ class OnboardingService:
         tap = self.tap_refusal(diagnosis) if Remedy.TAP in self.remedies and diagnosis.eligible else None
         return remedies_offered(diagnosis, actor, self.remedies, tap)
 
-    def issue_tap(self, upn: Upn, *, actor: Actor, override_cap: bool = False,
-                  client: str = "") -> tuple[Diagnosis, GrantRecord, TemporaryAccessPass | None]:
+    def issue_tap(self, upn: Upn, *, actor: Actor, override_cap: bool = False, client: str = "",
+                  invite_id: int | None = None) -> tuple[Diagnosis, GrantRecord, TemporaryAccessPass | None]:
         """Create a one-time pass for the student when the policy, the setting and the tenant allow it.
 
         The pass comes back once, with its grant; an open grant comes back with None (a pass is never shown
@@ -282,7 +284,8 @@ class OnboardingService:
                 lifetime = self.graph.tap_policy().lifetime_for(self.grant_minutes)  # kept: no request
                 record, issued = self.grants.open_tap(
                     upn=diagnosis.user.upn, user_dn=diagnosis.user.dn, entra_user_id=diagnosis.entra_user_id,
-                    actor=actor, reason=actor.reason or SELF_SERVICE_REASON, lifetime_minutes=lifetime, one_time=True)
+                    actor=actor, reason=actor.reason or SELF_SERVICE_REASON, lifetime_minutes=lifetime, one_time=True,
+                    invite_id=invite_id)
             except GraphError as error:
                 code = refusal_for(error).value
                 self._audit_refusal(diagnosis, code, actor=actor, client=client, action="tap.refused")
@@ -378,10 +381,12 @@ class OnboardingService:
 
     # -- cancel -------------------------------------------------------------------------------
 
-    def cancel(self, upn: Upn, *, actor: Actor, reason: str = "", client: str = "") -> None:
+    def cancel(self, upn: Upn, *, actor: Actor, reason: str = "", client: str = "",
+               grant_id: int | None = None) -> None:
         """Close the student's open grant as cancelled (removes the bypass membership), if this actor may.
 
-        The reason is the actor's (staff and admins give one), else `reason` says how it came about.
+        The reason is the actor's (staff and admins give one), else `reason` says how it came about. With
+        `grant_id`, only that grant: a newer one the student opened since stays open (NoOpenGrant).
         """
         upn = Upn(upn)
         refusal = acting_refusal(actor, upn)
@@ -390,7 +395,7 @@ class OnboardingService:
             raise NotAllowed(refusal)
         with self._lock_for(upn):
             record = self.store.open_grant_for(upn)
-            if record is None:
+            if record is None or grant_id not in (None, record.id):
                 self._refuse(RefusalEvent(actor, "cancel.refused", "no_open_grant", upn, client))
                 raise NoOpenGrant(upn)
             self.grants.close_grant(record.id, outcome="cancelled", actor=actor,

@@ -206,13 +206,18 @@ def complete():
         refused = admission_refused(user)  # no MFA in the token, or no staff role: a 403, audited
         if refused is not None:
             return refused
-    if kind is SessionKind.STUDENT and isinstance(record.get("invite"), int):
+    invite_id = record.get("invite") if kind is SessionKind.STUDENT else None
+    if isinstance(invite_id, int):
         from app.web.invites import redeem_after_sign_in
 
-        refused = redeem_after_sign_in(record["invite"], user.upn)  # another account: a 403, audited, not spent
+        refused = redeem_after_sign_in(invite_id, user.upn)  # another account: a 403, audited, not spent
         if refused is not None:
             return refused
     token = _start_session(user, kind)
+    if isinstance(invite_id, int):
+        from app.web.invites import remember_invite
+
+        remember_invite(invite_id)  # after _start_session, which clears what the browser's session held
     response = redirect(url_for(_home(kind)))
     set_session_cookie(response, token)
     response.delete_cookie(BINDING_COOKIE, httponly=True, samesite="Lax",

@@ -7,7 +7,7 @@ used, expired, revoked, bounced) gets the same page and status, audited with a s
 """
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, redirect, render_template, session, url_for
 from flask_babel import lazy_gettext as _l
 
 from app.domain.actors import Actor
@@ -19,6 +19,7 @@ from app.web.errors import error_page
 
 bp = Blueprint("invites", __name__)
 SHOWN_PATH = "/invite/(token)"  # what the audit trail keeps of the path: never the token
+INVITE_KEY = "invite"  # session key: the id of the invite this sign-in spent (an id, never the token)
 LINK_DEAD = (_l("This link does not work (any more)"),
              _l("Invite links work once and only for a few days. Nothing was changed. Ask the IT service desk for "
                 "a new link, or go to the start page and sign in with your university account."))
@@ -56,6 +57,8 @@ def take(token: str):
     record = current_session()
     if record is not None and record.kind is SessionKind.STUDENT:  # already signed in: no second sign-in
         refused_page = redeem_after_sign_in(invite.id, record.upn)
+        if refused_page is None:
+            remember_invite(invite.id)
         return refused_page or redirect(url_for("student.diagnosis"))
     from app.web.auth import begin_sign_in
 
@@ -77,3 +80,14 @@ def redeem_after_sign_in(invite_id: int, upn: str):
                       invite_id=invite_id, path=SHOWN_PATH)
         return error_page(404, *LINK_DEAD)
     return None
+
+
+def remember_invite(invite_id: int) -> None:
+    """Keep the spent invite's id for this sign-in, so the unlock that follows is credited to its batch."""
+    session[INVITE_KEY] = invite_id
+
+
+def used_invite() -> int | None:
+    """Return the id of the invite this sign-in spent, if any (the grant service checks it is the student's)."""
+    value = session.get(INVITE_KEY)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

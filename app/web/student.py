@@ -14,6 +14,7 @@ from app.domain.tap import Remedy
 from app.services.onboarding import GrantStatus, NoOpenGrant, TapRefused, UnlockRefused
 from app.web import (client_address, current_session, json_login_required, login_required, services, signed_in_actor,
                      signed_in_upn, site)
+from app.web.invites import used_invite
 from app.web.kiosk import in_kiosk_session
 from app.web.text import (CHECK_TEXTS, DEAD_ENDS, EXPLANATIONS, METHOD_LABELS, STATE_LABELS, status_words,
                           still_runs_text, time_left_text)
@@ -145,7 +146,8 @@ def unlock():
     """Open a grant for the signed-in student (a second click lands on the same grant)."""
     upn = signed_in_upn()
     try:
-        _, record = services().onboarding.unlock(upn, actor=signed_in_actor(), client=client_address())
+        _, record = services().onboarding.unlock(upn, actor=signed_in_actor(), client=client_address(),
+                                                 invite_id=used_invite())
     except UnlockRefused as refused:
         flash(REFUSALS.get(refused.code, _l("We cannot do this for your account: see below why.")), "error")
         return redirect(url_for("student.diagnosis"))
@@ -159,7 +161,8 @@ def tap():
     """Make a one-time pass for the signed-in student and show it on this answer only (never again, never kept)."""
     upn = signed_in_upn()
     try:
-        _, record, issued = services().onboarding.issue_tap(upn, actor=signed_in_actor(), client=client_address())
+        _, record, issued = services().onboarding.issue_tap(upn, actor=signed_in_actor(), client=client_address(),
+                                                            invite_id=used_invite())
     except TapRefused as refused:
         message = TAP_REFUSALS.get(refused.code) or REFUSALS.get(refused.code)
         message = message or _l("We cannot do this for your account: see below why.")

@@ -72,3 +72,30 @@ def test_closed_batches_are_purged_with_their_rows_after_the_retention(store, cl
     assert batches.purge_closed(clock(), 10) == 1
     assert batches.get(closed.id) is None and batches.rows(closed.id) == []
     assert batches.get(still_open.id) is not None and len(batches.rows(still_open.id)) == 4
+
+
+def test_a_batch_finds_the_open_grants_its_invites_led_to_and_the_batches_of_a_student(store, clock):
+    from datetime import timedelta
+
+    from app.domain.grants import GrantState
+
+    batches = BatchStore(store)
+    older = batches.create(DESK, label="older", file_name="", rows=read_batch_csv(b"upn\nada@uni.test\n").rows)
+    newer = batches.create(DESK, label="newer", file_name="", rows=read_batch_csv(b"upn\nada@uni.test\n").rows)
+    later = clock() + timedelta(days=3)
+    with store.unit_of_work() as uow:
+        old_invite, new_invite, alan_invite = (uow.invites.add_many(
+            [{"token_hash": f"{n:064x}", "upn": upn, "sealed_token": None}], created_at=clock(), created_by=DESK.id,
+            reason="", expires_at=later, batch_id=batch)[0].id
+            for n, upn, batch in ((1, "ada@uni.test", older.id), (2, "ada@uni.test", newer.id),
+                                  (3, "alan@uni.test", older.id)))
+        grant, _ = uow.grants.create(upn="ada@uni.test", user_dn="CN=Ada", entra_user_id="", actor="ada@uni.test",
+                                     reason="", created_at=clock(), expires_at=later, invite_id=new_invite)
+        ended, _ = uow.grants.create(upn="alan@uni.test", user_dn="CN=Alan", entra_user_id="", actor="alan@uni.test",
+                                     reason="", created_at=clock(), expires_at=later, invite_id=alan_invite)
+        uow.grants.move(ended.id, GrantState.FAILED, ended_at=clock())
+    assert old_invite != new_invite
+    assert batches.open_grants_from(newer.id) == [(grant.id, "ada@uni.test")]
+    assert batches.open_grants_from(older.id) == []  # Alan's grant has ended; Ada's came through the newer batch
+    assert [b.label for b in batches.of_student("ada@uni.test")] == ["newer", "older"]
+    assert batches.of_student("nobody@uni.test") == []

@@ -74,7 +74,8 @@ def test_a_batch_of_the_demo_is_checked_in_few_graph_requests_sent_followed_remi
     ada = stack.services.invites.search(_batch_filter(batch_id, "ada.lovelace@uni.test"))[0]
     stack.services.invites.redeem(ada.id, "ada.lovelace@uni.test", Actor.student("ada.lovelace@uni.test"))
     assert progress(stack, batch_id)["ada.lovelace@uni.test"] is Progress.SIGNED_IN
-    stack.services.onboarding.unlock("ada.lovelace@uni.test", actor=Actor.student("ada.lovelace@uni.test"))
+    stack.services.onboarding.unlock("ada.lovelace@uni.test", actor=Actor.student("ada.lovelace@uni.test"),
+                                     invite_id=ada.id)
     assert progress(stack, batch_id)["ada.lovelace@uni.test"] is Progress.UNLOCKED
 
     # Day 1: nothing due. Day 2: one reminder each for Alan and Grace (Ada is past the invite), and only one.
@@ -154,3 +155,34 @@ def test_only_the_desk_an_admin_or_the_worker_change_a_batch(stack):
             desk.upload(actor, CSV, file_name="w48.csv")
         assert refused.value.code == code
     assert desk.recent() == [] and desk.upload(Actor.cli("admin", reason="intake"), CSV).rows_total == 5
+
+
+def test_closing_a_batch_releases_only_the_grants_its_own_invites_led_to(stack):
+    ada, desk = "ada.lovelace@uni.test", stack.services.batches
+    first = checked_batch(stack)
+    desk.send(DESK, first)
+    second = checked_batch(stack)  # a week later Ada is on the list again: the new invite replaces the first
+    desk.send(DESK, second)
+    (through_second,) = stack.services.invites.search(_batch_filter(second, ada))
+    stack.services.invites.redeem(through_second.id, ada, Actor.student(ada))
+    stack.services.onboarding.unlock(ada, actor=Actor.student(ada), invite_id=through_second.id)
+    grant = stack.services.store.open_grant_for(ada)
+
+    assert desk.close(DESK, first)[1] == 0  # the older batch's close leaves her unlock (the newer batch's) open
+    assert stack.services.store.open_grant_for(ada).id == grant.id
+    assert desk.close(DESK, second)[1] == 1
+    assert stack.services.store.open_grant_for(ada) is None
+    (ended,) = stack.services.store.search_audit(AuditQuery(upn=ada, action="grant.cancelled"), limit=5)
+    assert ended.actor == DESK.id and ended.grant_id == grant.id
+    finished = {e.detail["batch_id"]: e.detail["released"]
+                for e in stack.services.store.search_audit(AuditQuery(action="batch.close_finished"), limit=5)}
+    assert finished == {first: 0, second: 1}
+
+
+def test_closing_a_batch_leaves_an_unlock_the_student_made_on_their_own(stack):
+    ada, desk = "ada.lovelace@uni.test", stack.services.batches
+    batch_id = checked_batch(stack)
+    desk.send(DESK, batch_id)
+    stack.services.onboarding.unlock(ada, actor=Actor.student(ada))  # signed in without the link
+    assert desk.close(DESK, batch_id) == (3, 0)
+    assert stack.services.store.open_grant_for(ada) is not None

@@ -222,3 +222,26 @@ def test_a_large_batch_is_checked_a_chunk_per_worker_tick(client, services, monk
     services.batches.work()
     services.batches.work()
     assert client.get(f"/helpdesk/batches/{batch_id}/status").get_json()["state"] == "ready"
+
+
+def test_the_students_page_names_their_batches_with_each_invites_state(client, services, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setattr(services.invites, "settings", replace(services.invites.settings, mail_enabled=True,
+                                                              public_url="https://portal.test"))
+    staff_sign_in(client, DESK)
+    sent = uploaded(client, services)
+    services.batches.work()
+    token = page_csrf(client, f"/helpdesk/batches/{sent}")
+    client.post(f"/helpdesk/batches/{sent}/send", data={"csrf_token": token, "reason": "go"}, headers=ORIGIN)
+    waiting = uploaded(client, services)  # uploaded, not sent: no invite yet
+    page = client.get("/helpdesk/student/ada.lovelace@uni.test").get_data(as_text=True)
+    table = page[page.index('id="student-batches"'):]
+    table = table[:table.index("</table>")]
+    assert table.index(f'data-batch="{waiting}"') < table.index(f'data-batch="{sent}"')  # newest first
+    assert f'href="/helpdesk/batches/{sent}"' in table and f'href="/helpdesk/batches/{waiting}"' in table
+    assert table.count('data-invite-state="sent"') == 1 and "None sent yet." in table
+    # A student in no batch is told so; Barbara was a line of both (skipped: registered), so she has no invite.
+    assert "The student is in no batch." in client.get("/helpdesk/student/donald.knuth@uni.test").get_data(as_text=True)
+    other = client.get("/helpdesk/student/barbara.liskov@uni.test").get_data(as_text=True)
+    assert other.count('data-invite-state=') == 0 and other.count("None sent yet.") == 2

@@ -94,6 +94,9 @@ def test_a_signed_in_student_continues_without_a_second_sign_in(client, services
     answer = continue_(client, token)
     assert answer.status_code == 302 and answer.headers["Location"].endswith("/diagnosis")
     assert state(services, invite) is InviteState.USED
+    page = client.get("/diagnosis")  # the unlock that follows is credited to the invite
+    assert client.post("/unlock", data={"csrf_token": csrf_of(page)}).status_code == 302
+    assert unlocked_through(services) == [invite.id]
 
 
 def dead_tokens(services, clock):
@@ -158,3 +161,31 @@ def test_invite_changes_are_counted_from_the_events(tmp_path, services, client):
     after = scrape(metrics)
     for change, count in (("created", 2), ("revoked", 1), ("opened", 1), ("used", 1), ("refused", 1)):
         assert delta(before, after, "proofup_invite_changes_total", change=change) == count, change
+
+
+def unlocked_through(services) -> list:
+    """Return the invite each grant.intent names (None: the unlock came from no invite), oldest first."""
+    return [e.detail.get("invite_id") for e in reversed(services.store.audit_events(action="grant.intent"))]
+
+
+def test_an_unlock_after_an_invites_sign_in_is_credited_to_that_invite_only(client, services):
+    invite, token = make_invite(services)
+    page = finish_sign_in(client, continue_(client, token), STUDENT)
+    assert client.post("/unlock", data={"csrf_token": csrf_of(page)}).headers["Location"].endswith("/guide")
+    assert unlocked_through(services) == [invite.id]
+    services.onboarding.cancel(STUDENT, actor=Actor.student(STUDENT))
+    # A sign-in of their own (no invite) starts afresh: the next unlock belongs to no invite.
+    page = sign_in(client, STUDENT)
+    assert client.post("/unlock", data={"csrf_token": csrf_of(page)}).status_code == 302
+    assert unlocked_through(services) == [invite.id, None]
+
+
+def test_a_forged_invite_id_credits_nothing(client, services):
+    # Another student's spent invite, or one never used, is not credited, whatever the browser claims.
+    theirs, _ = make_invite(services, OTHER)
+    services.invites.redeem(theirs.id, OTHER, Actor.student(OTHER))
+    unused, _ = make_invite(services)
+    for invite_id in (theirs.id, unused.id, 10**9):
+        services.onboarding.unlock(STUDENT, actor=Actor.student(STUDENT), invite_id=invite_id)
+        services.onboarding.cancel(STUDENT, actor=Actor.student(STUDENT))
+    assert unlocked_through(services) == [None, None, None]

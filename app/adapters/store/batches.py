@@ -15,7 +15,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.adapters.store.audit import AuditLog
 from app.adapters.store.base import Base, Database, UTCDateTime
-from app.adapters.store.grants import GrantRow
+from app.adapters.store.grants import _OPEN, GrantRow
+from app.adapters.store.invites import InviteRow
 from app.domain.actors import Actor
 from app.domain.batch_csv import IntakeRow
 from app.domain.batches import BatchState, RowCheck
@@ -257,6 +258,21 @@ class BatchStore:
                 for upn, state in s.execute(query.order_by(GrantRow.id)):
                     found[upn] = state  # ordered by id: the newest wins
         return found
+
+    def open_grants_from(self, batch_id: int) -> list[tuple[int, Upn]]:
+        """Return (grant id, upn) of the open grants the batch's invites led to (the student signed in with one)."""
+        invites = select(InviteRow.id).where(InviteRow.batch_id == batch_id)
+        with self.store._tx() as s:  # noqa: SLF001
+            return [(grant_id, Upn(upn)) for grant_id, upn in s.execute(
+                select(GrantRow.id, GrantRow.upn).where(GrantRow.invite_id.in_(invites), GrantRow.state.in_(_OPEN))
+                .order_by(GrantRow.id))]
+
+    def of_student(self, upn: Upn, limit: int = 20) -> list[BatchView]:
+        """Return the batches a student is a line of, newest first."""
+        lines = select(BatchRowRecord.batch_id).where(BatchRowRecord.upn == Upn(upn))
+        with self.store._tx() as s:  # noqa: SLF001
+            return [r.view() for r in s.scalars(select(BatchRecord).where(BatchRecord.id.in_(lines))
+                                                .order_by(BatchRecord.id.desc()).limit(limit))]
 
     def reopen(self, actor: Actor, batch_id: int, problem: str, *, client: str = "") -> int | None:
         """Put a checked batch's rows with this problem back to unchecked (the batch checking again), audited.

@@ -44,6 +44,8 @@ class GrantRow(Base):
     remedy: Mapped[str] = mapped_column(String(16), default=Remedy.BYPASS.value, server_default=Remedy.BYPASS.value)
     tap_method_id: Mapped[str] = mapped_column(String(64), default="", server_default="")  # never the pass's code
     method_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The invite the student signed in with before this unlock: closing its batch releases exactly these grants.
+    invite_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
     __table_args__ = (
         # At most one open grant per person, enforced by the database itself (both backends).
@@ -82,14 +84,14 @@ class Grants:
 
     def create(self, *, upn: str, user_dn: str, entra_user_id: str, actor: str, reason: str,
                created_at: datetime, expires_at: datetime, ttl_seconds: int | None = None,
-               remedy: Remedy = Remedy.BYPASS) -> tuple[GrantView, bool]:
+               remedy: Remedy = Remedy.BYPASS, invite_id: int | None = None) -> tuple[GrantView, bool]:
         """Write a pending grant; return (the open grant, True) or (the existing open one, False)."""
         upn = Upn(upn)
         row = GrantRow(
             upn=upn, user_dn=user_dn, user_dn_key=dn_key(user_dn), entra_user_id=entra_user_id or "",
             state=GrantState.PENDING.value, actor=actor, reason=reason, created_at=created_at,
             expires_at=expires_at, ttl_seconds=ttl_seconds, end_reason="", dc_confirmed=False, check_count=0,
-            remedy=Remedy(remedy).value, tap_method_id="",
+            remedy=Remedy(remedy).value, tap_method_id="", invite_id=invite_id,
         )
         try:
             # A savepoint: a second open grant is refused by the unique index without ending the transaction.

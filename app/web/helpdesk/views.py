@@ -137,6 +137,7 @@ def student(upn: str):
     invites = services().invites.search(InviteFilter(upn=target), limit=10)
     return render_template("helpdesk/student.html", file=file, d=file.diagnosis, staff=g.staff,
                            grant_minutes=services().settings.grant_minutes, invites=invites,
+                           batches=services().batches.of_student(target),
                            now=services().invites.clock(), invite_days=services().settings.invite_days,
                            tap_offered=Remedy.TAP in services().settings.remedies)
 
