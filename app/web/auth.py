@@ -206,7 +206,8 @@ def complete():
         refused = admission_refused(user)  # no MFA in the token, or no staff role: a 403, audited
         if refused is not None:
             return refused
-    invite_id = record.get("invite") if kind is SessionKind.STUDENT else None
+    # A kiosk sign-in is a student's too (an invite's Continue on an enrolled kiosk): the invite is checked alike.
+    invite_id = record.get("invite") if kind in (SessionKind.STUDENT, SessionKind.KIOSK) else None
     if isinstance(invite_id, int):
         from app.web.invites import redeem_after_sign_in
 

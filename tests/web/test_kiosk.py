@@ -182,3 +182,23 @@ def test_any_student_sign_in_on_a_kiosk_is_a_kiosk_one(app, kiosk, services):
             record = open_flow(services.store.take_sign_in_flow(state_of(answer.headers["Location"])))
         assert record["kind"] == expected
         assert services.identity.last_force_login is (expected == "kiosk")
+
+
+def test_an_invite_link_on_a_kiosk_is_spent_by_its_own_student_only(kiosk, services, monkeypatch):
+    """On a kiosk the invite is checked and spent like anywhere else, and the unlock is credited to it."""
+    from dataclasses import replace
+
+    from app.domain.invites import InviteState
+    from tests.web.test_invites import continue_, finish_sign_in, make_invite, unlocked_through
+
+    monkeypatch.setattr(services.invites, "settings", replace(services.invites.settings, mail_enabled=True,
+                                                              public_url="https://portal.test"))
+    invite, token = make_invite(services, ADA)
+    refused = finish_sign_in(kiosk, continue_(kiosk, token), GRACE)
+    assert refused.status_code == 403 and "another account" in refused.get_data(as_text=True)
+    assert services.invites.get(invite.id).state(services.invites.clock()) is InviteState.OPENED
+    page = finish_sign_in(kiosk, continue_(kiosk, token), ADA)
+    assert page.request.path == "/diagnosis"
+    assert services.invites.get(invite.id).state(services.invites.clock()) is InviteState.USED
+    assert kiosk.post("/unlock", data={"csrf_token": page_csrf(kiosk, "/diagnosis")}).status_code == 302
+    assert unlocked_through(services) == [invite.id]
