@@ -129,10 +129,17 @@ class ScanService:
                           seconds=found.seconds)
 
     def audit_run(self, actor: Actor, source: str, rows: Sequence[dict[str, str]], *, invalid: Sequence[str] = (),
-                  client: str = "") -> None:
-        """Audit a finished scan: who, why, where from, and how many students each outcome has."""
-        self.store.audit(actor, "scan.run", reason=actor.reason, client=client, source=source[:300],
-                         students=len(rows), invalid=len(invalid), **outcome_counts(rows))
+                  client: str = "", audit: Any = None) -> None:
+        """Audit a finished scan: who, why, where from, and how many students each outcome has.
+
+        With `audit` (a unit of work's AuditLog) the line joins that transaction; else it is one of its own.
+        """
+        detail = {"client": client, "source": source[:300], "students": len(rows), "invalid": len(invalid),
+                  **outcome_counts(rows)}
+        if audit is not None:
+            audit.add(actor, "scan.run", None, None, "ok", reason=actor.reason, **detail)
+        else:
+            self.store.audit(actor, "scan.run", reason=actor.reason, **detail)
 
     def invite_will_loop(self, report: ScanReport, *, actor: Actor, reason: str, client: str = "") -> list[Any]:
         """Invite every student the report says will loop (one unit of work: all or none); audited per invite."""
@@ -252,8 +259,9 @@ class ScanJobs:
         invalid = view.report.get("invalid", [])
         report = report_dict(rows, invalid=invalid, graph_requests=view.graph_requests,
                              sign_in_pages=view.sign_in_pages, seconds=view.seconds)
-        if self.scans.finish(scan_id, report, now=self.clock()):
-            self.scan.audit_run(actor, view.source, rows, invalid=invalid, client=view.client)
+        with self.scan.store.unit_of_work() as work:  # done and audited together, or neither
+            if self.scans.finish(scan_id, report, now=self.clock(), session=work.session):
+                self.scan.audit_run(actor, view.source, rows, invalid=invalid, client=view.client, audit=work.audit)
 
     def export(self, scan_id: int, *, actor: Actor, client: str = "") -> list[dict[str, str]] | None:
         """Return a finished scan's rows for a CSV download and audit the export (it names students); None if none."""

@@ -40,3 +40,21 @@ def test_a_worker_killed_mid_scan_loses_only_its_chunk_and_the_next_worker_finis
     assert sorted(row["upn"] for row in done.report["rows"]) == sorted(STUDENTS)
     runs = services.store.audit_events(action="scan.run")
     assert len(runs) == 1 and runs[0].detail["students"] == len(STUDENTS)
+
+
+def test_a_worker_killed_while_finishing_a_scan_leaves_it_running_unaudited_and_the_next_tick_finishes_it_once(
+        tmp_path):
+    services = portal(tmp_path)
+    jobs = services.scans
+    scan_id = jobs.start(LIST, STUDENTS[:2], actor=DESK, source="list:pasted")
+
+    child = subprocess.run([sys.executable, "-m", "tests.services.scan_crasher", str(tmp_path), str(scan_id),
+                            "finish"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert jobs.scans.get(scan_id).state == "running" and jobs.scans.checked(scan_id) == 2
+    assert services.store.audit_events(action="scan.run") == []  # neither done nor audited: the two go together
+
+    assert jobs.work() == 0  # nothing left to predict: the tick only finishes it
+    assert jobs.scans.get(scan_id).state == "done"
+    assert len(services.store.audit_events(action="scan.run")) == 1

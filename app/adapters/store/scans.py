@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Sequence
 
 from sqlalchemy import CheckConstraint, Float, ForeignKey, Index, Integer, String, Text, delete, func, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from app.adapters.store.base import Base, Database, UTCDateTime
 
@@ -155,9 +155,13 @@ class ScanStore:
         """Record how far a running scan is."""
         self._update(scan_id, phase=phase[:16], done=done, total=total, updated_at=now)
 
-    def finish(self, scan_id: int, report: dict[str, Any], *, now: datetime) -> bool:
-        """Store a running scan's report and mark it done; False when it was not running (finished already)."""
-        return self._update(scan_id, state="done", phase="done", report=json.dumps(report), updated_at=now)
+    def finish(self, scan_id: int, report: dict[str, Any], *, now: datetime, session: Session | None = None) -> bool:
+        """Store a running scan's report and mark it done (in a unit of work's session if given, with its audit
+        line); False when it was not running (finished already)."""
+        values = {"state": "done", "phase": "done", "report": json.dumps(report), "updated_at": now}
+        if session is not None:
+            return _set_running(session, scan_id, values)
+        return self._update(scan_id, **values)
 
     def waiting(self, scan_id: int, error: str, *, now: datetime) -> None:
         """Note why a running scan's last chunk failed (it is tried again next tick); the next chunk clears it."""
@@ -202,5 +206,10 @@ class ScanStore:
     def _update(self, scan_id: int, **values: Any) -> bool:
         """Change a running scan (progress, finish, fail); False when it is no longer running."""
         with self.store._tx(write=True) as s:  # noqa: SLF001
-            return (s.execute(update(ScanRecord).where(ScanRecord.id == scan_id, ScanRecord.state == "running")
-                              .values(**values)).rowcount or 0) == 1
+            return _set_running(s, scan_id, values)
+
+
+def _set_running(session: Session, scan_id: int, values: dict[str, Any]) -> bool:
+    """Change a scan that is still running; False when it is not."""
+    return (session.execute(update(ScanRecord).where(ScanRecord.id == scan_id, ScanRecord.state == "running")
+                            .values(**values)).rowcount or 0) == 1
