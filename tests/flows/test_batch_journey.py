@@ -93,6 +93,18 @@ def test_a_weekly_batch_from_upload_to_close(mailing_stack, browser, accessible,
     desk.wait_for_timeout(3000)  # a few worker ticks past the second step: a closed batch reminds nobody
     assert len(reminder_mails(stack, 2)) == 2
 
+    # Alan's page at the desk names the batch (a link back to its dashboard) and its two invites' states.
+    dashboard = desk.url
+    desk.goto(f"{stack.portal_url}/helpdesk/student/{IDLE[0]}")
+    expect(desk.locator("#student-batches li[data-invite-state]")).to_have_count(2)
+    expect(desk.locator('#student-batches li[data-invite-state="revoked"]')).to_have_count(2)
+    accessible(desk, "student's batches")
+    desk.set_viewport_size({"width": 320, "height": 800})
+    assert desk.evaluate("document.documentElement.scrollWidth") <= 320
+    desk.set_viewport_size({"width": 1280, "height": 800})
+    desk.locator("#student-batches a", has_text="Week 48").click()
+    expect(desk).to_have_url(dashboard)
+
 
 def reminder_mails(stack, at_least: int, seconds: float = 30.0) -> list:
     """Wait (bounded) until at least this many reminders arrived (Grace reads German); return every one that did."""
