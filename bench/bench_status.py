@@ -199,7 +199,7 @@ def main() -> int:
     parser.add_argument("--distinct", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3, help="alternate the variants this many times")
     parser.add_argument("--variants", default="bare,portal-sqlite,portal-postgres,portal-nofreeze",
-                        help="comma-separated; add baseline-sqlite with --baseline")
+                        help="comma-separated (none: only the limiter run); add baseline-sqlite with --baseline")
     parser.add_argument("--baseline", type=Path, help="another checkout of the portal (e.g. a worktree of main), "
                         "served side by side as baseline-sqlite: before and after in one run")
     parser.add_argument("--no-limiter", action="store_true", help="skip the run with --distinct other students")
@@ -215,7 +215,7 @@ def main() -> int:
     students = [f"student{i:05d}@uni.test" for i in range(args.students)]
     sqlite_url = f"sqlite:///{work}/portal.sqlite3"
     tokens = open_sessions(sqlite_url, students, work / "tokens.txt", grants=True)
-    names = args.variants.split(",") + (["baseline-sqlite"] if args.baseline else [])
+    names = [n for n in args.variants.split(",") if n != "none"] + (["baseline-sqlite"] if args.baseline else [])
     pg = PostgresServer(_pg_bindir()) if "portal-postgres" in names else None
     if pg:
         pg.start()
@@ -262,8 +262,10 @@ def main() -> int:
                                        work / "others.txt", grants=False)
                 others_jar = work / "others-jar.txt"
                 others_jar.write_text("".join(f"{SESSION_COOKIE}={t}\n" for t in others.read_text().split()))
-                # Every other student polls at least once: wrk goes through the list in turn, for long enough.
-                seconds = max(5, round(1.5 * args.distinct / max(fresh["rps"], 1)))
+                # Every other student polls at least once: wrk goes through the list in turn, for long enough
+                # at the rate new students are served (a first poll costs more than a returning one).
+                probe = wrk(served.url, others_jar, script, 5)
+                seconds = max(5, round(1.3 * args.distinct / max(probe["rps"], 1)))
                 others_run = wrk(served.url, others_jar, script, seconds)
                 if others_run["rps"] * seconds < args.distinct:
                     print(f"note: only {others_run['rps'] * seconds:.0f} of {args.distinct} other students polled")
