@@ -205,8 +205,16 @@ class ScanJobs:
                                 upns=wanted, invalid=invalid, client=client)
 
     def work(self) -> int:
-        """Predict the next chunk of every queued scan, oldest first (the worker's part); return how many students."""
-        return sum(self.run_chunk(view) for view in self.scans.running())
+        """Predict one chunk of the oldest queued scan that can go on (the worker's part); return how many students.
+
+        One chunk a tick, whatever the queue: the grants' work (expiry) never waits behind several scans.
+        A scan whose chunk failed (an outage) lets the next one have the tick.
+        """
+        for view in self.scans.running():
+            predicted = self.run_chunk(view)
+            if predicted:
+                return predicted
+        return 0
 
     def run_chunk(self, view: Any) -> int:
         """Predict a scan's next unchecked students and store them with the progress; finish it when none are left."""

@@ -145,3 +145,15 @@ def test_only_the_worker_holding_the_lease_runs_a_scan(scan, store, seed, clock)
     assert jobs.scans.checked(scan_id) == 0  # the standby ran nothing
     run_worker(NoCycles(), holder, once=True, scans=jobs)
     assert jobs.scans.checked(scan_id) == 2
+
+
+def test_a_tick_predicts_one_chunk_of_the_oldest_scan_only(scan, store, seed, clock):
+    from app.adapters.store import ScanStore
+    from app.services.scan import LIST, ScanJobs
+
+    jobs = ScanJobs(scan, ScanStore(store), clock=clock, chunk=2)
+    first = jobs.start(LIST, ["ada.lovelace@uni.test", "alan.turing@uni.test", "grace.hopper@uni.test"], actor=DESK)
+    second = jobs.start(LIST, ["edsger.dijkstra@uni.test"], actor=DESK)
+    assert jobs.work() == 2 and (jobs.scans.checked(first), jobs.scans.checked(second)) == (2, 0)
+    assert jobs.work() == 1 and jobs.scans.get(first).state == "done" and jobs.scans.checked(second) == 0
+    assert jobs.work() == 1 and jobs.scans.get(second).state == "done"
