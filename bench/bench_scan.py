@@ -103,13 +103,18 @@ def bulk_bench(students: int) -> Iterator[BulkBench]:
             sim.stop()
 
 
-def main() -> int:
+def students_wanted() -> int:
+    """Read --students (how many generated students a bulk benchmark seeds; 2,000 unless told)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--students", type=int, default=2000)
-    args = parser.parse_args()
-    with bulk_bench(args.students) as bench:
+    return parser.parse_args().students
+
+
+def main() -> int:
+    students = students_wanted()
+    with bulk_bench(students) as bench:
         seed, sim, graph, bulk = bench.seed, bench.sim, bench.graph, bench.bulk
-        scan = ScanService(directory=bench.directory, bulk=bulk, store=bench.store, max_students=args.students + 50)
+        scan = ScanService(directory=bench.directory, bulk=bulk, store=bench.store, max_students=students + 50)
         time.sleep(10.5)  # let the reports window empty: each part below starts with a full budget
 
         batch = [f"student{i:04d}@uni.test" for i in range(30)]
