@@ -11,6 +11,7 @@ import csv
 import io
 from dataclasses import dataclass
 
+from app.domain.errors import Refused
 from app.domain.cells import is_formula
 from app.domain.mail import valid_address
 from app.domain.upn import Upn
@@ -29,13 +30,8 @@ MAIL_HEADERS = ("mail", "email", "emailaddress", "mailaddress", "address", "smtp
 NAME_HEADERS = ("name", "displayname", "fullname", "studentname", "anzeigename", "vollername")
 
 
-class CsvRejected(ValueError):
+class CsvRejected(Refused):
     """The file as a whole cannot be read; `code` names why, `params` fill the desk's message."""
-
-    def __init__(self, code: str, **params: object):
-        super().__init__(code)
-        self.code = code
-        self.params = params
 
 
 # Why a row is skipped before anything is looked up (the preview words each code).

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
+from app.domain.errors import Refused
 from app.domain.mail import PROBLEM_STATES, MailState
 from app.domain.upn import Upn
 
@@ -52,12 +53,8 @@ class InviteRefusal(str, Enum):
     OTHER_ACCOUNT = "other_account"  # signed in, but not as the invite's student: not spent
 
 
-class InviteError(Exception):
-    """An invite cannot be made or changed; `code` says why."""
-
-    def __init__(self, code: str, message: str = ""):
-        super().__init__(message or code)
-        self.code = code
+class InviteError(Refused):
+    """An invite cannot be made or changed; `code` says why, `message` in the CLI's words."""
 
 
 @dataclass(frozen=True)

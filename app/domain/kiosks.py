@@ -8,17 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from app.domain.errors import Refused
+
 MAX_NAME = 60
 # Last-seen is written at most this often: a kiosk asks for a page every few seconds while a student is at it.
 TOUCH_EVERY = timedelta(minutes=1)
 
 
-class KioskError(ValueError):
+class KioskError(Refused):
     """A kiosk request the rules refuse; `code` names why (for the audit trail and the message)."""
-
-    def __init__(self, code: str):
-        super().__init__(code)
-        self.code = code
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from app.domain.actors import WORKER, Actor, ActorKind
 from app.domain.batch_csv import CsvRejected, read_batch_csv
 from app.domain.batches import (BatchState, Progress, ReminderSchedule, RowCheck, Skip, batch_label, best_invite_state,
                                  progress_of, skip_for)
+from app.domain.errors import Refused
 from app.domain.grants import utc_now
 from app.domain.invites import InviteFilter
 from app.domain.staff import StaffRole
@@ -40,13 +41,8 @@ RESUME_WINDOW = timedelta(days=1)  # a cut-off send older than this is left to t
 REMINDER_SLACK = timedelta(days=7)  # past its last reminder step by this much, a sent batch is not read again
 
 
-class BatchRefused(Exception):
+class BatchRefused(Refused):
     """The desk may not do this to the batch now; `code` names why (audited before raising)."""
-
-    def __init__(self, code: str, **params: Any):
-        super().__init__(code)
-        self.code = code
-        self.params = params
 
 
 @dataclass(frozen=True)

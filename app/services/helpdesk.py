@@ -13,6 +13,7 @@ from typing import Any, Callable
 from app.domain.actors import Actor, ActorKind
 from app.domain.audit import AuditQuery
 from app.domain.directory import DirectoryError, DirectoryUser, dn_key
+from app.domain.errors import Refused
 from app.domain.grants import GrantError, GrantState, GrantView, minutes_from_text, utc_now
 from app.domain.reference import reference_code
 from app.domain.sessions import SessionKind
@@ -32,13 +33,8 @@ STUDENT_KINDS = (SessionKind.STUDENT, SessionKind.KIOSK)
 MAX_DN = 1024  # the longest member DN a removal looks at (the grants table's limit)
 
 
-class StaffRefused(Exception):
+class StaffRefused(Refused):
     """The desk may not do this now; `code` names why (audited before raising)."""
-
-    def __init__(self, code: str, detail: str = ""):
-        super().__init__(code)
-        self.code = code
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -208,7 +204,7 @@ class HelpdeskService:
         try:
             _, record, issued = self.onboarding.issue_tap(upn, actor=actor, override_cap=override_cap, client=client)
         except UnlockRefused as exc:  # audited by issue_tap (TapRefused says whether the bypass is the way)
-            raise StaffRefused(exc.code, getattr(exc, "fallback", None) and "bypass" or "") from None
+            raise StaffRefused(exc.code, fallback=getattr(exc, "fallback", None)) from None
         if issued is None:
             raise self.refuse(actor, "helpdesk.tap", "already_unlocked", upn=upn, client=client)
         self._done(actor, "helpdesk.tap", upn, record.id, client, override_cap=override_cap,

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Callable, Iterable, Mapping
 
 from app.domain.actors import Actor, ActorKind
+from app.domain.errors import Refused
 from app.domain.invites import (
     DEFAULT_INVITE_DAYS,
     INVITE_MAIL,
@@ -46,12 +47,11 @@ SEAL_LABEL = "proofup invite link"
 MAX_INVITES_AT_ONCE = 2000  # a batch's upper bound (issue 12: up to 2,000 rows)
 
 
-class InviteRefused(Exception):
+class InviteRefused(Refused):
     """A token or a sign-in through it is refused: `code` for the audit, `link_hash` names the token safely."""
 
     def __init__(self, code: InviteRefusal, link_hash: str, invite: InviteView | None = None):
-        super().__init__(code.value)
-        self.code = code
+        super().__init__(code, code.value)
         self.link_hash = link_hash
         self.invite = invite  # known to the service only; a visitor is never told which case it was
 

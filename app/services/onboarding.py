@@ -9,6 +9,7 @@ from typing import Any, Callable, Protocol
 
 from app.domain.actors import Actor
 from app.domain.directory import DirectoryUser
+from app.domain.errors import Refused
 from app.domain.evidence import Evidence, GraphError, TemporaryAccessPass
 from app.domain.grants import GrantState, release_for, utc_now
 from app.domain.ports import Directory, Graph
@@ -43,12 +44,8 @@ SELF_SERVICE_REASON = "self-service unlock"
 SELF_CANCEL_REASON = "cancelled by the student"
 
 
-class NotAllowed(Exception):
+class NotAllowed(Refused):
     """The policy does not allow this actor to do this; `code` names the reason."""
-
-    def __init__(self, code: str):
-        super().__init__(code)
-        self.code = code
 
 
 class UnlockRefused(NotAllowed):
@@ -67,7 +64,7 @@ class TapRefused(UnlockRefused):
         self.fallback = fallback
 
 
-class NoOpenGrant(Exception):
+class NoOpenGrant(Refused):
     """The student has no open grant (a stale tab, or it was already closed)."""
 
 
@@ -397,7 +394,7 @@ class OnboardingService:
             record = self.store.open_grant_for(upn)
             if record is None or grant_id not in (None, record.id):
                 self._refuse(RefusalEvent(actor, "cancel.refused", "no_open_grant", upn, client))
-                raise NoOpenGrant(upn)
+                raise NoOpenGrant("no_open_grant", upn)
             self.grants.close_grant(record.id, outcome="cancelled", actor=actor,
                                     reason=actor.reason or reason or SELF_CANCEL_REASON)
 

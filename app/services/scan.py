@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 from app.domain.actors import Actor, ActorKind
 from app.domain.directory import DirectoryError
+from app.domain.errors import Refused
 from app.domain.evidence import GraphError
 from app.domain.grants import utc_now
 from app.domain.prediction import OUTCOME_ORDER, Outcome, Prediction, predict, unknown
@@ -163,13 +164,8 @@ class ScanService:
         raise NotAllowed("not_allowed")
 
 
-class ScanRefused(Exception):
+class ScanRefused(Refused):
     """A background scan or its invites cannot go ahead; `code` names why (the desk's page words it)."""
-
-    def __init__(self, code: str, detail: str = ""):
-        super().__init__(code)
-        self.code = code
-        self.detail = detail
 
 
 class ScanJobs:
@@ -194,7 +190,7 @@ class ScanJobs:
         try:
             upns = self.scan.students_in(kind, value) if kind in (GROUP, OU) else list(value)
         except DirectoryError as error:
-            raise ScanRefused("directory", str(error)) from None
+            raise ScanRefused("directory", detail=str(error)) from None
         if not upns:
             raise ScanRefused("nobody")
         if len(upns) > self.scan.max_students:

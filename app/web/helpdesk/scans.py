@@ -71,11 +71,14 @@ def _refused(code: str, **params) -> str:
 def _list_upns(text: str) -> list[str]:
     """Read a pasted list: a CSV with a UPN column, or one UPN a line (the batches' reader either way)."""
     if len(text) > MAX_LIST_CHARS:
-        raise CsvRejected("too_big")
+        raise ScanRefused("bad_list", detail="too_big")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if lines and "@" in lines[0]:
         text = "upn\n" + "\n".join(lines)  # a bare list of user names: give it the header a CSV has
-    intake = read_batch_csv(text.encode("utf-8"))
+    try:
+        intake = read_batch_csv(text.encode("utf-8"))
+    except CsvRejected as rejected:
+        raise ScanRefused("bad_list", detail=rejected.code) from None
     return [r.upn for r in intake.good]
 
 
@@ -106,11 +109,9 @@ def scan_start():
     except NotAllowed:
         services().helpdesk.refuse(g.staff.actor(), "scan.start", "read_only", client=client_address())
         return error_page(403, *READ_ONLY)
-    except (ScanRefused, CsvRejected) as refused:
-        code = refused.code if isinstance(refused, ScanRefused) else "bad_list"
-        detail = refused.detail if isinstance(refused, ScanRefused) else refused.code
-        services().helpdesk.refuse(g.staff.actor(), "scan.start", code, client=client_address(), kind=kind)
-        flash(_refused(code, detail=detail), "error")
+    except ScanRefused as refused:
+        services().helpdesk.refuse(g.staff.actor(), "scan.start", refused.code, client=client_address(), kind=kind)
+        flash(_refused(refused.code, **refused.params), "error")
         return redirect(url_for("helpdesk.scans"))
     return redirect(url_for("helpdesk.scan", scan_id=scan_id))
 

@@ -178,7 +178,7 @@ def act(upn: str, action: str):
     except StaffRefused as refused:
         if refused.code == "read_only":
             return error_page(403, *READ_ONLY)
-        flash(f"{_refusal_text(refused.code)} {TAP_FALLBACK if refused.detail == 'bypass' else ''}".strip(), "error")
+        flash(f"{_refusal_text(refused.code)} {TAP_FALLBACK if refused.params.get('fallback') == 'bypass' else ''}".strip(), "error")
     return back
 
 
