@@ -90,3 +90,23 @@ def closing_each(make, close):
     finally:
         for thing in made:
             close(thing)
+
+
+def run_in_threads(work, count: int) -> list[BaseException]:
+    """Run work() in `count` threads at once, wait for all, and return what they raised."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - handed back for the test's assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors

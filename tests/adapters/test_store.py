@@ -14,6 +14,7 @@ from app.adapters.store import MIGRATIONS_DIR, REDACTED, Store
 from app.domain.actors import WORKER, Actor
 from app.domain.grants import GrantState
 from app.domain.upn import InvalidUpn
+from tests.support import run_in_threads, upgraded_store
 
 DN = "CN=Ada Lovelace,OU=Students,DC=uni,DC=test"
 
@@ -339,3 +340,64 @@ def test_a_failing_hot_read_raises_sqlalchemys_error_and_the_next_one_works(stor
     with pytest.raises(DBAPIError):
         store.read_first(broken)
     assert store.open_grant_for("ada.lovelace@uni.test") is not None  # the pool handed out a sound connection
+
+
+def _backends_of(store) -> list[tuple[int, str]]:
+    """Return (pid, state) of the other PostgreSQL sessions on the store's database."""
+    with store.engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text(
+            "SELECT pid, state FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"))]
+
+
+@pytest.mark.postgres
+def test_a_hot_read_leaves_no_transaction_open_and_reuses_its_connection(postgres_server, clock):
+    """A poll's read is one statement in autocommit: nothing idles in a transaction, one connection per thread."""
+    with upgraded_store(postgres_server.create_database(), clock) as store:
+        make_grant(store, clock)
+        store.dispose()
+        for _ in range(3):
+            assert store.open_grant_for("ada.lovelace@uni.test") is not None
+        backends = _backends_of(store)
+        assert [state for _, state in backends] == ["idle"]  # one hot connection, not "idle in transaction"
+
+
+@pytest.mark.postgres
+def test_a_hot_read_survives_the_server_ending_its_connection(postgres_server, clock):
+    """A restart or an idle time-out ends the thread's connection: the next read notices it and opens a new one."""
+    with upgraded_store(postgres_server.create_database(), clock) as store:
+        make_grant(store, clock)
+        assert store.open_grant_for("ada.lovelace@uni.test") is not None
+        with store.engine.connect() as conn:
+            ended = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")).all()
+        assert ended and all(flag for (flag,) in ended)
+        assert store.open_grant_for("ada.lovelace@uni.test") is not None
+
+
+def test_each_thread_reads_on_its_own_connection_closed_with_the_thread(store, clock):
+    """Hot reads from several threads never share a connection, and a thread's end closes its connection."""
+    make_grant(store, clock)
+    connections = []
+
+    def poll():
+        assert store.open_grant_for("ada.lovelace@uni.test") is not None
+        connections.append(store._hot._local.held.driver)
+
+    assert run_in_threads(poll, 4) == []
+    assert len({id(c) for c in connections}) == 4
+    import gc
+
+    gc.collect()
+    assert len(store._hot._opened) == 0  # each closed when its thread ended
+    closed = [c.closed if hasattr(c, "closed") else _sqlite_closed(c) for c in connections]
+    assert all(closed)
+
+
+def _sqlite_closed(connection) -> bool:
+    import sqlite3
+
+    try:
+        connection.execute("SELECT 1")
+    except sqlite3.ProgrammingError:
+        return True
+    return False

@@ -1,6 +1,8 @@
 """The database itself: engine and transactions on SQLite or PostgreSQL, the schema's base and its migrations."""
 from __future__ import annotations
 
+import threading
+import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -105,7 +107,7 @@ def schema_is_known(revision: str) -> bool:
 
 
 class HotRead:
-    """A SELECT that every poll runs: compiled once per database, then run straight on a pooled connection.
+    """A SELECT that every poll runs: compiled once per database, then run straight on a thread's own connection.
 
     Through the ORM the session and grant reads of a poll cost about 650 µs each, through Core's execution
     about 200 µs, this way about 30 µs (docs/benchmarks.md, "/status under `proofup serve`"). Parameters are
@@ -122,6 +124,82 @@ class _CompiledRead(NamedTuple):
     positions: tuple[str, ...] | None  # parameter names in order, for positional paramstyles (SQLite's "?")
     columns: tuple[str, ...]
     converters: tuple[Callable[[Any], Any] | None, ...]
+
+
+class _HotConnections:
+    """One autocommit connection per thread for the hot reads, held outside the pool for the thread's life.
+
+    A poll's reads then cost one round trip each: a pooled connection costs a pre-ping on checkout, a BEGIN
+    before the SELECT and a ROLLBACK on return (four exchanges with PostgreSQL instead of one). A thread's
+    connection is closed when the thread ends, so there are at most as many as live threads.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._opened: "weakref.WeakSet[_Held]" = weakref.WeakSet()  # every thread's, for dispose() and forks
+        self._guard = threading.Lock()
+        self._generation = 0
+
+    def connection(self, engine: Engine) -> Any:
+        """Return this thread's hot-read connection (the driver's), opening it (connect events run, as for the pool) if needed."""
+        held = getattr(self._local, "held", None)
+        if held is not None and held.pooled is not None and held.generation == self._generation:
+            return held.driver
+        pooled = engine.raw_connection()
+        pooled.detach()  # this thread's from now on: never back into the pool, closed when its holder goes
+        driver = pooled.dbapi_connection
+        driver.rollback()  # the pre-ping may have opened a transaction; autocommit needs none open
+        if engine.dialect.name != "sqlite":
+            driver.autocommit = True  # SQLite's connect event already switched the driver's transactions off
+        with self._guard:
+            held = _Held(pooled, driver, self._generation)
+            self._opened.add(held)
+        self._local.held = held  # the thread-local holds the only strong reference: the thread's end closes it
+        return driver
+
+    def drop(self) -> None:
+        """Close this thread's connection (after an error); the next read opens a new one."""
+        held = getattr(self._local, "held", None)
+        self._local.held = None
+        if held is not None:
+            held.close()
+
+    def close_all(self) -> None:
+        """Close every thread's connection; each thread opens a new one on its next read."""
+        with self._guard:
+            self._generation += 1
+            opened = list(self._opened)
+        for held in opened:
+            held.close()
+
+    def forget_all(self) -> None:
+        """Let go of every connection without closing it (in a forked child: they belong to the parent)."""
+        with self._guard:
+            self._generation += 1
+            for held in self._opened:
+                held.pooled = None
+
+
+class _Held:
+    """A thread's hot-read connection; closed when the thread ends and its thread-local goes."""
+
+    __slots__ = ("pooled", "driver", "generation", "__weakref__")
+
+    def __init__(self, pooled: Any, driver: Any, generation: int):
+        self.pooled = pooled  # SQLAlchemy's detached proxy: closing it closes the driver's connection
+        self.driver = driver
+        self.generation = generation
+
+    def close(self) -> None:
+        pooled, self.pooled = self.pooled, None
+        if pooled is not None:
+            try:
+                pooled.close()
+            except Exception:  # already dead (that is often why it is closed): nothing left to release
+                pass
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class Database:
@@ -150,6 +228,7 @@ class Database:
         self._session = sessionmaker(self.engine, expire_on_commit=False)
         self._write_session = sessionmaker(self._write_engine, expire_on_commit=False)
         self._compiled_reads: dict[HotRead, _CompiledRead] = {}
+        self._hot = _HotConnections()
         forget_connections_after_fork(self)
 
     def upgrade(self) -> None:
@@ -181,12 +260,14 @@ class Database:
             yield
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection and every thread's hot-read connection."""
+        self._hot.close_all()
         self.engine.dispose()
 
     def _after_fork(self) -> None:
         # A forked child must never talk over its parent's sockets or SQLite handles: drop them unclosed
         # (closing would end the parent's sessions) and open its own on first use.
+        self._hot.forget_all()
         self.engine.dispose(close=False)
 
     def delete_oldest(self, key: Any, *where: Any, order_by: Any, limit: int) -> int:
@@ -210,27 +291,31 @@ class Database:
     def read_first(self, read: HotRead, **params: str) -> dict[str, Any] | None:
         """Run a hot read and return its first row as {column: value}, or None.
 
-        One statement needs no BEGIN: SQLite runs it as a transaction of its own (the pragmas switched the
-        driver's implicit transactions off), and PostgreSQL's pool rolls the implicit one back on return.
+        It runs on this thread's own connection in autocommit: one statement, one round trip (no BEGIN, no
+        pre-ping, no ROLLBACK on return to a pool; PostgreSQL answers a poll's read in one exchange). A connection
+        the server dropped (a restart, an idle time-out) is noticed here and the read tried once more on a new one.
         """
         compiled = self._compiled_reads.get(read) or self._compile(read)
         values = {name: str(value) for name, value in params.items()}
         bound = tuple(values[name] for name in compiled.positions) if compiled.positions is not None else values
-        connection = self.engine.raw_connection()
-        try:
-            cursor = connection.cursor()
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        for attempt in (1, 2):
+            connection = self._hot.connection(self.engine)
             try:
-                cursor.execute(compiled.sql, bound)
-                row = cursor.fetchone()
-            finally:
-                cursor.close()
-        except self.engine.dialect.loaded_dbapi.Error as exc:
-            # As SQLAlchemy would: never hand a connection in an unknown state back to the pool, and raise its
-            # error type (callers such as the CLI catch SQLAlchemyError).
-            connection.invalidate(exc)
-            raise DBAPIError.instance(compiled.sql, bound, exc, self.engine.dialect.loaded_dbapi.Error) from exc
-        finally:
-            connection.close()
+                cursor = connection.cursor()
+                try:
+                    cursor.execute(compiled.sql, bound)
+                    row = cursor.fetchone()
+                finally:
+                    cursor.close()
+                break
+            except dbapi_error as exc:
+                # As SQLAlchemy would: never use a connection in an unknown state again, and raise its error
+                # type (callers such as the CLI catch SQLAlchemyError).
+                self._hot.drop()
+                if attempt == 1 and self.engine.dialect.is_disconnect(exc, connection, None):
+                    continue
+                raise DBAPIError.instance(compiled.sql, bound, exc, dbapi_error) from exc
         if row is None:
             return None
         return {name: convert(value) if convert and value is not None else value
