@@ -77,6 +77,7 @@ class Progress(str, Enum):
     OPENED = "opened"  # pressed "Continue" on the invite page
     SIGNED_IN = "signed_in"  # signed in through the invite
     UNLOCKED = "unlocked"  # an open grant
+    ELSEWHERE = "elsewhere"  # unlocked through another invite (a later batch's, the desk's): that one's progress
     DONE = "done"  # registered and released
     EXPIRED = "expired"  # the invite or the grant ran out
     BOUNCED = "bounced"  # the invite's mail never arrived
@@ -107,9 +108,21 @@ def best_invite_state(states: list[str]) -> str:
     return "opened" if latest == "sent" and "opened" in states else latest
 
 
+@dataclass(frozen=True)
+class BatchGrants:
+    """The grants opened since a batch went out, as its dashboard counts them (one query's answer).
+
+    `states`: each student's newest grant that is the batch's: its own invites led to it, or the student opened it
+    without any invite. `elsewhere`: the students whose only such grants came through another invite.
+    """
+
+    states: dict[str, str]
+    elsewhere: frozenset[str] = frozenset()
+
+
 def progress_of(*, selected: bool, invite_state: str | None, grant_state: str | None,
-                checked: bool = True) -> Progress:
-    """Return one student's progress from their invite's state and the newest grant opened since it was sent."""
+                checked: bool = True, unlocked_elsewhere: bool = False) -> Progress:
+    """Return one student's progress from their invite's state and the batch's newest grant since it was sent."""
     if not checked:
         return Progress.CHECKING
     if not selected:
@@ -121,6 +134,8 @@ def progress_of(*, selected: bool, invite_state: str | None, grant_state: str | 
     by_grant = PROGRESS_FOR_GRANT.get(grant_state or "")
     if by_grant is not None:
         return by_grant
+    if unlocked_elsewhere:  # not this batch's unlock, and no reminder of this batch helps any more
+        return Progress.ELSEWHERE
     return PROGRESS_FOR_INVITE.get(invite_state, Progress.INVITED)
 
 

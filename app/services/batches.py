@@ -6,7 +6,9 @@
   $batch of 20, inside the budget), progress stored as it goes; each row gets its skip or is selected.
 - send: one click, the batch turns sent first (a second click or a second desk member finds it sent), then the
   selected students are invited in ONE unit of work (InviteService.invite_many).
-- dashboard: each student's progress, from their invites and the grants opened since the batch was sent.
+- dashboard: each student's progress, from their invites and the grants opened since the batch was sent that
+  are the batch's (its own invites led to them, or no invite did); an unlock through another invite (a later
+  batch's, the desk's) shows as "elsewhere", neither this batch's unlock nor a reason to remind.
 - remind_due (worker): a reminder is a new invite (the old link stops working), so the invites are the one
   record of which reminders went out: a crash cannot lose one, nor send one twice.
 - close: no more reminders, unused invites revoked, the open grants its invites led to released, audited.
@@ -20,8 +22,8 @@ from typing import Any, Callable
 
 from app.domain.actors import WORKER, Actor, ActorKind
 from app.domain.batch_csv import CsvRejected, read_batch_csv
-from app.domain.batches import (BatchState, Progress, ReminderSchedule, RowCheck, Skip, batch_label, best_invite_state,
-                                 progress_of, skip_for)
+from app.domain.batches import (BatchGrants, BatchState, Progress, ReminderSchedule, RowCheck, Skip, batch_label,
+                                 best_invite_state, progress_of, skip_for)
 from app.domain.errors import Refused
 from app.domain.grants import utc_now
 from app.domain.invites import InviteFilter
@@ -249,8 +251,8 @@ class BatchService:
         invites: dict[str, list[Any]] = {}
         for invite in self._invites_of(batch_id) if batch.sent_at else []:
             invites.setdefault(invite.upn, []).append(invite)
-        grants = self.batches.latest_grants([r.upn for r in rows if r.selected], batch.sent_at) if batch.sent_at \
-            else {}
+        grants = self.batches.latest_grants([r.upn for r in rows if r.selected], batch.sent_at, batch_id=batch_id) \
+            if batch.sent_at else BatchGrants({})
         first_lines: dict[str, int] = {}
         for row in rows:
             if row.upn:
@@ -259,8 +261,8 @@ class BatchService:
         for row in rows:
             mine = invites.get(row.upn, []) if row.upn else []
             state = best_invite_state([i.state(now).value for i in mine]) if mine else None
-            progress = progress_of(selected=row.selected, invite_state=state, grant_state=grants.get(row.upn),
-                                   checked=row.checked)
+            progress = progress_of(selected=row.selected, invite_state=state, grant_state=grants.states.get(row.upn),
+                                   checked=row.checked, unlocked_elsewhere=row.upn in grants.elsewhere)
             reminders = max(0, len(mine) - 1)
             lines.append(StudentLine(
                 row_id=row.id, line=row.line, upn=row.upn or "", shown=row.shown, name=row.name, mail=row.mail,

@@ -167,6 +167,9 @@ def test_closing_a_batch_releases_only_the_grants_its_own_invites_led_to(stack):
     stack.services.invites.redeem(through_second.id, ada, Actor.student(ada))
     stack.services.onboarding.unlock(ada, actor=Actor.student(ada), invite_id=through_second.id)
     grant = stack.services.store.open_grant_for(ada)
+    # Each dashboard counts the unlock where it came from (the older one says it happened elsewhere).
+    assert progress(stack, first)[ada] is Progress.ELSEWHERE and progress(stack, second)[ada] is Progress.UNLOCKED
+    assert desk.dashboard(first).counts.get("unlocked", 0) == 0
 
     assert desk.close(DESK, first)[1] == 0  # the older batch's close leaves her unlock (the newer batch's) open
     assert stack.services.store.open_grant_for(ada).id == grant.id
@@ -184,5 +187,6 @@ def test_closing_a_batch_leaves_an_unlock_the_student_made_on_their_own(stack):
     batch_id = checked_batch(stack)
     desk.send(DESK, batch_id)
     stack.services.onboarding.unlock(ada, actor=Actor.student(ada))  # signed in without the link
+    assert progress(stack, batch_id)[ada] is Progress.UNLOCKED  # the batch's progress all the same
     assert desk.close(DESK, batch_id) == (3, 0)
     assert stack.services.store.open_grant_for(ada) is not None

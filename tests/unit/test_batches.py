@@ -42,6 +42,16 @@ def test_progress_comes_from_the_invite_and_the_grant(selected, invite, grant, p
     assert progress_of(selected=selected, invite_state=invite, grant_state=grant) is progress
 
 
+@pytest.mark.parametrize(("invite", "grant", "progress"), [
+    ("revoked", None, Progress.ELSEWHERE), ("sent", None, Progress.ELSEWHERE),  # no reminder for them
+    ("used", "active", Progress.UNLOCKED),  # the batch's own grant tells more than another invite's
+    ("bounced", None, Progress.BOUNCED),  # this batch's mail never reached them, whatever else did
+])
+def test_an_unlock_through_another_invite_is_not_this_batchs_progress(invite, grant, progress):
+    assert progress_of(selected=True, invite_state=invite, grant_state=grant, unlocked_elsewhere=True) is progress
+    assert not progress_of(selected=True, invite_state=invite, grant_state=None, unlocked_elsewhere=True).waiting
+
+
 def test_a_line_not_checked_yet_says_so_rather_than_skipped():
     assert progress_of(selected=False, invite_state=None, grant_state=None, checked=False) is Progress.CHECKING
 

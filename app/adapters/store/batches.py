@@ -1,7 +1,7 @@
-"""Weekly batches: the batch, one row per CSV line (its verdict, its invite, its reminders), changed with its audit.
+"""Weekly batches: the batch and one row per CSV line (its verdict), changed with its audit event.
 
-Every change that a desk member or the worker makes commits together with its audit event (and, for a
-reminder, with its queued mail), so a crash leaves all of it or none.
+Every change that a desk member or the worker makes commits together with its audit event, so a crash leaves
+all of it or none. What a batch sent lives in the invites table (invites.batch_id).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from app.adapters.store.grants import _OPEN, GrantRow
 from app.adapters.store.invites import InviteRow
 from app.domain.actors import Actor
 from app.domain.batch_csv import IntakeRow
-from app.domain.batches import BatchState, RowCheck
+from app.domain.batches import BatchGrants, BatchState, RowCheck
 from app.domain.upn import Upn
 
 _STATES_SQL = "state IN ({})".format(", ".join(f"'{s.value}'" for s in BatchState))
@@ -65,19 +65,14 @@ class BatchRowRecord(Base):
     problem: Mapped[str] = mapped_column(String(32), default="")  # why it is skipped; "" selected (once checked)
     checked: Mapped[bool] = mapped_column(default=False)
     diagnosis: Mapped[str] = mapped_column(String(64), default="")  # "state/reason" of the check
-    invite_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    invited_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
-    last_reminder_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # What was sent is the invites table's (invites.batch_id, a reminder a newer invite): no copy here.
 
     __table_args__ = (Index("ix_batch_rows_batch", "batch_id", "line"),)
 
     def view(self) -> "BatchRowView":
         return BatchRowView(id=self.id, batch_id=self.batch_id, line=self.line,
                             upn=Upn(self.upn) if self.upn else None, shown=self.shown, mail=self.mail,
-                            name=self.name, problem=self.problem, checked=self.checked, diagnosis=self.diagnosis,
-                            invite_id=self.invite_id, invited_at=self.invited_at, reminders_sent=self.reminders_sent,
-                            last_reminder_at=self.last_reminder_at)
+                            name=self.name, problem=self.problem, checked=self.checked, diagnosis=self.diagnosis)
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,7 @@ class BatchView:
 
 @dataclass(frozen=True)
 class BatchRowView:
-    """One row of a batch: the CSV's line and what the checks, the invite and the reminders made of it."""
+    """One row of a batch: the CSV's line and what the checks made of it (its invites are the invites table's)."""
 
     id: int
     batch_id: int
@@ -114,10 +109,6 @@ class BatchRowView:
     problem: str
     checked: bool
     diagnosis: str
-    invite_id: int | None
-    invited_at: datetime | None
-    reminders_sent: int
-    last_reminder_at: datetime | None
 
     @property
     def selected(self) -> bool:
@@ -147,8 +138,8 @@ class BatchStore:
             s.add(batch)
             s.flush()
             s.add_all(BatchRowRecord(batch_id=batch.id, line=r.line, upn=r.upn, shown=r.shown, mail=r.mail,
-                                     name=r.name, problem=r.problem, checked=not r.ok, diagnosis="",
-                                     reminders_sent=0) for r in rows)
+                                     name=r.name, problem=r.problem, checked=not r.ok, diagnosis="")
+                      for r in rows)
             audit.add(actor, "batch.uploaded", None, batch_id=batch.id, label=label, file_name=file_name,
                       rows=len(rows), skipped_by_csv=batch.rows_checked, client=client)
             return batch.view()
@@ -246,18 +237,24 @@ class BatchStore:
         return self._move(actor, "batch.closed", batch_id, [s for s in BatchState if s.open], BatchState.CLOSED,
                           client, closed_at=self.store.clock(), closed_by=actor.id)
 
-    def latest_grants(self, upns: Iterable[Upn | None], since: datetime | None) -> dict[str, str]:
-        """Return the state of each student's newest grant opened since a time (one query per 500 students)."""
+    def latest_grants(self, upns: Iterable[Upn | None], since: datetime | None, *, batch_id: int) -> BatchGrants:
+        """Return the grants opened since a time as the batch counts them (one query per 500 students)."""
         wanted = sorted({str(u) for u in upns if u})
-        found: dict[str, str] = {}
+        states: dict[str, str] = {}
+        elsewhere: set[str] = set()
         with self.store._tx() as s:  # noqa: SLF001
             for start in range(0, len(wanted), 500):
-                query = select(GrantRow.upn, GrantRow.state).where(GrantRow.upn.in_(wanted[start:start + 500]))
+                query = (select(GrantRow.upn, GrantRow.state, GrantRow.invite_id, InviteRow.batch_id)
+                         .outerjoin(InviteRow, InviteRow.id == GrantRow.invite_id)
+                         .where(GrantRow.upn.in_(wanted[start:start + 500])))
                 if since is not None:
                     query = query.where(GrantRow.created_at >= since)
-                for upn, state in s.execute(query.order_by(GrantRow.id)):
-                    found[upn] = state  # ordered by id: the newest wins
-        return found
+                for upn, state, invite_id, invite_batch in s.execute(query.order_by(GrantRow.id)):
+                    if invite_id is None or invite_batch == batch_id:
+                        states[upn] = state  # ordered by id: the newest wins
+                    else:
+                        elsewhere.add(upn)
+        return BatchGrants(states, frozenset(elsewhere - states.keys()))
 
     def open_grants_from(self, batch_id: int) -> list[tuple[int, Upn]]:
         """Return (grant id, upn) of the open grants the batch's invites led to (the student signed in with one)."""

@@ -66,6 +66,7 @@ SKIPS = {
 PROGRESS = {
     Progress.CHECKING: _l("being checked"), Progress.SKIPPED: _l("skipped"), Progress.NOT_SENT: _l("to be invited"), Progress.INVITED: _l("invited"),
     Progress.OPENED: _l("opened the link"), Progress.SIGNED_IN: _l("signed in"), Progress.UNLOCKED: _l("unlocked"),
+    Progress.ELSEWHERE: _l("unlocked through another invite"),
     Progress.DONE: _l("registered and released"), Progress.EXPIRED: _l("expired"),
     Progress.BOUNCED: _l("mail bounced"), Progress.REVOKED: _l("invite taken back"),
 }
