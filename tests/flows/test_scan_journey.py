@@ -44,5 +44,12 @@ def test_the_desk_scans_a_group_and_invites_who_will_loop(browser, demo_stack, a
         expect(page.locator("body")).to_contain_text("3 students got an invite by mail.")
         expect(page.locator("#invited")).to_be_visible()
         shot(page, request, "scan-invited")
+        # The list says the scan is done, axe-clean and at 320 px, the table scrolling rather than the page.
+        page.click("text=Who will loop")
+        expect(page.locator("#scans td[data-state]").first).to_have_text("done")
+        accessible(page, "scan list")
+        page.set_viewport_size({"width": 320, "height": 800})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 320
+        shot(page, request, "scan-list-320px")
     finally:
         context.close()

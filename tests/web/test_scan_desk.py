@@ -166,3 +166,28 @@ def test_a_queued_scan_says_it_waits_for_the_worker_and_an_outage_says_it_tries_
     services.scans.scans.waiting(int(location.rsplit("/", 1)[1]), "unavailable", now=services.scans.clock())
     assert "tries again by itself" in client.get(location + "/status").get_json()["words"]
     assert finished(client, location, services)["state"] == "done"  # the next tick clears it
+
+
+def _list_states(client, lang: str = "en") -> list[tuple[str, str]]:
+    """Return (data-state, words) of each scan in the list, newest first."""
+    import re
+
+    page = client.get(f"/helpdesk/scans?lang={lang}").get_data(as_text=True)
+    return re.findall(r'<td class="state" data-state="(\w+)">([^<]*)</td>', page)
+
+
+def test_the_scan_list_says_which_scans_wait_run_are_done_or_failed(client, services):
+    staff_sign_in(client, DESK)
+    done = int(start(client, "list", "ada.lovelace@uni.test").headers["Location"].rsplit("/", 1)[1])
+    finished(client, f"/helpdesk/scans/{done}", services)
+    failed = int(start(client, "list", "grace.hopper@uni.test").headers["Location"].rsplit("/", 1)[1])
+    services.scans.scans.fail(failed, "unavailable", now=services.scans.clock())
+    running = int(start(client, "group", SEED.required_group_dn).headers["Location"].rsplit("/", 1)[1])
+    total = services.scans.scans.get(running).total
+    services.scans.scans.progress(running, phase="graph", done=total // 2, total=total, now=services.scans.clock())
+    start(client, "list", "alan.turing@uni.test")  # the worker has not taken it up yet
+    half = int(100 * (total // 2) / total)
+    assert _list_states(client) == [("queued", "queued"), ("running", f"running: {half} %"), ("failed", "failed"),
+                                    ("done", "done")]
+    assert [words for _, words in _list_states(client, "de")] == [
+        "in der Warteschlange", f"läuft: {half} %", "fehlgeschlagen", "erledigt"]

@@ -77,6 +77,11 @@ class ScanView:
     sign_in_pages: int = 0
     seconds: float = 0.0
 
+    @property
+    def queued(self) -> bool:
+        """Tell whether the worker has not taken the scan up yet (running, and no step of it recorded)."""
+        return self.state == "running" and not self.phase
+
 
 def _view(row: ScanRecord) -> ScanView:
     return ScanView(id=row.id, source=row.source, reason=row.reason, created_by=row.created_by,

@@ -51,6 +51,9 @@ REFUSED = {
     "bad_list": _l("The list cannot be read (%(detail)s). Give one user name per line, or a CSV with a "
                    "\"upn\" column. Nothing was scanned."),
 }
+# The list's State column: a scan waits for the worker, runs (how far), is done or failed.
+STATES = {"queued": _l("queued"), "running": _l("running: %(percent)s %%"), "done": _l("done"),
+          "failed": _l("failed")}
 RETRYING = _l("The directory or Microsoft did not answer. The scan tries again by itself in a moment.")
 FAILED = {"unavailable": _l("The directory or Microsoft did not answer. Scan again later."),
           "error": _l("The scan stopped because of an error. Scan again later."),
@@ -61,7 +64,18 @@ FAILED = {"unavailable": _l("The directory or Microsoft did not answer. Scan aga
 def scan_globals() -> dict:
     """Give the scan templates their labels."""
     return {"scan_outcomes": OUTCOMES, "scan_reasons": REASONS, "scan_poll_seconds": POLL_SECONDS,
-            "scan_outcome_order": [o.value for o in OUTCOME_ORDER]}
+            "scan_outcome_order": [o.value for o in OUTCOME_ORDER], "scan_state": scan_state}
+
+
+def _percent(found) -> int:
+    """Return how far a scan is, from 0 to 100."""
+    return 100 if found.state == "done" else int(100 * found.done / found.total) if found.total else 0
+
+
+def scan_state(found) -> tuple[str, str]:
+    """Return a scan's state (queued, running, done, failed) and the list's words for it (running says how far)."""
+    state = "queued" if found.queued else found.state
+    return state, str(STATES.get(state, state)) % {"percent": _percent(found)}
 
 
 def _refused(code: str, **params) -> str:
@@ -126,7 +140,7 @@ def _scan_or_404(scan_id: int):
 def _status(found) -> dict:
     """Return what the page's script shows while a scan runs (worded here, not in the script)."""
     state, error = found.state, found.error
-    percent = 100 if state == "done" else int(100 * found.done / found.total) if found.total else 0
+    percent = _percent(found)
     words = _l("%(done)s of %(total)s students: %(phase)s.", done=found.done, total=found.total,
                phase=PHASES.get(found.phase, found.phase))
     if state == "running" and error:
