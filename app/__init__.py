@@ -60,6 +60,9 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
 
         services = build_services(settings)
     app.extensions["proofup"] = services
+    from app.web.signed_cookie import RememberedCookieSessions
+
+    app.session_interface = RememberedCookieSessions()
     if settings.proxy_hops:
         # Behind proxies: the client's address (rate limits, audit) and the Host that is checked against
         # PROOFUP_PUBLIC_URL come from their X-Forwarded-* headers (only as many hops as configured).

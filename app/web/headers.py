@@ -23,9 +23,30 @@ def content_security_policy(form_targets: tuple[str, ...]) -> str:
     ])
 
 
+def security_headers(form_targets: tuple[str, ...], *, https: bool) -> tuple[tuple[str, str], ...]:
+    """Return the headers every response carries, whatever it shows."""
+    return (
+        ("Content-Security-Policy", content_security_policy(form_targets)),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        # same-origin: nothing leaks to Microsoft or My Sign-Ins, and our own POSTs keep their Origin header
+        # (under no-referrer browsers send "Origin: null" even to the same origin, defeating the Origin check).
+        ("Referrer-Policy", "same-origin"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+        *((("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),) if https else ()),
+    )
+
+
+# Every page may show one student's data; a shared kiosk or proxy must never keep it.
+PRIVATE_HEADERS = (("Cache-Control", "no-store"), ("Pragma", "no-cache"))
+
+
 def install(app: Flask, *, form_targets: tuple[str, ...], https: bool) -> None:
     """Add the headers after every request (HSTS when the portal's public address is https)."""
-    csp = content_security_policy(form_targets)
+    shared = security_headers(form_targets, https=https)
+    # Made once: a poll every 2 s per student must not build the same strings each time.
+    private = shared + PRIVATE_HEADERS
+    ours = frozenset(name.lower() for name, _ in ((REQUEST_ID_HEADER, ""), *private))
 
     @app.before_request
     def name_the_request():
@@ -34,18 +55,11 @@ def install(app: Flask, *, form_targets: tuple[str, ...], https: bool) -> None:
 
     @app.after_request
     def add_headers(response):
-        response.headers[REQUEST_ID_HEADER] = g.get("request_id") or request_id_from(None)
-        response.headers["Content-Security-Policy"] = csp
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        # same-origin: nothing leaks to Microsoft or My Sign-Ins, and our own POSTs keep their Origin header
-        # (under no-referrer browsers send "Origin: null" even to the same origin, defeating the Origin check).
-        response.headers["Referrer-Policy"] = "same-origin"
-        response.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
-        if request.endpoint not in PUBLIC_ENDPOINTS:
-            # Every page may show one student's data; a shared kiosk or proxy must never keep it.
-            response.headers["Cache-Control"] = "no-store"
-            response.headers["Pragma"] = "no-cache"
-        if https:
-            response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        headers = private if request.endpoint not in PUBLIC_ENDPOINTS else shared
+        pairs = ((REQUEST_ID_HEADER, g.get("request_id") or request_id_from(None)), *headers)
+        if ours.isdisjoint(name.lower() for name in response.headers.keys()):
+            response.headers.extend(pairs)  # nothing to replace: append them all at once
+        else:
+            for name, value in pairs:  # ours win over a view's own value
+                response.headers[name] = value
         return response

@@ -225,6 +225,25 @@ def seconds_until_reset(limiter: Limiter) -> int:
     return max(1, math.ceil(breached.window.reset_time - time.time()))
 
 
+def _drop_per_request_bookkeeping(app: Flask, limiter: Limiter) -> None:
+    """Remove Flask-Limiter's after-request and teardown passes, which have nothing to do here.
+
+    After every request it would add rate-limit headers (the portal sends none) and deduct conditional costs
+    (no limit here has one), then clear its per-request state, which goes with the request anyway: together
+    about a twentieth of a status poll. Fails loudly if a Flask-Limiter release renames them.
+    """
+    if limiter._headers_enabled:
+        return
+    inject = Limiter._Limiter__inject_headers  # type: ignore[attr-defined]
+    after = [f for f in app.after_request_funcs[None] if getattr(f, "func", None) is inject]
+    teardown = [f for f in app.teardown_request_funcs[None]
+                if getattr(f, "__func__", None) is Limiter._Limiter__release_context]  # type: ignore[attr-defined]
+    if len(after) != 1 or len(teardown) != 1:
+        raise RuntimeError("Flask-Limiter's request hooks were not found: check app/web/limits.py against its release")
+    app.after_request_funcs[None].remove(after[0])
+    app.teardown_request_funcs[None].remove(teardown[0])
+
+
 def install(app: Flask, settings: Settings) -> Limiter:
     """Limit the registered views as the settings say and answer a limited request with a clear 429."""
     limiter = Limiter(
@@ -241,6 +260,7 @@ def install(app: Flask, settings: Settings) -> Limiter:
     # application-wide limit, so the pass Flask-Limiter also makes before every request finds nothing to count.
     # It cost about a tenth of a status poll: drop it (test_rate_limits proves every limit still trips).
     app.before_request_funcs[None].remove(limiter._check_request_limit)
+    _drop_per_request_bookkeeping(app, limiter)
     for limit, key, endpoints, scope in limit_rules(settings):
         rule = (limiter.shared_limit(limit, scope, key_func=key) if scope
                 else limiter.limit(limit, key_func=key))

@@ -9,6 +9,7 @@ browser binding protect it).
 from __future__ import annotations
 
 import logging
+from functools import lru_cache
 from urllib.parse import urlparse
 
 from flask import Flask, current_app, request, url_for
@@ -47,7 +48,11 @@ def origin_of(url: str) -> str:
 
 def _public() -> tuple[str, str]:
     """Return (origin, path prefix) of PROOFUP_PUBLIC_URL."""
-    public_url = current_app.config["PROOFUP_SETTINGS"].public_url
+    return _split_public_url(current_app.config["PROOFUP_SETTINGS"].public_url)
+
+
+@lru_cache(maxsize=8)  # one public address per app: parsed once, not on every request
+def _split_public_url(public_url: str) -> tuple[str, str]:
     return origin_of(public_url), urlparse(public_url).path.rstrip("/")
 
 
@@ -62,12 +67,18 @@ def absolute_url(endpoint: str, **values) -> str:
 
 
 def _request_host_matches(origin: str) -> bool:
-    scheme = urlparse(origin).scheme
     host = request.host.lower()
-    default = f":{DEFAULT_PORTS[scheme]}"
+    expected, default = _host_rule(origin)
     if host.endswith(default):
         host = host[: -len(default)]
-    return host == origin.split("://", 1)[1]
+    return host == expected
+
+
+@lru_cache(maxsize=8)
+def _host_rule(origin: str) -> tuple[str, str]:
+    """Return the host[:port] an origin is reached under and the port suffix a browser may add for its scheme."""
+    scheme, host = origin.split("://", 1)
+    return host, f":{DEFAULT_PORTS[scheme]}"
 
 
 def foreign_origin(origin: str) -> str | None:

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
+from functools import lru_cache
 
+from babel import Locale
 from flask import Blueprint, Flask, abort, g, request, send_file, session, url_for
 from flask_babel import format_time, get_locale
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 from app import LANGUAGES
 from app.domain.sessions import Verdict
@@ -19,12 +23,21 @@ UNTIL_KEY = "until"  # session key: the open grant's end (epoch seconds), as the
 YEAR_SECONDS = 365 * 24 * 3600
 
 
-def select_locale() -> str:
+def select_locale() -> Locale:
     """Pick the page language: ?lang=, then the student's saved choice, then the browser's languages."""
-    for chosen in (request.args.get("lang"), request.cookies.get(LANGUAGE_COOKIE)):
+    for chosen in (request.args.get("lang") if request.query_string else None, request.cookies.get(LANGUAGE_COOKIE)):
         if chosen in LANGUAGES:
-            return chosen
-    return request.accept_languages.best_match(LANGUAGES) or LANGUAGES[0]
+            return _LOCALES[chosen]
+    return _LOCALES[_best_language(request.headers.get("Accept-Language", ""))]
+
+
+# Parsed once each: Flask-Babel takes a Locale as it is, and a poll every 2 s need not parse "en" again.
+_LOCALES = {code: Locale.parse(code) for code in LANGUAGES}
+
+
+@lru_cache(maxsize=256)  # browsers send a handful of distinct headers; a stranger's junk only evicts
+def _best_language(accept_language: str) -> str:
+    return parse_accept_header(accept_language, LanguageAccept).best_match(LANGUAGES) or LANGUAGES[0]
 
 
 def language_links() -> list[tuple[str, str, str]]:

@@ -71,6 +71,25 @@ def test_personal_pages_are_never_cached(client):
     assert "no-store" not in client.get("/static/shared/portal.css").headers.get("Cache-Control", "")
 
 
+SECURITY_HEADERS = ("Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy",
+                    "Permissions-Policy", "X-Request-ID")
+
+
+def test_every_answer_carries_each_security_header_exactly_once(client):
+    """Pages, the poll, errors, a view's own Cache-Control and static files: each header once, ours winning."""
+    sign_in(client, HALF)
+    answers = {path: client.get(path) for path in ("/diagnosis", "/status", "/no-such-page", "/readyz",
+                                                   "/static/shared/portal.css")}
+    for path, answer in answers.items():
+        for name in SECURITY_HEADERS:
+            assert len(answer.headers.getlist(name)) == 1, (path, name)
+        assert answer.headers["X-Frame-Options"] == "DENY" and "default-src 'none'" in answer.headers[
+            "Content-Security-Policy"]
+    for path in ("/diagnosis", "/status", "/no-such-page", "/readyz"):
+        assert answers[path].headers.getlist("Cache-Control") == ["no-store"], path
+    assert answers["/status"].headers["X-Request-ID"] != answers["/diagnosis"].headers["X-Request-ID"]
+
+
 @pytest.mark.parametrize("path", ["/", "/diagnosis", "/guide"])
 def test_pages_carry_no_inline_script_or_style(client, path):
     sign_in(client, HALF)
