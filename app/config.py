@@ -70,7 +70,7 @@ class Settings:
     # Which way through the loop the portal offers (docs/tap.md): bypass (the AD group for a while), tap (a
     # Temporary Access Pass, where the tenant's policy allows it), or both (the pass first, the group otherwise).
     remedy: str = "bypass"
-    check_interval_seconds: float = 5.0
+    check_interval_seconds: float = 5.0  # the shortest gap between the worker's methods checks of one grant
     worker_interval_seconds: float = 30.0
     confirm_interval_seconds: float = 5.0  # the worker's bulk method checks between full cycles
     # The service desk's console (docs/helpdesk.md): roles from these groups (nested membership counts),

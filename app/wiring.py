@@ -241,18 +241,19 @@ def build_mail_sender(services: Services):
                         events=services.events)
 
 
-def build_worker(services: Services):
-    """Return the sweeper and the lease the background worker runs with."""
+def build_worker(services: Services, clock=None):
+    """Return the sweeper and the lease the background worker runs with (tests may give the grants' clock)."""
     from app.adapters.lease import Lease
+    from app.domain.grants import utc_now
     from app.services.sweeper import Sweeper
     from app.worker import lease_ttl_for
 
     settings = services.settings
-    # The worker's confirm passes check a grant at most once per confirm interval, and never more often
-    # than a tab may (the portal's shortest gap): a student who closed the tab is released within about
-    # one confirm interval of Entra showing the method.
+    # The worker does every methods check (a poll only reads the database): its confirm passes check a grant
+    # at most once per confirm interval and never more often than PROOFUP_CHECK_INTERVAL_SECONDS, so a student
+    # is released within about one confirm interval of Entra showing the method, tab open or closed.
     sweeper = Sweeper(services.store, services.directory, services.graph, services.grants, services.budget,
-                      bypass_group_dn=settings.bypass_group_dn,
+                      bypass_group_dn=settings.bypass_group_dn, clock=clock or utc_now,
                       check_every_seconds=max(settings.check_interval_seconds, settings.confirm_interval_seconds),
                       pass_every_seconds=settings.confirm_interval_seconds, events=services.events)
     return sweeper, Lease(services.store, ttl_seconds=lease_ttl_for(settings.worker_interval_seconds))
@@ -307,8 +308,7 @@ def build_services(settings: Settings, *, directory=None, graph=None, identity=N
     subscribe_notices(settings, events, outbox)
     onboarding = OnboardingService(
         directory=directory, graph=graph, store=store, grants=grants, policy=policy_from(settings),
-        grant_minutes=settings.grant_minutes, check_interval_seconds=settings.check_interval_seconds,
-        clock=clock, events=events, remedies=settings.remedies,
+        grant_minutes=settings.grant_minutes, clock=clock, events=events, remedies=settings.remedies,
     )
     sessions = build_sessions(settings, store, clock)
     helpdesk = build_helpdesk(settings, store=store, directory=directory, onboarding=onboarding, grants=grants,

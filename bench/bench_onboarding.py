@@ -6,11 +6,12 @@ requests in the simulator's own request log (a $batch counts once; token request
 
 Onboarding scenario (issue 3): three open tabs poll the portal every 2 s while the student takes
 60 s to register. Time is compressed by SCALE: every duration (poll period, registration time,
-the simulator's method delay, the check interval, the worker interval) is divided by it, so the
-ratios are the same as in real time. Three variants side by side in one run:
-  growing   the portal as built (the gap between checks grows with the time since the unlock)
-  fixed     the same, with a fixed gap of PROOFUP_CHECK_INTERVAL_SECONDS from the unlock on
-  worker    as built, plus the background worker confirming grants in bulk
+the simulator's method delay, the check and confirm intervals, the worker interval) is divided by it,
+so the ratios are the same as in real time. Polls only read the database; the background worker does
+every methods check (a confirm pass every PROOFUP_CONFIRM_INTERVAL_SECONDS). Two variants side by
+side in one run:
+  tabs      three tabs polling, as the guide page does
+  closed    the student closed the tab: nobody polls, the worker alone releases
 
 Usage: .venv/bin/python bench/bench_onboarding.py [--scale 10] [--runs 3]
 """
@@ -28,10 +29,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.demo import DemoStack  # noqa: E402
-from app.services import onboarding  # noqa: E402
 
 REAL = dict(poll_seconds=2.0, registration_seconds=60.0, method_delay_seconds=5.0, check_interval_seconds=5.0,
-            worker_interval_seconds=30.0)
+            confirm_interval_seconds=5.0, worker_interval_seconds=30.0)
 TABS = 3
 DIAGNOSED = ("ada.lovelace@uni.test", "alan.turing@uni.test", "grace.hopper@uni.test",
              "edsger.dijkstra@uni.test", "barbara.liskov@uni.test", "donald.knuth@uni.test",
@@ -56,8 +56,8 @@ def diagnosis_round_trips(stack: DemoStack) -> list[int]:
     return counts
 
 
-def onboarding_requests(stack: DemoStack, upn: str, scale: float) -> tuple[int, float]:
-    """Unlock, poll from three tabs, register after 60 s (scaled); return (Graph requests, seconds to done)."""
+def onboarding_requests(stack: DemoStack, upn: str, scale: float, tabs: int) -> tuple[int, float]:
+    """Unlock, poll from `tabs` tabs, register after 60 s (scaled); return (Graph requests, seconds to done)."""
     poll = REAL["poll_seconds"] / scale
     before = len(stack.graph_requests())
     tab, page = stack.signed_in_session(upn)  # the diagnosis: one round trip, counted too
@@ -74,7 +74,14 @@ def onboarding_requests(stack: DemoStack, upn: str, scale: float) -> tuple[int, 
                 done.set()
             done.wait(poll)
 
-    threads = [threading.Thread(target=poller, args=(tab.cookies,)) for _ in range(TABS)]
+    def released() -> None:  # the tab is closed: watch the grant itself
+        while not done.is_set():
+            if stack.services.store.open_grant_for(upn) is None:
+                done.set()
+            done.wait(poll / 10)
+
+    threads = [threading.Thread(target=poller, args=(tab.cookies,)) for _ in range(tabs)]
+    threads += [] if tabs else [threading.Thread(target=released)]
     for thread in threads:
         thread.start()
     time.sleep(REAL["registration_seconds"] / scale)
@@ -90,23 +97,18 @@ def onboarding_requests(stack: DemoStack, upn: str, scale: float) -> tuple[int, 
     return len(stack.graph_requests()) - before, latency
 
 
-AS_BUILT = (onboarding.FIRST_CHECK_INTERVALS, onboarding.MAX_GAP_INTERVALS)
-FIXED = (1, 1)
-
-
-def run_variant(name: str, scale: float, runs: int, *, worker: bool, schedule: tuple[int, int]) -> dict:
-    onboarding.FIRST_CHECK_INTERVALS, onboarding.MAX_GAP_INTERVALS = schedule
+def run_variant(name: str, scale: float, runs: int, *, tabs: int) -> dict:
     students = ("ada.lovelace@uni.test", "alan.turing@uni.test", "edsger.dijkstra@uni.test")[:runs]
     with tempfile.TemporaryDirectory(prefix="proofup-bench-") as state:
-        stack = DemoStack(Path(state), worker=worker,
-                          method_delay_seconds=REAL["method_delay_seconds"] / scale,
+        stack = DemoStack(Path(state), method_delay_seconds=REAL["method_delay_seconds"] / scale,
                           check_interval_seconds=REAL["check_interval_seconds"] / scale,
+                          confirm_interval_seconds=REAL["confirm_interval_seconds"] / scale,
                           worker_interval_seconds=REAL["worker_interval_seconds"] / scale,
                           replication_wait_seconds=0.5)
         stack.start()
         try:
-            diagnosis = diagnosis_round_trips(stack) if name == "growing" else []
-            results = [onboarding_requests(stack, upn, scale) for upn in students]
+            diagnosis = diagnosis_round_trips(stack) if tabs else []
+            results = [onboarding_requests(stack, upn, scale, tabs) for upn in students]
         finally:
             stack.stop()
     return {"name": name, "diagnosis": diagnosis, "requests": [r for r, _ in results],
@@ -119,15 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, choices=(1, 2, 3), help="onboardings per variant")
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log lines for every poll
-    variants = [
-        run_variant("growing", args.scale, args.runs, worker=False, schedule=AS_BUILT),
-        run_variant("fixed", args.scale, args.runs, worker=False, schedule=FIXED),
-        run_variant("worker", args.scale, args.runs, worker=True, schedule=AS_BUILT),
-    ]
+    variants = [run_variant("tabs", args.scale, args.runs, tabs=TABS),
+                run_variant("closed", args.scale, args.runs, tabs=0)]
     diagnosis = variants[0]["diagnosis"]
     print(f"scale 1:{args.scale:g}; {TABS} tabs polling every {REAL['poll_seconds']:g} s; registration after "
           f"{REAL['registration_seconds']:g} s; method delay {REAL['method_delay_seconds']:g} s; check interval "
-          f"{REAL['check_interval_seconds']:g} s (all in real-time terms)")
+          f"{REAL['check_interval_seconds']:g} s; confirm passes every {REAL['confirm_interval_seconds']:g} s "
+          "(all in real-time terms)")
     print(f"Graph round trips per diagnosis: {diagnosis} -> max {max(diagnosis)} "
           f"(ratio to target {max(diagnosis) / TARGET_DIAGNOSIS:.2f})")
     polls = TABS * REAL["registration_seconds"] / REAL["poll_seconds"]

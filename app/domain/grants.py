@@ -152,6 +152,8 @@ class GrantView:
     remedy: Remedy = Remedy.BYPASS
     tap_method_id: str = ""  # the pass's Graph method id (a TAP grant); never its code
     method_seen_at: datetime | None = None  # when the portal first saw the strong method that releases it
+    check_wanted_at: datetime | None = None  # the student said "I have finished": the worker checks it first
+    check_note: str = ""  # why the last methods check could not run ("budget", "graph_unavailable"), for the page
 
     @property
     def open(self) -> bool:
@@ -176,7 +178,14 @@ class GrantView:
         return self.state is GrantState.PENDING and now - self.created_at > timedelta(seconds=grace_seconds)
 
     def due_for_check(self, now: datetime, every_seconds: float) -> bool:
-        """Tell whether an active grant's methods should be checked again."""
+        """Tell whether an active grant's methods should be checked again (the one rule; the worker applies it)."""
         if self.state is not GrantState.ACTIVE or not self.entra_user_id:
             return False
-        return self.last_checked_at is None or now - self.last_checked_at >= timedelta(seconds=every_seconds)
+        if self.check_wanted_at is not None or self.last_checked_at is None:
+            return True
+        return now - self.last_checked_at >= timedelta(seconds=every_seconds)
+
+    def check_order(self) -> tuple[bool, bool, datetime]:
+        """Return the sort key of due checks: those the student asked for, then never checked, then the oldest."""
+        return (self.check_wanted_at is None, self.last_checked_at is not None,
+                self.last_checked_at or self.created_at)

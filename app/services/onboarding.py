@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Protocol
 
@@ -11,7 +11,7 @@ from app.domain.actors import Actor
 from app.domain.directory import DirectoryUser
 from app.domain.errors import Refused
 from app.domain.evidence import Evidence, GraphError, TemporaryAccessPass
-from app.domain.grants import GrantState, release_for, utc_now
+from app.domain.grants import GrantState, utc_now
 from app.domain.ports import Directory, Graph
 from app.domain.state import (
     UNLOCK_WINDOW,
@@ -29,12 +29,6 @@ from app.domain.tap import Remedy, TapRefusal, refusal_for, tap_refusal
 from app.domain.upn import Upn
 from app.services.events import Events, RefusalEvent
 
-# When Graph is asked about an open grant: not before FIRST_CHECK_INTERVALS intervals after the unlock
-# (nobody installs the app, signs in and scans a QR code faster), then with a gap that doubles with the
-# time since the unlock, capped at MAX_GAP_INTERVALS intervals. A 60 s registration costs about four
-# checks however many tabs poll; "check now" (the student says done) brings the gap back to one interval.
-FIRST_CHECK_INTERVALS = 2
-MAX_GAP_INTERVALS = 6
 # The evidence a diagnosis just gathered is reused by an unlock within this time (one Graph call saved);
 # a method registered meanwhile is caught by the grant's first check, which then releases it at once.
 EVIDENCE_REUSE_SECONDS = 30.0
@@ -81,6 +75,8 @@ class GrantRecord(Protocol):
     created_at: datetime | None
     last_checked_at: datetime | None
     end_reason: str
+    check_wanted_at: datetime | None
+    check_note: str
 
 
 class GrantStore(Protocol):
@@ -89,7 +85,7 @@ class GrantStore(Protocol):
     def unlocks_since(self, upn: Upn, since: datetime) -> int: ...
     def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
               outcome: str = "ok", *, reason: str = "", severity: str = "info", **detail: Any) -> None: ...
-    def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool: ...
+    def want_check(self, grant_id: int, at: datetime) -> bool: ...
 
 
 class Grants(Protocol):
@@ -113,7 +109,6 @@ class GrantStatus:
 
     phase: str  # none | propagating | waiting | done | expired | cancelled | failed
     expires_at: datetime | None = None
-    method: str = ""  # the strong method that completed the registration
     note: str = ""  # "graph_unavailable" | "budget" when the check could not run
     remedy: str = ""  # the open grant's remedy (bypass | tap), "" when none is open
 
@@ -121,7 +116,6 @@ class GrantStatus:
         return {
             "phase": self.phase,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-            "method": self.method,
             "note": self.note,
         }
 
@@ -157,8 +151,7 @@ class OnboardingService:
     """Diagnose, unlock, confirm and cancel for one student at a time."""
 
     def __init__(self, *, directory: Directory, graph: Graph, store: GrantStore, grants: Grants,
-                 policy: Policy, grant_minutes: int = 30, check_interval_seconds: float = 5.0,
-                 clock: Callable[[], datetime] | None = None, events: Events | None = None,
+                 policy: Policy, grant_minutes: int = 30, clock: Callable[[], datetime] | None = None, events: Events | None = None,
                  remedies: tuple[Remedy, ...] = (Remedy.BYPASS,)):
         self.directory = directory
         self.events = events or Events()  # refusals go out as events; the audit feed writes them
@@ -169,7 +162,6 @@ class OnboardingService:
         self.policy = policy
         self.grant_minutes = grant_minutes
         self.remedies = remedies  # what PROOFUP_REMEDY allows, the preferred first
-        self.check_interval = timedelta(seconds=check_interval_seconds)
         self.clock = clock or utc_now
         self._recent: dict[str, tuple[datetime, Evidence]] = {}  # upn -> (when, evidence), for unlock
         self._recent_guard = threading.Lock()
@@ -318,57 +310,23 @@ class OnboardingService:
     # -- status / confirm ---------------------------------------------------------------------
 
     def status(self, upn: str, *, check_now: bool = False) -> GrantStatus:
-        """Report the grant's phase; ask Graph at most once per due interval per student, whatever polls."""
+        """Report the grant's phase from the database alone; `check_now` asks the worker to check it first.
+
+        Graph is never asked here: the worker's confirmation pass checks every due grant in bulk and releases
+        it, so however many tabs poll, a poll costs one read (and `check_now` at most one small write).
+        """
         record = self.store.open_grant_for(upn)
         if record is None:
             return self._closed_status(upn)
         remedy = getattr(record, "remedy", Remedy.BYPASS).value
+        expires_at = _utc(record.expires_at)
         if not record.dc_confirmed:
             record = self.grants.recheck_replication(record.id, actor=Actor.student(record.upn)) or record
             if not record.dc_confirmed:
-                return GrantStatus("propagating", expires_at=_utc(record.expires_at), remedy=remedy)
-        lock = self._lock_for(upn)
-        if not lock.acquire(blocking=False):
-            return GrantStatus("waiting", expires_at=_utc(record.expires_at), remedy=remedy)  # another tab checks
-        try:
-            found = self._check(record, check_now)
-        finally:
-            lock.release()
-        return found if found.phase == "done" else replace(found, remedy=remedy)
-
-    def _check(self, record: GrantRecord, check_now: bool) -> GrantStatus:
-        now = self.clock()
-        waiting = GrantStatus("waiting", expires_at=_utc(record.expires_at))
-        if not record.entra_user_id or now < self._next_check_due(record, check_now):
-            return waiting
-        # The claim is a compare-and-set on the grant row, so it also holds across instances.
-        if not self.store.claim_check(record.id, record.last_checked_at, now):
-            return waiting
-        try:
-            found = self.graph.methods_for([record.entra_user_id]).get(record.entra_user_id)
-        except GraphError:
-            found = None
-        if not isinstance(found, tuple):
-            note = "budget" if getattr(found, "status", 0) == 429 else "graph_unavailable"
-            return GrantStatus("waiting", expires_at=_utc(record.expires_at), note=note)
-        release = release_for(found)
-        if release is None:
-            return waiting
-        # The student's own page found the method: the release is theirs (the reason says why).
-        self.grants.close_grant(record.id, outcome="released", actor=Actor.student(record.upn),
-                                reason=release.reason)
-        return GrantStatus("done", method=release.method)
-
-    def _next_check_due(self, record: GrantRecord, check_now: bool) -> datetime:
-        """Return when the next Graph check may run (see FIRST_CHECK_INTERVALS and MAX_GAP_INTERVALS)."""
-        unlocked = _utc(record.created_at) or self.clock()
-        last = _utc(record.last_checked_at)
-        if check_now:
-            return (last or unlocked) + self.check_interval
-        if last is None:
-            return unlocked + self.check_interval * FIRST_CHECK_INTERVALS
-        gap = min(max(last - unlocked, self.check_interval), self.check_interval * MAX_GAP_INTERVALS)
-        return last + gap
+                return GrantStatus("propagating", expires_at=expires_at, remedy=remedy)
+        if check_now and record.entra_user_id and record.check_wanted_at is None:
+            self.store.want_check(record.id, self.clock())
+        return GrantStatus("waiting", expires_at=expires_at, note=record.check_note, remedy=remedy)
 
     def _closed_status(self, upn: str) -> GrantStatus:
         history = self.store.grants_for(upn)

@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 CHECK_JITTER_ALLOWANCE = 0.8  # a check older than 80% of the period is due
 BATCH_SIZE = 20  # users per $batch request (Graph's limit)
 BUDGET_REFUSED = "budget"  # GraphError.code when the shared budget, not Graph, refused the request
+# The notes a grant keeps when its methods check could not run (the page says "still checking" for both).
+BUDGET_NOTE = "budget"  # Graph throttled us, or our own budget held the check back
+GRAPH_UNAVAILABLE = "graph_unavailable"  # any other failure: Graph down, a timeout, no answer
 
 
-# The worker may spend this share of the directory budget; interactive checks and diagnoses get the rest.
+# The worker may spend this share of the directory budget (every methods check); diagnoses get the rest.
 WORKER_BUDGET_SHARE = 0.5
 
 
@@ -29,6 +32,11 @@ def checks_per_cycle_for(check_every_seconds: float) -> int:
     """Return how many users one cycle may check: the worker's share of the directory budget per period."""
     rate = DEFAULT_LIMITS[DIRECTORY].rate
     return max(BATCH_SIZE, int(rate * check_every_seconds * WORKER_BUDGET_SHARE))
+
+
+def check_note_for(error: GraphError) -> str:
+    """Return the note a grant keeps when its methods check failed with this error."""
+    return BUDGET_NOTE if error.code == BUDGET_REFUSED or error.status == 429 else GRAPH_UNAVAILABLE
 
 
 @dataclass
@@ -155,11 +163,11 @@ class Sweeper:
     def _confirm(self, live: list[GrantView], now: datetime, report: CycleReport) -> None:
         if self.graph is None:
             return
-        # Never-checked grants first, then the longest unchecked: whoever a full cycle left out goes next.
-        # Cycles start about one period apart, never exactly: a check from the previous period counts as due.
+        # Those the student asked for ("I have finished"), then never-checked, then the longest unchecked: whoever
+        # a full pass left out goes next. Passes start about one period apart, never exactly: a check from the
+        # previous period counts as due.
         due_after = self.check_every_seconds * CHECK_JITTER_ALLOWANCE
-        due = sorted((g for g in live if g.due_for_check(now, due_after)),
-                     key=lambda g: (g.last_checked_at is not None, g.last_checked_at or g.created_at))
+        due = sorted((g for g in live if g.due_for_check(now, due_after)), key=GrantView.check_order)
         due = due[: self.max_checks_per_cycle]
         if not due:
             return
@@ -167,15 +175,18 @@ class Sweeper:
             results = self.graph.methods_for([g.entra_user_id for g in due])
         except Exception as exc:  # the adapter should report per user; a raise still must not stop the cycle
             self._fail(report, "bulk method check", exc)
+            self._note_quietly(due, GRAPH_UNAVAILABLE)
             return
         answered = self.clock()  # when the portal saw the methods, however long the removals below then take
         throttled: list[float] = []
         failed: list[str] = []
+        notes: dict[str, list[GrantView]] = {}
         for grant in due:
             result = results.get(grant.entra_user_id)
             try:
                 if isinstance(result, GraphError) or result is None:
                     error = result or GraphError("no answer for this user")
+                    notes.setdefault(check_note_for(error), []).append(grant)
                     if error.code == BUDGET_REFUSED:
                         report.deferred += 1  # our own governor said "not now": checked next cycle
                         continue
@@ -189,7 +200,7 @@ class Sweeper:
                 release = release_for(result)
                 if release is None:
                     # Stamped with the cycle's start, so the next cycle (one interval later) finds it due again.
-                    self.store.record_check(grant.id, at=now)
+                    self.store.record_methods_check(grant.id, at=now)
                     continue
                 report.confirmed += 1
                 ended = self.grants.close_grant(grant.id, outcome="released", actor=WORKER, reason=release.reason,
@@ -198,6 +209,8 @@ class Sweeper:
                     report.released += 1
             except Exception as exc:
                 self._fail(report, f"grant {grant.id} ({grant.upn})", exc)
+        for note, grants in notes.items():
+            self._note_quietly(grants, note)
         if failed:
             self._audit_quietly("worker.graph_error", outcome="error", users=len(failed), error=failed[0])
         if throttled:
@@ -205,6 +218,13 @@ class Sweeper:
             self.budget.back_off(DIRECTORY, max(throttled))
             self._audit_quietly("worker.graph_throttled", outcome="error", users=len(throttled),
                                 retry_after=max(throttled))
+
+    def _note_quietly(self, grants: list[GrantView], note: str) -> None:
+        """Leave the note the students' pages show ("still checking") on grants whose check could not run."""
+        try:
+            self.store.note_check_failed([g.id for g in grants if g.check_note != note], note)
+        except Exception as exc:  # the database itself may be what failed; the next pass notes it again
+            log.warning("worker: could not note the failed checks: %s", exc)
 
     def _reconcile(self, report: CycleReport) -> None:
         try:

@@ -198,14 +198,14 @@ def render_guide(upn: str, status: GrantStatus, tap_code: str = "", tap_minutes:
 @bp.get("/status")
 @json_login_required
 def status():
-    """Report the grant's phase as JSON for the guide page's poller (Graph is asked at most once per interval)."""
+    """Report the grant's phase as JSON for the guide page's poller (from the database; the worker asks Graph)."""
     return jsonify(status_view_json())
 
 
 @bp.post("/status/check")
 @json_login_required
 def check_now():
-    """Check now because the student says they have finished (still at most once per interval)."""
+    """Ask the worker to check first at its next pass because the student says they have finished."""
     return jsonify(status_view_json(check_now=True))
 
 

@@ -1,7 +1,7 @@
 // The student's pages, without inline script (the CSP forbids it):
 // - news at the top of a page (a notice) gets the focus;
 // - the diagnosis page's "set up" button shows progress and cannot be pressed twice;
-// - the guide page polls the PORTAL every 2 s (never Graph; the portal coalesces checks), shows the time
+// - the guide page polls the PORTAL every 2 s (never Graph; the worker checks), shows the time
 //   left and a warning near the end as the server words them, gives feedback on "check now", and moves
 //   the focus to the status when its phase changes.
 (function () {

@@ -146,16 +146,29 @@ def test_record_check_counts(store, clock):
     assert after.check_count == 2 and after.last_checked_at == clock() and after.dc_confirmed
 
 
-def test_claim_check_lets_one_poller_of_many_ask_graph(store, clock):
+def test_i_have_finished_marks_a_grant_once_and_an_answer_clears_it_and_the_note(store, clock):
     grant, _ = make_grant(store, clock)
-    assert store.claim_check(grant.id, None, clock())
-    assert not store.claim_check(grant.id, None, clock())  # another tab saw the same old value: refused
-    seen = store.get_grant(grant.id).last_checked_at
-    clock.advance(5)
-    assert store.claim_check(grant.id, seen, clock())
-    assert store.get_grant(grant.id).check_count == 2
+    asked_at = clock()
+    assert store.want_check(grant.id, asked_at)
+    clock.advance(1)
+    assert not store.want_check(grant.id, clock())  # a second tab's click: the first mark stands
+    store.note_check_failed([grant.id], "budget")
+    noted = store.get_grant(grant.id)
+    assert (noted.check_wanted_at, noted.check_note, noted.last_checked_at) == (asked_at, "budget", None)
+    store.record_methods_check(grant.id, at=clock())
+    checked = store.open_grant_for(grant.upn)  # the poll's own read sees it too
+    assert (checked.check_wanted_at, checked.check_note, checked.check_count) == (None, "", 1)
     store.move_grant(grant.id, GrantState.RELEASED, ended_at=clock())
-    assert not store.claim_check(grant.id, clock(), clock())  # ended grants are never checked
+    assert not store.want_check(grant.id, clock())  # an ended grant is never marked
+
+
+def test_a_click_while_graph_answered_stays_asked_for(store, clock):
+    grant, _ = make_grant(store, clock)
+    pass_started = clock()
+    clock.advance(1)
+    store.want_check(grant.id, clock())  # pressed after the pass sent its request: the answer may predate it
+    store.record_methods_check(grant.id, at=pass_started)
+    assert store.get_grant(grant.id).check_wanted_at == clock()
 
 
 def test_grant_counts_tell_open_grants_by_state_and_those_past_their_end(store, clock):

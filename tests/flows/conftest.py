@@ -5,9 +5,9 @@ import pytest
 
 from app.demo import DemoStack
 
-# Compressed time so a journey takes seconds: methods appear in Graph after 1 s, checks start at 1 s.
+# Compressed time so a journey takes seconds: methods appear in Graph after 1 s, the worker checks every 1 s.
 FAST = dict(method_delay_seconds=1.0, check_interval_seconds=1.0, worker_interval_seconds=30.0,
-            replication_wait_seconds=2.0)
+            confirm_interval_seconds=1.0, replication_wait_seconds=2.0)
 SERIOUS = ("serious", "critical")
 
 

@@ -43,8 +43,8 @@ def lang(request):
 
 @pytest.fixture
 def stack(tmp_path, lang):
-    """A fresh demo per language (the journey changes the students' state)."""
-    stack = DemoStack(tmp_path / f"pages-{lang}", worker=False, **FAST).start()
+    """A fresh demo per language (the journey changes the students' state); its worker says "done"."""
+    stack = DemoStack(tmp_path / f"pages-{lang}", **FAST).start()
     yield stack
     stack.stop()
 

@@ -97,7 +97,8 @@ def test_throttled_users_are_recorded_and_everyone_backs_off(world):
     report = world.sweeper.run_cycle()
     assert report.released == 1 and len(report.errors) == 1 and "Too many requests" in report.errors[0]
     assert world.budget.back_offs == [(DIRECTORY, 7.5)]
-    assert world.store.get_grant(ada.id).state is GrantState.ACTIVE
+    throttled = world.store.get_grant(ada.id)
+    assert throttled.state is GrantState.ACTIVE and throttled.check_note == "budget"  # the page says "still checking"
     assert world.store.audit_events(action="worker.graph_throttled")[0].detail["retry_after"] == 7.5
 
 
@@ -110,6 +111,7 @@ def test_graph_outage_does_not_stop_expiry_or_reconcile(world, seed):
     report = world.sweeper.run_cycle()
     assert report.expired == 1 and world.store.get_grant(grant.id).state is GrantState.EXPIRED
     assert any("503" in e for e in report.errors)
+    assert world.store.open_grant_for(ALAN).check_note == "graph_unavailable"
     assert report.foreign_members == (world.dn(GRACE),)
 
 
@@ -231,6 +233,19 @@ def test_cycle_checks_are_capped_by_the_workers_share_of_the_budget(store, seed,
     w.sweeper.run_cycle()
     ids = [g.entra_user_id for g in grants]
     assert w.graph.calls == [ids[:2], [ids[2], ids[0]]]  # the one left out goes first next time
+
+
+def test_a_grant_the_student_says_is_finished_is_checked_first_even_before_it_is_due(store, seed, clock):
+    w = World(store, EmbeddedDirectory(seed), seed, clock)
+    w.sweeper.max_checks_per_cycle = 1
+    ada, alan = w.open(ADA), w.open(ALAN)
+    w.sweeper.run_confirm_pass()  # checks Ada (the older); Alan waits
+    assert store.want_check(ada.id, clock())  # "I have finished" a moment after her check
+    w.graph.methods = {ada.entra_user_id: (AUTHENTICATOR,)}
+    assert w.sweeper.run_confirm_pass().released == 1
+    assert w.graph.calls == [[ada.entra_user_id], [ada.entra_user_id]]
+    w.sweeper.run_confirm_pass()
+    assert w.graph.calls[-1] == [alan.entra_user_id]
 
 
 def test_confirm_pass_releases_confirmed_grants_and_leaves_expiry_to_the_full_cycle(world):

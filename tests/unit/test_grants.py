@@ -142,6 +142,16 @@ def test_due_for_check_spaces_graph_calls():
     assert not grant(state=GrantState.PENDING).due_for_check(g.created_at, 10)
 
 
+def test_a_check_the_student_asked_for_is_due_at_once_and_goes_first():
+    g = grant()
+    asked = grant(id=2, last_checked_at=g.created_at, check_wanted_at=g.created_at)
+    assert asked.due_for_check(g.created_at + timedelta(seconds=1), every_seconds=10)
+    never = grant(id=3)
+    old = grant(id=4, last_checked_at=g.created_at - timedelta(seconds=30))
+    assert [x.id for x in sorted((old, never, asked), key=GrantView.check_order)] == [2, 3, 4]
+    assert not grant(entra_user_id="", check_wanted_at=g.created_at).due_for_check(g.created_at, 10)
+
+
 def test_sources_are_the_inverse_of_transitions():
     assert sources(GrantState.ACTIVE) == {GrantState.PENDING}
     assert sources(GrantState.FAILED) == {GrantState.PENDING}

@@ -66,6 +66,15 @@ def services(settings, directory, graph, clock):
 
 
 @pytest.fixture
+def worker_pass(services, clock):
+    """Return one of the worker's confirmation passes on the test clock (every methods check is the worker's)."""
+    from app.wiring import build_worker
+
+    sweeper, _lease = build_worker(services, clock=clock)
+    return sweeper.run_confirm_pass
+
+
+@pytest.fixture
 def app(settings, services):
     app = create_app(settings, services=services)
     app.config["TESTING"] = True
@@ -86,7 +95,7 @@ def csrf_of(response) -> str:
 
 
 def check_until_done(client, token: str, seconds: float = 15.0) -> dict:
-    """Press "check now" every half second until the status says done (or time runs out); return the last."""
+    """Press "I have finished" every half second until the worker has released the grant; return the last status."""
     import time
 
     deadline, status = time.monotonic() + seconds, {}

@@ -71,22 +71,47 @@ def test_graph_down_gives_a_clear_page_and_no_grant(stack, client):
     assert stack.services.store.grants_for("alan.turing@uni.test") == []
 
 
-def test_unlock_register_confirm_release(stack, client):
+def confirm_pass(stack):
+    """Run one of the worker's confirmation passes (the stack runs no worker thread here)."""
+    from app.wiring import build_worker
+
+    return build_worker(stack.services)[0].run_confirm_pass()
+
+
+def test_polls_ask_no_graph_and_the_worker_confirms_and_releases(stack, client):
     upn = "grace.hopper@uni.test"
     page = sign_in(stack, client, upn)
     assert client.post("/unlock", data={"csrf_token": csrf_of(page)}).status_code == 302
     user = stack.directory.find_user(upn)
     assert stack.directory.is_member(stack.seed.bypass_group_dn, user.dn)
-    assert client.get("/status").get_json()["phase"] == "waiting"
     stack.control("POST", "/membership", {"group": "bypass", "upn": upn, "member": True})  # idempotent
     stack.register_method(upn, "phone")
-    deadline = time.monotonic() + 10
-    status = {}
-    while status.get("phase") != "done" and time.monotonic() < deadline:
-        time.sleep(0.5)  # the check interval is 1 s here: polls in between are answered without Graph
-        status = client.post("/status/check", headers={"X-CSRFToken": csrf_of(page)}).get_json()
-    assert status["phase"] == "done" and status["method"] == "phone"
+    before = len(stack.graph_requests())
+    for _ in range(4):  # polls across more than two check intervals (1 s here), and "I have finished"
+        assert client.get("/status").get_json()["phase"] == "waiting"
+        time.sleep(0.6)
+    assert client.post("/status/check", headers={"X-CSRFToken": csrf_of(page)}).get_json()["phase"] == "waiting"
+    assert stack.graph_requests()[before:] == []  # no poll asked Graph, however due the grant was
+    report = confirm_pass(stack)
+    assert (report.checked, report.released) == (1, 1)
+    assert [r["path"] for r in stack.graph_requests()[before:]] == ["/v1.0/$batch"]
+    assert client.get("/status").get_json()["phase"] == "done"
     assert not stack.directory.is_member(stack.seed.bypass_group_dn, user.dn)
+
+
+def test_graph_down_at_the_check_says_still_checking_until_a_pass_gets_through(stack, client):
+    upn = HALF
+    page = sign_in(stack, client, upn)
+    assert client.post("/unlock", data={"csrf_token": csrf_of(page)}).status_code == 302
+    stack.register_method(upn, "phone")
+    stack.control("POST", "/faults", {"path": "/v1.0/$batch", "kind": "503"})
+    assert confirm_pass(stack).released == 0
+    status = client.get("/status").get_json()
+    assert (status["phase"], status["note"]) == ("waiting", "graph_unavailable")
+    assert stack.services.store.open_grant_for(upn) is not None  # nothing lost: still open and due
+    stack.control("DELETE", "/faults")
+    assert confirm_pass(stack).released == 1
+    assert client.get("/status").get_json()["phase"] == "done"
 
 
 def test_a_short_retry_after_is_waited_out_on_the_page(stack, client):

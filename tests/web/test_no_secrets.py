@@ -43,7 +43,9 @@ def every_log(caplog):
 
 @pytest.fixture
 def stack(tmp_path, every_log):
-    stack = DemoStack(tmp_path, worker=False, method_delay_seconds=0.0, check_interval_seconds=1.0).start()
+    # The worker runs (it does the methods checks that release the grant) and its logs are searched too.
+    stack = DemoStack(tmp_path, method_delay_seconds=0.0, check_interval_seconds=1.0,
+                      confirm_interval_seconds=0.5).start()
     yield stack
     stack.stop()
 
@@ -153,7 +155,7 @@ def test_a_temporary_access_pass_reaches_no_log_table_or_simulator_log(tmp_path,
     from app.adapters.http import make_session
     from app.demo import FormFields
 
-    stack = DemoStack(tmp_path, worker=False, method_delay_seconds=0.0, check_interval_seconds=1.0,
+    stack = DemoStack(tmp_path, method_delay_seconds=0.0, check_interval_seconds=1.0, confirm_interval_seconds=0.5,
                       remedy="both").start()
     try:
         client = stack.app.test_client()

@@ -133,24 +133,23 @@ def test_guide_links_to_my_sign_ins_with_tenant_and_language(client):
     assert 'src="/static/student/pages.js"' in html and "<script>" not in html
 
 
-def test_status_checks_graph_once_per_interval_however_many_polls(client, graph, clock, services):
+def test_polls_never_ask_graph_the_worker_checks_once_per_interval(client, graph, clock, services, worker_pass):
     page = sign_in(client, HALF)
     client.post("/unlock", data={"csrf_token": csrf_of(page)})
     interval = services.settings.check_interval_seconds
     before = graph.requests
-    assert client.get("/status").get_json()["phase"] == "waiting"
-    assert graph.requests == before  # nobody registers within seconds of the unlock: no check yet
-    clock.advance(2 * interval)
-    for _ in range(10):  # three tabs polling, all in the same instant
+    for _ in range(10):  # three tabs polling for minutes: every answer comes from the database
         assert client.get("/status").get_json()["phase"] == "waiting"
+        clock.advance(interval)
+    assert graph.requests == before
+    worker_pass()
     assert graph.requests == before + 1
-    clock.advance(interval)  # the gap has grown to the time since the unlock (two intervals)
-    client.get("/status")
+    worker_pass()  # checked a moment ago: not due again
     assert graph.requests == before + 1
     clock.advance(interval)
-    client.get("/status")
-    client.get("/status")
+    worker_pass()
     assert graph.requests == before + 2
+    assert client.get("/status").get_json()["phase"] == "waiting"
 
 
 def test_unlock_reuses_the_evidence_the_diagnosis_just_gathered(client, graph):
@@ -160,42 +159,36 @@ def test_unlock_reuses_the_evidence_the_diagnosis_just_gathered(client, graph):
     assert graph.requests == before
 
 
-def test_check_interval_grows_with_time_since_unlock(client, graph, clock):
-    page = sign_in(client, HALF)
-    client.post("/unlock", data={"csrf_token": csrf_of(page)})
-    before = graph.requests
-    for _ in range(60 // 2):  # 60 s of polling every 2 s by three tabs
-        for _tab in range(3):
-            client.get("/status")
-        clock.advance(2)
-    assert graph.requests - before <= 5
-
-
-def test_check_now_asks_graph_sooner(client, graph, clock):
+def test_i_have_finished_asks_the_worker_to_check_at_its_next_pass(client, graph, clock, services, worker_pass):
     page = sign_in(client, HALF)
     token = csrf_of(page)
     client.post("/unlock", data={"csrf_token": token})
-    client.get("/status")
-    clock.advance(40)
-    client.get("/status")  # due: checks, and the next gap is now long
+    worker_pass()
+    clock.advance(1)
     before = graph.requests
-    clock.advance(6)
-    client.get("/status")
-    assert graph.requests == before  # not due yet by the growing interval
-    client.post("/status/check", headers={"X-CSRFToken": token})
+    worker_pass()
+    assert graph.requests == before  # not due yet
+    answer = client.post("/status/check", headers={"X-CSRFToken": token})
+    assert answer.get_json()["phase"] == "waiting" and graph.requests == before  # the button asks no Graph either
+    assert services.store.open_grant_for(HALF).check_wanted_at is not None
+    worker_pass()
+    assert graph.requests == before + 1
+    assert services.store.open_grant_for(HALF).check_wanted_at is None  # done: the next pass waits its turn
+    worker_pass()
     assert graph.requests == before + 1
 
 
-def test_new_strong_method_closes_the_grant_and_says_done(client, graph, clock, services, directory):
+def test_new_strong_method_closes_the_grant_and_says_done(client, graph, services, directory, worker_pass):
     page = sign_in(client, HALF)
     client.post("/unlock", data={"csrf_token": csrf_of(page)})
     assert client.get("/status").get_json()["phase"] == "waiting"
     graph.register(HALF)
-    clock.advance(2 * services.settings.check_interval_seconds)
+    assert client.get("/status").get_json()["phase"] == "waiting"  # until the worker's next pass
+    worker_pass()
     status = client.get("/status").get_json()
-    assert status["phase"] == "done" and status["method"] == "microsoftAuthenticator"
+    assert status["phase"] == "done"
     assert directory.list_members(SEED.bypass_group_dn) == []
-    assert services.store.grants_for(HALF)[0].state == "released"
+    assert services.store.grants_for(HALF)[0].state == "released" and services.store.grants_for(HALF)[0].method_seen_at
     html = text_of(client.get("/diagnosis"))
     assert 'data-state="completed"' in html
 
@@ -261,15 +254,19 @@ def test_unknown_page_is_a_friendly_404(client):
 
 @pytest.mark.parametrize(("error", "note"), [(GraphThrottled("budget", 429, "budget"), "budget"),
                                              (GraphUnavailable("down", 503), "graph_unavailable")])
-def test_a_refused_check_says_still_checking_and_keeps_the_grant(client, graph, clock, services, monkeypatch,
+def test_a_refused_check_says_still_checking_and_keeps_the_grant(client, graph, services, monkeypatch, worker_pass,
                                                                   error, note):
     page = sign_in(client, HALF)
     client.post("/unlock", data={"csrf_token": csrf_of(page)})
     monkeypatch.setattr(graph, "methods_for", lambda ids: {i: error for i in ids})
-    clock.advance(2 * services.settings.check_interval_seconds)
+    worker_pass()
     status = client.get("/status").get_json()
     assert (status["phase"], status["note"]) == ("waiting", note)
-    assert services.store.open_grant_for(HALF) is not None
+    assert "Still checking" in status["text"]
+    assert services.store.open_grant_for(HALF).last_checked_at is None  # still due: the next pass tries again
+    monkeypatch.undo()
+    worker_pass()
+    assert client.get("/status").get_json()["note"] == ""
 
 
 def test_pages_follow_the_browser_language(client):

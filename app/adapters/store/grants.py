@@ -46,6 +46,10 @@ class GrantRow(Base):
     method_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # The invite the student signed in with before this unlock: closing its batch releases exactly these grants.
     invite_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    # The student pressed "I have finished": the worker's next confirmation pass checks this grant first.
+    check_wanted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Why the worker's last methods check could not run, so that every poll (any instance) can say so.
+    check_note: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
     __table_args__ = (
         # At most one open grant per person, enforced by the database itself (both backends).
@@ -68,6 +72,7 @@ def grant_view(row: Mapping[str, Any]) -> GrantView:
         end_reason=row["end_reason"], ttl_seconds=row["ttl_seconds"], dc_confirmed=bool(row["dc_confirmed"]),
         last_checked_at=row["last_checked_at"], check_count=row["check_count"], remedy=Remedy(row["remedy"]),
         tap_method_id=row["tap_method_id"], method_seen_at=row["method_seen_at"],
+        check_wanted_at=row["check_wanted_at"], check_note=row["check_note"],
     )
 
 
@@ -191,15 +196,26 @@ class Grants:
         self.session.execute(update(GrantRow).where(GrantRow.id == grant_id, GrantRow.state.in_(_OPEN),
                                                     GrantRow.method_seen_at.is_(None)).values(method_seen_at=at))
 
-    def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool:
-        """Claim the next methods check of an open grant (compare-and-set on last_checked_at, across instances)."""
-        same_as_seen = (GrantRow.last_checked_at.is_(None) if expected_last_checked_at is None
-                        else GrantRow.last_checked_at == expected_last_checked_at)
+    def want_check(self, grant_id: int, at: datetime) -> bool:
+        """Ask for an early methods check of an open grant; False when one is already asked for or it has ended."""
         result = self.session.execute(
-            update(GrantRow).where(GrantRow.id == grant_id, GrantRow.state.in_(_OPEN), same_as_seen)
-            .values(last_checked_at=now, check_count=GrantRow.check_count + 1)
+            update(GrantRow).where(GrantRow.id == grant_id, GrantRow.state.in_(_OPEN),
+                                   GrantRow.check_wanted_at.is_(None)).values(check_wanted_at=at)
         )
         return result.rowcount == 1
+
+    def record_methods_check(self, grant_id: int, *, at: datetime) -> None:
+        """Note that Graph answered a methods check at a time: the early check asked for and any old note are done."""
+        # An early check asked for after `at` (while Graph answered) stays asked for: this answer may predate it.
+        still_wanted = case((GrantRow.check_wanted_at > at, GrantRow.check_wanted_at), else_=None)
+        self.session.execute(update(GrantRow).where(GrantRow.id == grant_id).values(
+            last_checked_at=at, check_count=GrantRow.check_count + 1, check_wanted_at=still_wanted, check_note=""))
+
+    def note_check_failed(self, grant_ids: list[int], note: str) -> None:
+        """Note why the methods check of these grants could not run; they stay due (and asked for, if they were)."""
+        if grant_ids:
+            self.session.execute(update(GrantRow).where(GrantRow.id.in_(grant_ids), GrantRow.check_note != note)
+                                 .values(check_note=note))
 
 
 class GrantStore(Database):
@@ -285,7 +301,17 @@ class GrantStore(Database):
         with self._tx(write=True) as s:
             Grants(s).note_method_seen(grant_id, at)
 
-    def claim_check(self, grant_id: int, expected_last_checked_at: datetime | None, now: datetime) -> bool:
-        """Claim the next methods check of an open grant (compare-and-set on last_checked_at, across instances)."""
+    def want_check(self, grant_id: int, at: datetime) -> bool:
+        """Ask for an early methods check of an open grant; False when one is already asked for or it has ended."""
         with self._tx(write=True) as s:
-            return Grants(s).claim_check(grant_id, expected_last_checked_at, now)
+            return Grants(s).want_check(grant_id, at)
+
+    def record_methods_check(self, grant_id: int, *, at: datetime) -> None:
+        """Note that Graph answered a methods check at a time: the early check asked for and any old note are done."""
+        with self._tx(write=True) as s:
+            Grants(s).record_methods_check(grant_id, at=at)
+
+    def note_check_failed(self, grant_ids: list[int], note: str) -> None:
+        """Note why the methods check of these grants could not run; they stay due (and asked for, if they were)."""
+        with self._tx(write=True) as s:
+            Grants(s).note_check_failed(grant_ids, note)
