@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping
 
+from app.domain.actors import Actor, ActorKind
 from app.domain.directory import DirectoryUser
 
 # AD FS puts this in `amr` (and `authmethod`) after MFA; Entra puts "mfa" in `amr` (DOMAIN.md section 7).
@@ -48,6 +49,17 @@ class StaffGroups:
         if self.auditor_group_dn and user.in_group(self.auditor_group_dn):
             return StaffRole.AUDITOR
         return None
+
+
+def acts_for_desk(actor: Actor) -> bool:
+    """Tell whether an actor is a staff member acting in the helpdesk role (an auditor only reads)."""
+    return actor.kind is ActorKind.STAFF and actor.role == StaffRole.HELPDESK.value
+
+
+def may_change_desk_work(actor: Actor) -> bool:
+    """Tell whether an actor may make or change invites and batches: the helpdesk role, an admin at the CLI, or
+    the worker (a batch's checks and reminders)."""
+    return acts_for_desk(actor) or actor.kind in (ActorKind.CLI, ActorKind.WORKER)
 
 
 def shows_mfa(claims: Mapping[str, Any]) -> bool:

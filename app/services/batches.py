@@ -27,7 +27,7 @@ from app.domain.batches import (BatchGrants, BatchState, Progress, ReminderSched
 from app.domain.errors import Refused
 from app.domain.grants import utc_now
 from app.domain.invites import InviteFilter
-from app.domain.staff import StaffRole
+from app.domain.staff import may_change_desk_work
 from app.domain.upn import Upn
 from app.services.jobs import CHUNK, throttled
 from app.services.onboarding import NoOpenGrant
@@ -118,9 +118,7 @@ class BatchService:
 
     def _may_change(self, actor: Actor, action: str, batch_id: int | None = None, client: str = "") -> None:
         """Let the desk's helpdesk role, an admin at the CLI and the worker change batches; refuse (audited) others."""
-        if actor.kind is ActorKind.STAFF and actor.role == StaffRole.HELPDESK.value:
-            return
-        if actor.kind in (ActorKind.CLI, ActorKind.WORKER):
+        if may_change_desk_work(actor):
             return
         code = "read_only" if actor.kind is ActorKind.STAFF else "not_allowed"
         raise self._refuse(actor, action, code, batch_id=batch_id, client=client, severity="warning")

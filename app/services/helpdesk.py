@@ -17,7 +17,7 @@ from app.domain.errors import Refused
 from app.domain.grants import GrantError, GrantState, GrantView, minutes_from_text, utc_now
 from app.domain.reference import reference_code
 from app.domain.sessions import SessionKind
-from app.domain.staff import LOOKUP_LIMIT, StaffGroups, StaffRole, look_up_query
+from app.domain.staff import LOOKUP_LIMIT, StaffGroups, StaffRole, acts_for_desk, look_up_query
 from app.domain.state import UNLOCK_CAP, Diagnosis
 from app.domain.upn import Upn
 from app.services.onboarding import NoOpenGrant, NotAllowed, UnlockRefused
@@ -166,7 +166,7 @@ class HelpdeskService:
 
     def _may_act(self, actor: Actor, action: str, upn: str, seen_grant: int | None, client: str) -> GrantView | None:
         """Check the role and the form's freshness; return the student's open grant."""
-        if actor.role != StaffRole.HELPDESK.value:
+        if not acts_for_desk(actor):
             raise self.refuse(actor, action, "read_only", upn=upn, client=client, severity="warning")
         current = self.store.open_grant_for(upn)
         if seen_grant is not None and (current.id if current else 0) != seen_grant:
@@ -257,7 +257,7 @@ class HelpdeskService:
         """
         dn = dn[:MAX_DN]
         action = "cli.remove_member" if actor.kind is ActorKind.CLI else "helpdesk.remove_member"
-        if actor.kind is not ActorKind.CLI and actor.role != StaffRole.HELPDESK.value:
+        if actor.kind is not ActorKind.CLI and not acts_for_desk(actor):
             raise self.refuse(actor, action, "read_only", client=client, member_dn=dn, severity="warning")
         if dn_key(dn) not in {dn_key(m) for m in self.directory.list_members(self.bypass_group_dn)}:
             raise self.refuse(actor, action, "not_a_member", client=client, member_dn=dn)

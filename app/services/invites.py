@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable, Mapping
 
-from app.domain.actors import Actor, ActorKind
+from app.domain.actors import Actor
 from app.domain.errors import Refused
 from app.domain.invites import (
     DEFAULT_INVITE_DAYS,
@@ -38,7 +38,7 @@ from app.domain.invites import (
 from app.domain.grants import utc_now
 from app.domain.mail import MailRecord
 from app.domain.ports import InviteStore, Sealer
-from app.domain.staff import StaffRole
+from app.domain.staff import may_change_desk_work
 from app.domain.upn import Upn
 from app.services.events import Events, InviteEvent
 
@@ -154,11 +154,8 @@ class InviteService:
 
     def _may_invite(self, actor: Actor) -> None:
         """Staff of the desk (not auditors), admins at the CLI and the worker (a batch's reminders) invite."""
-        if actor.kind is ActorKind.STAFF and actor.role == StaffRole.HELPDESK.value:
-            return
-        if actor.kind in (ActorKind.CLI, ActorKind.WORKER):
-            return
-        raise InviteError("not_allowed", "only the service desk invites students")
+        if not may_change_desk_work(actor):
+            raise InviteError("not_allowed", "only the service desk invites students")
 
     # -- the link --------------------------------------------------------------------------------
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable, Protocol
 
-from app.domain.actors import Actor, ActorKind
+from app.domain.actors import Actor
 from app.domain.grants import utc_now
 from app.domain.kiosks import Kiosk, KioskError, kiosk_name
 from app.domain.sessions import new_token, token_hash, well_formed
-from app.domain.staff import StaffRole
+from app.domain.staff import acts_for_desk
 
 
 class KioskTable(Protocol):
@@ -34,7 +34,7 @@ class KioskService:
 
     def _check_desk(self, actor: Actor, action: str, client: str, **detail) -> None:
         """Only the service desk's acting role (with a reason) enrols or revokes; refusals are audited."""
-        if actor.kind is not ActorKind.STAFF or actor.role != StaffRole.HELPDESK.value:
+        if not acts_for_desk(actor):
             self.refuse(actor, action, "read_only", client=client, **detail)
 
     def refuse(self, actor: Actor, action: str, code: str, *, client: str, **detail) -> None:

@@ -14,7 +14,7 @@ from app.domain.errors import Refused
 from app.domain.evidence import GraphError
 from app.domain.grants import utc_now
 from app.domain.prediction import OUTCOME_ORDER, Outcome, Prediction, predict, unknown
-from app.domain.staff import StaffRole
+from app.domain.staff import StaffRole, acts_for_desk
 from app.domain.upn import Upn
 from app.services.bulk_diagnosis import BulkDiagnosisService, BulkProgress, parse_upns
 from app.services.jobs import CHUNK, throttled
@@ -159,7 +159,7 @@ class ScanService:
     @staticmethod
     def _may_scan(actor: Actor) -> None:
         """The desk's helpdesk role and admins at the CLI scan (a scan reads many students' evidence)."""
-        if actor.kind is ActorKind.CLI or (actor.kind is ActorKind.STAFF and actor.role == StaffRole.HELPDESK.value):
+        if actor.kind is ActorKind.CLI or acts_for_desk(actor):
             return
         raise NotAllowed("not_allowed")
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 
 from app.domain.directory import DirectoryUser, dn_key
-from app.domain.staff import ADFS_MFA, StaffGroups, StaffRole, look_up_query, shows_mfa
+from app.domain.actors import WORKER, Actor
+from app.domain.staff import (ADFS_MFA, StaffGroups, StaffRole, acts_for_desk, look_up_query, may_change_desk_work,
+                              shows_mfa)
 from app.domain.cells import safe_cell
 
 PASSWORD = "http://schemas.microsoft.com/ws/2008/06/identity/authenticationmethod/password"
@@ -52,3 +54,15 @@ def test_look_up_queries_are_trimmed_and_bounded(typed, query):
 ])
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(value, cell):
     assert safe_cell(value) == cell
+
+
+@pytest.mark.parametrize(("actor", "desk", "changes"), [
+    (Actor.staff("hedy@uni.test", role="helpdesk", reason="t1"), True, True),
+    (Actor.staff("kate@uni.test", role="auditor", reason="t1"), False, False),  # reads only
+    (Actor.cli("root", reason="intake"), False, True),
+    (WORKER, False, True),  # a batch's checks and reminders
+    (Actor.student("ada@uni.test"), False, False),
+    (Actor.visitor("203.0.113.9"), False, False),
+])
+def test_only_the_helpdesk_role_acts_for_the_desk_and_the_cli_and_worker_change_its_work(actor, desk, changes):
+    assert (acts_for_desk(actor), may_change_desk_work(actor)) == (desk, changes)
