@@ -159,15 +159,7 @@ class Served:
 
     def memory(self) -> list[dict[str, float]]:
         """Return RSS, PSS and USS (MiB) of each worker."""
-        out = []
-        for pid in self.workers():
-            fields = {}
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-                name, value = line.split(":", 1)
-                fields[name] = int(value.split()[0]) / 1024
-            out.append({"rss": fields["Rss"], "pss": fields["Pss"],
-                        "uss": fields["Private_Clean"] + fields["Private_Dirty"]})
-        return out
+        return [memory_of(pid) for pid in self.workers()]
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
@@ -176,6 +168,15 @@ class Served:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
+
+
+def memory_of(pid: int) -> dict[str, float]:
+    """Return RSS, PSS and USS (MiB) of one process (bench/bench_memory.py reads `proofup worker` with it too)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        name, value = line.split(":", 1)
+        fields[name] = int(value.split()[0]) / 1024
+    return {"rss": fields["Rss"], "pss": fields["Pss"], "uss": fields["Private_Clean"] + fields["Private_Dirty"]}
 
 
 def wrk(url: str, cookies: Path, script: Path, seconds: int) -> dict[str, float]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import importlib
 import json
 import logging
 import os
@@ -86,6 +87,19 @@ SIGN_IN_PAGE_SIZE = 1000
 SWEEP_WAIT = 60.0  # a bulk job waits this long at most for the budget or a Retry-After before a part fails
 USER_SELECT = "id,userPrincipalName,displayName,accountEnabled"
 DEVICE_SELECT = "id,displayName,operatingSystem"
+
+# What the first call in a process imports besides the models (tests/adapters/test_graph_models.py lists any other):
+# httpx's HTTP/1.1 and HTTP/2 over asyncio, MSAL's check of its optional extension, and the pass's request builders.
+FIRST_CALL_MODULES = (
+    "anyio._backends._asyncio", "httpcore", "h11", "h2.connection", "concurrent.futures.thread",
+    "msal_extensions.token_cache", "kiota_abstractions.default_query_parameters",
+    "msgraph.generated.models.o_data_errors.o_data_error", "msgraph.graph_service_client",
+    "msgraph.generated.models.temporary_access_pass_authentication_method",
+    "msgraph.generated.users.users_request_builder", "msgraph.generated.users.item.user_item_request_builder",
+    "msgraph.generated.users.item.authentication.authentication_request_builder",
+    "msgraph.generated.users.item.authentication.temporary_access_pass_methods."
+    "temporary_access_pass_methods_request_builder",
+)
 
 # The round trips of the call in progress (counted by the transport, in the call's own task).
 _CALL_TRIPS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("graph_call_trips", default=None)
@@ -193,8 +207,26 @@ def _parse(body: Any, model: type) -> Any:
     return JsonParseNode(body if isinstance(body, dict) else {}).get_object_value(model)
 
 
+def entity_fields(entity: Any) -> dict[str, Callable[[Any], None]]:
+    """Return msgraph Entity's field table (id and @odata.type) without importing every subclass of Entity."""
+    return {"id": lambda n: setattr(entity, "id", n.get_str_value()),
+            "@odata.type": lambda n: setattr(entity, "odata_type", n.get_str_value())}
+
+
+def _lighten_entity() -> None:
+    """Give msgraph's Entity the same field table without its 1,194 unused imports (once per process)."""
+    from msgraph.generated.models.entity import Entity
+
+    # Every model's field table ends in Entity's, whose generated code imports all 1,194 subclasses of Entity
+    # and uses none: parsing one User cost 2.5 s and 33 MiB. tests/adapters/test_graph_models.py checks that
+    # the table is the SDK's own, so an SDK that adds a field there fails the test instead of losing it.
+    if Entity.get_field_deserializers is not entity_fields:
+        Entity.get_field_deserializers = entity_fields
+
+
 def _models():
-    # Imported on first use (or by warm_up): msgraph's generated models are large.
+    # Imported on first use (or by warm_up): the four models the evidence is parsed into, and their fields' types.
+    _lighten_entity()
     from msgraph.generated.models.authentication_method_collection_response import (
         AuthenticationMethodCollectionResponse,
     )
@@ -740,15 +772,16 @@ class GraphClient:
         return frozenset(claims.get("roles") or ())
 
     def warm_up(self) -> None:
-        """Import the typed models and their discriminator targets now (before gunicorn forks its workers)."""
+        """Import now what a first diagnosis or pass imports (before gunicorn forks, so the workers share it)."""
         map_user({"id": "0", "userPrincipalName": "warm@up.test", "accountEnabled": True})
         map_methods({"value": [{"@odata.type": kind, "id": "0"} for kind in METHOD_KINDS]})
         map_devices({"value": [{"@odata.type": "#microsoft.graph.device", "id": "0"}]})
-        map_sign_ins({"value": [{"id": "0", "status": {"errorCode": 0}}]})
-        from msgraph.generated.models.temporary_access_pass_authentication_method import (  # noqa: F401
-            TemporaryAccessPassAuthenticationMethod,
-        )
-        from msgraph.graph_service_client import GraphServiceClient  # noqa: F401
+        map_sign_ins({"value": [{"id": "0", "status": {"errorCode": 0}, "location": {"geoCoordinates": {}}}]})
+        for name in FIRST_CALL_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # msal_extensions is optional
+                pass
 
     # ---- plumbing -----------------------------------------------------------------------------------
 
