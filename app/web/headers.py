@@ -6,6 +6,8 @@ from flask import Flask, g, request
 from app.logs import REQUEST_ID_HEADER, request_id_from
 
 PUBLIC_ENDPOINTS = ("static", "site.logo")  # the same for everyone: may be cached
+# The header as WSGI hands it over: read straight from there, a missing header costs no KeyError inside Werkzeug.
+REQUEST_ID_ENVIRON = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 
 
 def content_security_policy(form_targets: tuple[str, ...]) -> str:
@@ -51,7 +53,7 @@ def install(app: Flask, *, form_targets: tuple[str, ...], https: bool) -> None:
     @app.before_request
     def name_the_request():
         # Every log line of this request and its error page carry this id, so a student can quote it.
-        g.request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        g.request_id = request_id_from(request.environ.get(REQUEST_ID_ENVIRON))
 
     @app.after_request
     def add_headers(response):

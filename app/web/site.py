@@ -25,10 +25,17 @@ YEAR_SECONDS = 365 * 24 * 3600
 
 def select_locale() -> Locale:
     """Pick the page language: ?lang=, then the student's saved choice, then the browser's languages."""
-    for chosen in (request.args.get("lang") if request.query_string else None, request.cookies.get(LANGUAGE_COOKIE)):
+    for chosen in _chosen_languages():
         if chosen in LANGUAGES:
             return _LOCALES[chosen]
     return _LOCALES[_best_language(request.headers.get("Accept-Language", ""))]
+
+
+def _chosen_languages() -> tuple[str | None, str | None]:
+    """Return the language asked for by ?lang= and the one saved in the cookie (None for each that is missing)."""
+    # Looked up with "in": Werkzeug's .get() raises and catches a KeyError for a missing key, on every poll.
+    args, cookies = request.args if request.query_string else {}, request.cookies
+    return args["lang"] if "lang" in args else None, cookies[LANGUAGE_COOKIE] if LANGUAGE_COOKIE in cookies else None
 
 
 # Parsed once each: Flask-Babel takes a Locale as it is, and a poll every 2 s need not parse "en" again.
@@ -104,8 +111,8 @@ def _after_page(response):
     """Save the language chosen by ?lang=, and drop a session token that only told of a time-out."""
     if request.endpoint == "static":
         return response
-    chosen = request.args.get("lang")
-    if chosen in LANGUAGES and chosen != request.cookies.get(LANGUAGE_COOKIE):
+    chosen, saved = _chosen_languages()
+    if chosen in LANGUAGES and chosen != saved:
         response.set_cookie(LANGUAGE_COOKIE, chosen, max_age=YEAR_SECONDS, httponly=True, samesite="Lax",
                             secure=request.is_secure)
     if g.get("forget_session_cookie"):

@@ -153,11 +153,11 @@ def status_words(key: str, ends_at: datetime | None, minutes: int) -> tuple[str,
     The guide polls every 2 s and these words change once a minute at most, so they are made once per
     language, time zone, phase, end and minute: formatting through Babel was a third of a poll's cost.
     """
-    return _status_words(str(get_locale()), str(get_timezone()), key, ends_at, minutes)
+    return _status_words(get_locale(), get_timezone(), key, ends_at, minutes)
 
 
 @lru_cache(maxsize=4096)  # a few thousand students' open grants, each a minute at a time
-def _status_words(_locale: str, _zone: str, key: str, ends_at: datetime | None, minutes: int) -> tuple[str, str, str]:
+def _status_words(_locale: object, _zone: object, key: str, ends_at: datetime | None, minutes: int) -> tuple[str, str, str]:
     # The locale and zone are the request's (they key the cache); Babel reads them from the request again.
     sentence = str(PHASE_TEXTS[key])
     if ends_at is None:
