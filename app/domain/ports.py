@@ -212,7 +212,15 @@ class UnitOfWork(Protocol):
     invites: InviteRecords
 
 
-class Store(Protocol):
+class AuditWriter(Protocol):
+    """The audit trail outside a unit of work: for events that record no state change (a refusal, a sign-in)."""
+
+    def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
+              outcome: str = "ok", *, reason: str = "", severity: str = "info", **detail: Any) -> None:
+        """Append one event in a transaction of its own."""
+
+
+class Store(AuditWriter, Protocol):
     """What the use cases need from the database (app.adapters.store.Store implements it)."""
 
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
@@ -230,10 +238,6 @@ class Store(Protocol):
     def note_check_failed(self, grant_ids: list[int], note: str) -> None: ...
     def record_bypass_check(self, *, members: int, without_grant: int, at: datetime) -> None: ...
     def note_method_seen(self, grant_id: int, at: datetime) -> None: ...
-
-    def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
-              outcome: str = "ok", *, reason: str = "", severity: str = "info", **detail: Any) -> None:
-        """Append one event in a transaction of its own (for events that record no state change)."""
 
 
 class MailTemplates(Protocol):

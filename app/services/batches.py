@@ -31,6 +31,7 @@ from app.domain.staff import may_change_desk_work
 from app.domain.upn import Upn
 from app.services.jobs import CHUNK, throttled
 from app.services.onboarding import NoOpenGrant
+from app.services.refusals import audited
 
 log = logging.getLogger(__name__)
 REMINDER_MAIL = "batch_reminder"  # templates/mail/batch_reminder.txt and .html
@@ -125,9 +126,8 @@ class BatchService:
 
     def _refuse(self, actor: Actor, action: str, code: str, *, batch_id: int | None = None, client: str = "",
                 severity: str = "info", **params: Any) -> BatchRefused:
-        self.store.audit(actor, action, None, outcome="refused", refusal=code, batch_id=batch_id, client=client,
-                         severity=severity, **params)
-        return BatchRefused(code, **params)
+        return audited(BatchRefused, self.store, actor, action, code, batch_id=batch_id, client=client,
+                       severity=severity, **params)
 
     def upload(self, actor: Actor, data: bytes, *, label: str = "", file_name: str = "", client: str = ""):
         """Read a CSV and write the batch (checking); BatchRefused (audited) for a file that cannot be read."""

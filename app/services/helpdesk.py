@@ -21,6 +21,7 @@ from app.domain.staff import LOOKUP_LIMIT, StaffGroups, StaffRole, acts_for_desk
 from app.domain.state import UNLOCK_CAP, Diagnosis
 from app.domain.upn import Upn
 from app.services.onboarding import NoOpenGrant, NotAllowed, UnlockRefused
+from app.services.refusals import audited
 
 REFERENCE_SHAPE = re.compile(r"^[A-Z2-7]{4}-?[A-Z2-7]{4}$")
 # A reference code is matched against the students the trail names in this window (bounded work: HMACs).
@@ -123,9 +124,8 @@ class HelpdeskService:
     def refuse(self, actor: Actor, action: str, code: str, *, upn: str | None = None, client: str = "",
                severity: str = "info", **detail: Any) -> StaffRefused:
         """Audit a refused staff request and return the exception to raise."""
-        self.store.audit(actor, action, upn, outcome="refused", refusal=code, client=client, severity=severity,
-                         **detail)
-        return StaffRefused(code, detail.get("message", ""))
+        return audited(StaffRefused, self.store, actor, action, code, upn=upn, client=client, severity=severity,
+                       **detail)
 
     # -- look-up ---------------------------------------------------------------------------------
 

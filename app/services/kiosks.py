@@ -7,8 +7,10 @@ from typing import Callable, Protocol
 from app.domain.actors import Actor
 from app.domain.grants import utc_now
 from app.domain.kiosks import Kiosk, KioskError, kiosk_name
+from app.domain.ports import AuditWriter
 from app.domain.sessions import new_token, token_hash, well_formed
 from app.domain.staff import acts_for_desk
+from app.services.refusals import audited
 
 
 class KioskTable(Protocol):
@@ -19,15 +21,10 @@ class KioskTable(Protocol):
     def kiosks(self) -> list[Kiosk]: ...
 
 
-class AuditTrail(Protocol):
-    def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
-              outcome: str = "ok", *, reason: str = "", severity: str = "info", **detail) -> None: ...
-
-
 class KioskService:
     """Enrol, revoke and recognise kiosks; the browser only ever holds the random credential."""
 
-    def __init__(self, table: KioskTable, audit: AuditTrail, clock: Callable[[], datetime] | None = None):
+    def __init__(self, table: KioskTable, audit: AuditWriter, clock: Callable[[], datetime] | None = None):
         self.table = table
         self.audit = audit
         self.clock = clock or utc_now
@@ -39,8 +36,7 @@ class KioskService:
 
     def refuse(self, actor: Actor, action: str, code: str, *, client: str, **detail) -> None:
         """Audit a refused kiosk request and raise KioskError(code)."""
-        self.audit.audit(actor, action, outcome="refused", refusal=code, client=client, severity="warning", **detail)
-        raise KioskError(code)
+        raise audited(KioskError, self.audit, actor, action, code, client=client, severity="warning", **detail)
 
     def enrol(self, actor: Actor, name: str, *, client: str = "") -> tuple[Kiosk, str]:
         """Enrol the device as a kiosk called name; return it and the credential for its browser (shown once)."""

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 from app.domain.actors import Actor, ActorKind
 from app.domain.grants import utc_now
+from app.domain.ports import AuditWriter
 from app.domain.sessions import (
     SessionKind,
     SessionPolicy,
@@ -27,11 +28,6 @@ class SessionTable(Protocol):
                             kinds: tuple[SessionKind, ...] | None = None) -> int: ...
 
 
-class AuditTrail(Protocol):
-    def audit(self, actor: Actor, action: str, upn: str | None = None, grant_id: int | None = None,
-              outcome: str = "ok", *, reason: str = "", severity: str = "info", **detail: Any) -> None: ...
-
-
 def owner_of(kind: SessionKind, upn: str) -> Actor:
     """Return the person a session belongs to, as the actor of its start and sign-out."""
     return Actor(ActorKind.STAFF, Upn(upn)) if kind is SessionKind.STAFF else Actor.student(upn)
@@ -40,7 +36,7 @@ def owner_of(kind: SessionKind, upn: str) -> Actor:
 class SessionService:
     """Start, resolve, end and revoke portal sessions; the browser only ever holds the random token."""
 
-    def __init__(self, table: SessionTable, audit: AuditTrail, policy: SessionPolicy,
+    def __init__(self, table: SessionTable, audit: AuditWriter, policy: SessionPolicy,
                  clock: Callable[[], datetime] | None = None):
         self.table = table
         self.audit = audit

@@ -40,3 +40,26 @@ def test_an_invite_refusal_keeps_its_code_and_says_its_value():
 
 def test_no_open_grant_still_names_the_student():
     assert str(NoOpenGrant("no_open_grant", "ada@uni.test")) == "ada@uni.test"
+
+
+class Trail:
+    """An audit trail that keeps what it is told (the real one is tested against both databases)."""
+
+    def __init__(self):
+        self.events = []
+
+    def audit(self, actor, action, upn=None, grant_id=None, outcome="ok", *, reason="", severity="info", **detail):
+        self.events.append((action, upn, outcome, severity, detail))
+
+
+def test_a_refusal_is_audited_before_it_is_raised_with_the_audits_detail_as_its_values():
+    from app.domain.actors import Actor
+    from app.services.refusals import audited
+
+    trail, desk = Trail(), Actor.staff("hedy@uni.test", role="helpdesk", reason="t1")
+    refused = audited(StaffRefused, trail, desk, "helpdesk.extend", "bad_minutes", upn="ada@uni.test",
+                      client="10.0.0.1", minutes="9999", message="at most 480 minutes")
+    assert (refused.code, str(refused), refused.params) == ("bad_minutes", "at most 480 minutes", {"minutes": "9999"})
+    assert trail.events == [("helpdesk.extend", "ada@uni.test", "refused", "info",
+                             {"refusal": "bad_minutes", "client": "10.0.0.1", "minutes": "9999",
+                              "message": "at most 480 minutes"})]
