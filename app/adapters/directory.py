@@ -79,6 +79,16 @@ def _translate(exc: Exception, what: str, where: str) -> DirectoryError:
     return DirectoryUnavailable(f"{where} did not answer while trying to {what}: {exc}")
 
 
+def _unbind(conn: ldap3.Connection | None) -> None:
+    """Close a connection if there is one, quietly: a failed unbind means the socket is gone already."""
+    if conn is None:
+        return
+    try:
+        conn.unbind()
+    except Exception:  # noqa: BLE001 - nothing is left to release
+        pass
+
+
 def _is_transient(exc: Exception) -> bool:
     if isinstance(exc, lx.LDAPOperationResult):
         return exc.result in TRANSIENT_RESULTS
@@ -133,11 +143,7 @@ class _Link:
             self._tell(False)
             raise _translate(exc, what, self.url) from exc
         finally:
-            if conn is not None:
-                try:
-                    conn.unbind()
-                except Exception:  # the socket is already gone; nothing to release
-                    pass
+            _unbind(conn)
         self._tell(True)
 
     def _tell(self, succeeded: bool) -> None:
@@ -174,11 +180,7 @@ class _Link:
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.unbind()
-            except Exception:  # the socket is already gone; nothing to release
-                pass
+        _unbind(conn)
 
     def close(self) -> None:
         with self._lock:
@@ -251,10 +253,7 @@ class LdapDirectory:
                 conn.start_tls()
             conn.bind()
         except Exception:
-            try:
-                conn.unbind()
-            except Exception:  # nothing more to release
-                pass
+            _unbind(conn)
             raise
         return conn
 
