@@ -33,8 +33,7 @@ def mailing_stack(tmp_path, smtp_server):
     """The demo stack (its worker sends mail every few seconds) mailing to the test's SMTP server (aiosmtpd)."""
     server = smtp_server("none")
     stack = DemoStack(tmp_path / "demo", mail=False, smtp_host=server.host, smtp_port=server.port,
-                      smtp_security="none", smtp_from="proofup@uni.test", confirm_interval_seconds=1.0,
-                      **FAST).start()
+                      smtp_security="none", smtp_from="proofup@uni.test", **FAST).start()
     stack.smtp = server
     yield stack
     stack.stop()
