@@ -35,15 +35,22 @@ CLEAR_SITE_DATA = '"cache", "storage"'
 PORTAL_COOKIES = (SESSION_COOKIE, BINDING_COOKIE, LANGUAGE_COOKIE)
 
 
-@bp.get("/")
-def attract():
-    """The attract screen: "Start" (a student already signed in here carries on where they are)."""
+def _not_the_attract_screen():
+    """Return where the attract screen's request goes instead, or None: away from a browser that is no kiosk, on
+    to the student's pages while a student is signed in here (they carry on where they are)."""
     if current_kiosk() is None:
         return not_a_kiosk()
     record = current_session()
     if record is not None and record.kind is SessionKind.KIOSK:
         return redirect(url_for("student.diagnosis"))
-    return render_template("kiosk/attract.html", kiosk=current_kiosk())
+    return None
+
+
+@bp.get("/")
+def attract():
+    """The attract screen: "Start" (a student already signed in here carries on where they are)."""
+    elsewhere = _not_the_attract_screen()
+    return elsewhere if elsewhere is not None else render_template("kiosk/attract.html", kiosk=current_kiosk())
 
 
 @bp.get("/start")
@@ -95,11 +102,9 @@ def signed_out_microsoft():
 @bp.get("/signed-out")
 def signed_out():
     """Last step: clear what the browser keeps for the portal and show the attract screen (with the news once)."""
-    if current_kiosk() is None:
-        return not_a_kiosk()
-    record = current_session()
-    if record is not None and record.kind is SessionKind.KIOSK:  # a student signed in again meanwhile
-        return redirect(url_for("student.diagnosis"))
+    elsewhere = _not_the_attract_screen()  # e.g. a student signed in again meanwhile
+    if elsewhere is not None:
+        return elsewhere
     response = make_response(render_template("kiosk/attract.html", kiosk=current_kiosk(), signed_out=True))
     response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
     for name in PORTAL_COOKIES:  # the Flask session keeps only this page's fresh CSRF token (the news was read)
