@@ -13,8 +13,9 @@ from app.domain.ports import AuditWriter
 R = TypeVar("R", bound=Refused)
 
 
-def audited(kind: type[R], trail: AuditWriter, actor: Actor, action: str, code: str, *, upn: str | None = None,
+def audited(refusal: type[R], trail: AuditWriter, actor: Actor, action: str, code: str, /, *, upn: str | None = None,
             client: str = "", severity: str = "info", **detail: Any) -> R:
     """Audit a refused request and return the refusal to raise (its params: the audit's detail, for the message)."""
+    # Positional-only above: the detail may hold any name (a scan's `kind`, a batch's `action`...).
     trail.audit(actor, action, upn, outcome="refused", refusal=code, client=client, severity=severity, **detail)
-    return kind(code, **detail)
+    return refusal(code, **detail)

@@ -63,3 +63,13 @@ def test_a_refusal_is_audited_before_it_is_raised_with_the_audits_detail_as_its_
     assert trail.events == [("helpdesk.extend", "ada@uni.test", "refused", "info",
                              {"refusal": "bad_minutes", "client": "10.0.0.1", "minutes": "9999",
                               "message": "at most 480 minutes"})]
+
+
+def test_any_detail_name_reaches_the_audit_and_the_refusal():
+    from app.domain.actors import Actor
+    from app.services.refusals import audited
+
+    trail, desk = Trail(), Actor.staff("hedy@uni.test", role="helpdesk", reason="t1")
+    refused = audited(ScanRefused, trail, desk, "scan.start", "no_source", kind="group", refusal_of="x")
+    assert refused.params == {"kind": "group", "refusal_of": "x"}
+    assert trail.events[0][4] == {"refusal": "no_source", "client": "", "kind": "group", "refusal_of": "x"}
