@@ -23,7 +23,7 @@ MAX_FORM_FIELD_BYTES = 16 * 1024
 MAX_FORM_FIELDS = 50
 
 
-def create_app(settings: Settings | None = None, *, services=None) -> Flask:
+def create_app(settings: Settings | None = None, *, services=None, upgrade_in_child: bool = False) -> Flask:
     """Build the portal: settings (validated), services, CSRF, translations, headers, blueprints, errors."""
     logs.install_escaping()  # before anything logs: a request value must never start a line of its own
     settings = settings or load_settings()
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
     if services is None:
         from app.wiring import build_services
 
-        services = build_services(settings)
+        services = build_services(settings, upgrade_in_child=upgrade_in_child)
     app.extensions["proofup"] = services
     from app.web.signed_cookie import RememberedCookieSessions
 
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None, *, services=None) -> Flask:
 
 def create_wsgi_app() -> Flask:
     """Build the portal for a pre-forking server: warm the Graph models once, before the workers fork."""
-    app = create_app()
+    app = create_app(upgrade_in_child=True)  # the master runs no thread yet; Alembic stays out of it
     from app.wiring import warm_up_graph
 
     # Under gunicorn --preload every worker shares the Graph models instead of importing them on its first diagnosis.

@@ -59,10 +59,10 @@ def _settings_for(args) -> Settings:
     return load_settings()
 
 
-def _services(settings: Settings):
+def _services(settings: Settings, **options):
     from app.wiring import build_services
 
-    return build_services(settings)
+    return build_services(settings, **options)
 
 
 def _fail(message: str, code: int) -> int:
@@ -322,7 +322,7 @@ def cmd_worker(args, settings: Settings) -> int:
     from app.wiring import build_mail_sender, build_retention, build_worker
     from app.worker import run_worker
 
-    svc = _services(settings)
+    svc = _services(settings, upgrade_in_child=True)  # no thread runs yet; Alembic stays out of the worker
     sweeper, lease = build_worker(svc)
     mail, retention = build_mail_sender(svc), build_retention(svc)
     # With --once, wait a little for a worker that gives the lease back between cycles (the demo's) to finish.

@@ -109,12 +109,15 @@ def build_directory(settings: Settings):
     return directory
 
 
-def build_store(settings: Settings):
-    """Open the database and bring its schema up to date."""
+def build_store(settings: Settings, *, upgrade_in_child: bool = False):
+    """Open the database and bring its schema up to date (in a forked child for a long-running process)."""
     from app.adapters.store import Store
 
     store = Store(settings.database_url)
-    store.upgrade()
+    if upgrade_in_child:
+        store.upgrade_in_child()  # Alembic never enters `proofup serve` or `proofup worker` (docs/benchmarks.md)
+    else:
+        store.upgrade()
     return store
 
 
@@ -291,9 +294,9 @@ def warm_up_graph(services: Services) -> None:
 
 
 def build_services(settings: Settings, *, directory=None, graph=None, identity=None, store=None, grants=None,
-                   budget=None, clock=None) -> Services:
+                   budget=None, clock=None, upgrade_in_child: bool = False) -> Services:
     """Assemble the services; every part given is used as is, every other part is built from settings."""
-    store = store if store is not None else build_store(settings)
+    store = store if store is not None else build_store(settings, upgrade_in_child=upgrade_in_child)
     directory = directory if directory is not None else build_directory(settings)
     budget = budget if budget is not None else build_budget(settings, store)
     graph = graph if graph is not None else build_graph(settings, budget)

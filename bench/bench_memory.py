@@ -7,11 +7,15 @@ reached (the grants have no Entra id: every poll is the database-only poll, and 
 nothing). Memory is read from /proc/PID/smaps_rollup: RSS, PSS (the fair share of shared pages) and USS
 (the process's own pages), in MiB.
 
-  serve    RSS/PSS/USS of each gunicorn worker after warm-up (every worker has served), after --requests
-           requests (mixed: /status of --distinct students in turn, one request in 20 the guide page, one
-           in 50 the start page), and the growth between the two.
+  serve    RSS/PSS/USS of each gunicorn worker at start (every worker has served), after warm-up (each of
+           --distinct-serve students has polled), after a fifth of --requests and after --requests more
+           requests (mixed: /status of the students in turn, one request in 20 the guide page, one in 50
+           the start page), and the growth from warm-up to the end.
   worker   RSS/PSS/USS of `proofup worker` after its first --warm-cycles full cycles and after --cycles
-           (PROOFUP_WORKER_INTERVAL_SECONDS=0.5), and the growth between the two.
+           (PROOFUP_WORKER_INTERVAL_SECONDS=0.5), and the growth between the two. Its Graph is the simulator,
+           and four of the seed's unfinished students have active grants with their Entra id, so every
+           confirmation pass asks Graph for their methods (typed models, as in production; each grant at
+           most once a second, PROOFUP_CHECK_INTERVAL_SECONDS=1).
   students Throughput after --distinct students (default 20,000): two servers side by side on two copies of
            one database (the same rows), one fresh, one that has seen every other student poll once; wrk
            runs on the same --students alternate between them, the ratio is taken per round and the median
@@ -114,15 +118,22 @@ def measure_serve(work: Path, args, code: Path) -> dict:
     try:
         jar = work / "serve-jar.txt"
         jar.write_text("".join(f"{SESSION_COOKIE}={t}\n" for t in tokens.read_text().split()))
-        mixed_requests(served.url, jar, script, 2000)  # warm-up: every worker has served each kind of page
+        wrk(served.url, jar, script, 2)  # every worker has served each kind of page
+        started = served.memory()
+        # Warm-up: every student has polled (the caches hold what a steady load puts there), then the requests.
+        mixed_requests(served.url, jar, script, int(args.distinct_serve * 1.2))
         warm = served.memory()
-        print("serve after warm-up", json.dumps(warm), flush=True)
-        sent = mixed_requests(served.url, jar, script, args.requests)
+        print("serve at start", json.dumps(started), "after warm-up", json.dumps(warm), flush=True)
+        middle_sent = mixed_requests(served.url, jar, script, args.requests // 5)
+        middle = served.memory()
+        rest = mixed_requests(served.url, jar, script, args.requests - middle_sent["requests"])
+        sent = {key: middle_sent[key] + rest[key] for key in rest}
         after = served.memory()
-        print("serve after", sent, json.dumps(after), flush=True)
+        print("serve after", middle_sent, json.dumps(middle), "and after", sent, json.dumps(after), flush=True)
     finally:
         served.stop()
-    return {"warm": warm, "after": after, "sent": sent}
+    return {"started": started, "warm": warm, "middle": middle, "middle_sent": middle_sent, "after": after,
+            "sent": sent}
 
 
 def worker_cycles(metrics_dir: str) -> int:
@@ -135,10 +146,37 @@ def worker_cycles(metrics_dir: str) -> int:
     return int(registry.get_sample_value("proofup_worker_cycle_seconds_count") or 0)
 
 
-def measure_worker(work: Path, args, code: Path) -> dict:
+# Students of the demo seed who have not finished: the worker's confirmation passes ask Graph for their methods.
+GRAPH_STUDENTS = ("ada.lovelace@uni.test", "alan.turing@uni.test", "grace.hopper@uni.test", "edsger.dijkstra@uni.test")
+
+
+def graph_grants(url: str, sim, directory_file: Path) -> None:
+    """Give the seed's unfinished students an active grant with their Entra id and the bypass, as after an unlock."""
+    from datetime import datetime, timedelta, timezone
+
+    from app.adapters.directory_embedded import EmbeddedDirectory
+    from app.adapters.store import Store
+    from app.domain.grants import GrantState
+
+    directory, store, now = EmbeddedDirectory.open(directory_file), Store(url), datetime.now(timezone.utc)
+    for upn in GRAPH_STUDENTS:
+        dn = directory.find_user(upn).dn
+        directory.add_member(sim.seed.bypass_group_dn, dn)
+        grant, _ = store.create_grant(upn=upn, user_dn=dn, actor=upn, reason="bench", created_at=now,
+                                      entra_user_id=sim.seed.user(upn).object_id, expires_at=now + timedelta(hours=4))
+        store.move_grant(grant.id, GrantState.ACTIVE, activated_at=now, dc_confirmed=True)
+    store.dispose()
+
+
+def measure_worker(work: Path, args, code: Path, sim) -> dict:
     url = f"sqlite:///{work}/worker-{code.name}.sqlite3"
     open_sessions(url, [f"student{i:05d}@uni.test" for i in range(300)], work / "worker-tokens.txt", grants=True)
-    env = shipped_env(work, url, code, PROOFUP_WORKER_INTERVAL_SECONDS="0.5", PROOFUP_CONFIRM_INTERVAL_SECONDS="0.5")
+    env = shipped_env(work, url, code, PROOFUP_WORKER_INTERVAL_SECONDS="0.5", PROOFUP_CONFIRM_INTERVAL_SECONDS="0.5",
+                      PROOFUP_CHECK_INTERVAL_SECONDS="1",
+                      PROOFUP_GRAPH_AUTHORITY=sim.entra_authority, PROOFUP_GRAPH_CLIENT_ID=sim.graph_client_id,
+                      PROOFUP_GRAPH_CLIENT_SECRET=sim.secret(sim.graph_client_id), PROOFUP_GRAPH_URL=sim.graph_url,
+                      PROOFUP_CA_BUNDLE=sim.ca_file)
+    graph_grants(url, sim, Path(env["PROOFUP_DEMO_DIRECTORY"]))
     log = open(work / f"worker-{code.name}.log", "wb")
     process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env, stdout=log,
                                stderr=subprocess.STDOUT, cwd=work)
@@ -159,6 +197,7 @@ def measure_worker(work: Path, args, code: Path) -> dict:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+    found["graph_requests"] = sum(1 for e in sim.requests_log(0) if e["path"].startswith("/v1.0") and not e["batch_part"])
     return found
 
 
@@ -251,8 +290,15 @@ def main() -> int:
         for label, code in codes.items():
             if "serve" in parts:
                 results.setdefault("serve", {})[label] = measure_serve(work, args, code)
-            if "worker" in parts:
-                results.setdefault("worker", {})[label] = measure_worker(work, args, code)
+        if "worker" in parts:
+            from tests.fixtures.simulator import start_simulator
+
+            for label, code in codes.items():
+                sim = start_simulator(work / f"simulator-{label}")  # each worker's Graph requests counted alone
+                try:
+                    results.setdefault("worker", {})[label] = measure_worker(work, args, code, sim)
+                finally:
+                    sim.stop()
         if "students" in parts:
             results["students"] = measure_students(work, args)
     except Exception:
@@ -272,12 +318,16 @@ def report(results: dict) -> None:
     print(f"\nrun of {results['started']}; load average at start {results['load_at_start'][0]:.1f}, "
           f"at end {results['load_at_end'][0]:.1f}")
     for label, s in results.get("serve", {}).items():
-        for i, (warm, after) in enumerate(zip(s["warm"], s["after"])):
-            print(f"{label}: portal worker {i + 1}: after warm-up {shown(warm)}; after {s['sent']['requests']} requests "
-                  f"{shown(after)}; growth RSS {after['rss'] - warm['rss']:+.1f} USS {after['uss'] - warm['uss']:+.1f}")
+        print(f"{label}: {s['sent']['requests']} requests after the warm-up, {s['sent']['non2xx']} not 2xx or 3xx, "
+              f"{s['sent']['errors']} socket errors")
+        for i, (started, warm, middle, after) in enumerate(zip(s["started"], s["warm"], s["middle"], s["after"])):
+            print(f"{label}: portal worker {i + 1}: at start {shown(started)}; after warm-up {shown(warm)}; after "
+                  f"{s['middle_sent']['requests']} requests {shown(middle)}; after {s['sent']['requests']} {shown(after)}; "
+                  f"growth RSS {after['rss'] - warm['rss']:+.1f} USS {after['uss'] - warm['uss']:+.1f}")
     for label, w in results.get("worker", {}).items():
         print(f"{label}: proofup worker: after warm-up {shown(w['warm'])}; after the cycles {shown(w['after'])}; "
-              f"growth RSS {w['after']['rss'] - w['warm']['rss']:+.1f} USS {w['after']['uss'] - w['warm']['uss']:+.1f}")
+              f"growth RSS {w['after']['rss'] - w['warm']['rss']:+.1f} USS {w['after']['uss'] - w['warm']['uss']:+.1f}; "
+              f"{w['graph_requests']} Graph requests")
     if "students" in results:
         st = results["students"]
         print("after the other students, x fresh per round: " + ", ".join(f"{r['ratio']:.2f}" for r in st["rounds"])

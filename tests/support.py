@@ -110,3 +110,21 @@ def run_in_threads(work, count: int) -> list[BaseException]:
     for t in threads:
         t.join()
     return errors
+
+
+def fresh_python(code: str, **env: str) -> object:
+    """Run code in a fresh interpreter with this checkout first on the path; return the JSON of its last line.
+
+    For what only a new process shows: which modules an action imports.
+    """
+    import json
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root), **env}, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

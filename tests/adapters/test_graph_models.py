@@ -2,22 +2,7 @@
 after which the first diagnosis imports nothing (each check in a fresh interpreter: imports are per process)."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def fresh_python(code: str, **env: str) -> object:
-    """Run code in a fresh interpreter with this checkout first on the path; return what it printed as JSON."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **env}, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+from tests.support import fresh_python
 
 
 def test_entity_field_table_is_the_sdks_own():

@@ -1,20 +1,21 @@
 """The store against real databases: SQLite file and a throw-away PostgreSQL server (database_url)."""
 from __future__ import annotations
 
+import socket
 import threading
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from alembic.script import ScriptDirectory
 
-from app.adapters.store import MIGRATIONS_DIR, REDACTED, Store
+from app.adapters.store import MIGRATIONS_DIR, REDACTED, Store, schema_head
 from app.domain.actors import WORKER, Actor
 from app.domain.grants import GrantState
 from app.domain.upn import InvalidUpn
-from tests.support import run_in_threads, upgraded_store
+from tests.support import fresh_python, run_in_threads, upgraded_store
 
 DN = "CN=Ada Lovelace,OU=Students,DC=uni,DC=test"
 
@@ -32,6 +33,36 @@ def test_upgrade_creates_every_table_and_is_repeatable(store):
     head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == head
+
+
+def test_the_schema_head_read_from_the_files_is_alembics():
+    assert schema_head() == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def test_an_upgrade_in_a_child_leaves_alembic_out_of_this_process(database_url):
+    """`proofup serve` and `proofup worker` upgrade in a forked child: Alembic never stays in them, /readyz reads
+    the revision without it."""
+    found = fresh_python("""
+        import json, os, sys
+        from app.adapters.store import Store, schema_head
+        from app.health import readiness
+
+        store = Store(os.environ["T_URL"])
+        store.upgrade_in_child()
+        print(json.dumps([store.schema_revision(), schema_head(), readiness(store),
+                          sorted(m for m in sys.modules if m.split(".")[0] == "alembic")]))
+    """, T_URL=database_url)
+    assert found[0] == found[1] == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    assert found[2] == {"settings": "ok", "database": "ok", "schema": "ok"}
+    assert found[3] == []
+
+
+def test_a_failed_upgrade_in_a_child_raises_its_own_error_here():
+    with socket.socket() as closed:  # a port nothing listens on: the child's connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(OperationalError, match="refused"):
+        Store(f"postgresql+psycopg://portal@127.0.0.1:{port}/portal").upgrade_in_child()
 
 
 def upgrade_to(store: Store, revision: str) -> None:

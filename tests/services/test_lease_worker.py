@@ -13,6 +13,7 @@ import pytest
 
 from app.adapters.lease import Lease, default_holder
 from app.adapters.store import Store
+from app import worker as worker_module
 from app.worker import lease_ttl_for, run_worker
 from tests.services.helpers import FakeClock
 from tests.support import upgraded_store
@@ -112,6 +113,21 @@ def _run_for(seconds: float, sweeper, lease: Lease, **kwargs) -> list:
     stop = threading.Event()
     threading.Timer(seconds, stop.set).start()
     return run_worker(sweeper, lease, stop_event=stop, **kwargs)
+
+
+def test_a_long_running_worker_keeps_only_its_last_reports(shared_store, monkeypatch):
+    """One report kept per cycle for ever was a leak in a worker that runs for months."""
+    monkeypatch.setattr(worker_module, "REPORTS_KEPT", 3)
+    stop = threading.Event()
+
+    class StoppingSweeper(CountingSweeper):
+        def run_cycle(self):
+            if self.cycles == 5:
+                stop.set()
+            return super().run_cycle()
+
+    reports = run_worker(StoppingSweeper(), Lease(shared_store), interval=0.01, stop_event=stop)
+    assert reports == [4, 5, 6]  # of six cycles
 
 
 def test_confirm_passes_run_between_full_cycles_and_renew_the_lease(shared_store):

@@ -20,7 +20,7 @@ HALF = "ada.lovelace@uni.test"
 def run(services, settings, monkeypatch, capsys):
     """Run `proofup ...` against the test services; return (exit code, stdout, stderr)."""
     services.close = lambda: None  # the fixture owns them
-    monkeypatch.setattr(cli, "_services", lambda _settings: services)
+    monkeypatch.setattr(cli, "_services", lambda _settings, **_options: services)
     monkeypatch.setattr(cli, "load_settings", lambda: settings)
 
     def go(*argv: str):

@@ -1,6 +1,9 @@
 """The database itself: engine and transactions on SQLite or PostgreSQL, the schema's base and its migrations."""
 from __future__ import annotations
 
+import os
+import pickle
+import re
 import threading
 import weakref
 from contextlib import contextmanager
@@ -9,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
 
-from sqlalchemy import DateTime, Select, TypeDecorator, create_engine, delete, event, select, text
+from sqlalchemy import DateTime, Select, TypeDecorator, create_engine, delete, event, inspect, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -62,12 +65,29 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
+ALEMBIC_VERSION_TABLE = "alembic_version"  # where Alembic keeps the database's revision
+# A migration file's own `revision = "0018"` and `down_revision = "0017"` lines (Alembic's generated form).
+_REVISION_LINE = re.compile(r"""^(revision|down_revision)\s*(?::[^=]*)?=\s*(?:None|["']([^"']*)["'])\s*$""", re.M)
+
+
 @lru_cache(maxsize=1)
 def schema_head() -> str:
-    """Return the newest schema revision this code has (read from the migrations once per process)."""
-    from alembic.script import ScriptDirectory
+    """Return the newest schema revision this code has (read from the migration files once per process).
 
-    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head() or ""
+    Read from each file's revision lines, not through Alembic: /readyz asks in every server process, and
+    Alembic (7.6 MiB) would stay in each for that alone. tests/adapters/test_store.py compares it with Alembic's.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        lines = dict(_REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        if lines.get("revision"):
+            revisions.add(lines["revision"])
+            parents.add(lines.get("down_revision") or "")
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations have {len(heads)} heads, not one: {sorted(heads)}")
+    return heads.pop()
 
 
 def schema_state(url: str) -> tuple[str | None, str, bool]:
@@ -104,6 +124,14 @@ def schema_is_known(revision: str) -> bool:
         return ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(revision) is not None
     except CommandError:
         return False
+
+
+def _pickled(error: BaseException) -> bytes:
+    """Return an exception as bytes for the parent process (its text in a RuntimeError if it cannot be pickled)."""
+    try:
+        return pickle.dumps(error)
+    except Exception:  # noqa: BLE001 - some driver errors hold what pickle cannot take
+        return pickle.dumps(RuntimeError(f"{error.__class__.__name__}: {error}"))
 
 
 class HotRead:
@@ -247,6 +275,33 @@ class Database:
         # Start-up upgrades run in gunicorn's master before it forks: hold no connection across that fork.
         self.engine.dispose()
 
+    def upgrade_in_child(self) -> None:
+        """Run upgrade() in a forked child, so Alembic (7.6 MiB) never stays in a long-running process.
+
+        Only where no other thread runs yet (a fork copies the calling thread alone): `proofup serve`'s master
+        while it preloads the app, `proofup worker` as it starts. The child's failure is raised here as is.
+        """
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: upgrade, say how it went, and leave without the parent's clean-up
+            os.close(read)
+            failed = b""
+            try:
+                self.upgrade()
+            except BaseException as error:  # noqa: B902 - every failure goes to the parent
+                failed = _pickled(error)
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(failed)
+            os._exit(1 if failed else 0)
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            failed = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        if failed:
+            raise pickle.loads(failed)  # our own child's bytes
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"the schema upgrade's process ended with {os.waitstatus_to_exitcode(status)}")
+
     @contextmanager
     def _sqlite_upgrade_lock(self) -> Iterator[None]:
         """Serialise upgrades of one SQLite file across threads and processes, like the advisory lock on PostgreSQL."""
@@ -283,10 +338,14 @@ class Database:
 
     def schema_revision(self) -> str | None:
         """Return the schema revision the database is at (None before the first upgrade); raises if it does not answer."""
-        from alembic.runtime.migration import MigrationContext
-
         with self.engine.connect() as conn:  # the pool readiness probes share with every request
-            return MigrationContext.configure(conn).get_current_revision()
+            # Alembic's own table, read without Alembic: /readyz runs in every server process (schema_head says why).
+            if not inspect(conn).has_table(ALEMBIC_VERSION_TABLE):
+                return None
+            revisions = conn.execute(text(f"SELECT version_num FROM {ALEMBIC_VERSION_TABLE}")).scalars().all()
+            if len(revisions) > 1:
+                raise RuntimeError(f"the database is at {len(revisions)} schema revisions at once: {sorted(revisions)}")
+            return revisions[0] if revisions else None
 
     def read_first(self, read: HotRead, **params: str) -> dict[str, Any] | None:
         """Run a hot read and return its first row as {column: value}, or None.
