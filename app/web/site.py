@@ -148,7 +148,13 @@ def logo():
     return send_file(path, max_age=3600)
 
 
+def _forget_read_ahead(_error: BaseException | None = None) -> None:
+    """Let nothing the session read brought along outlive its request (the thread serves others next)."""
+    services().store.forget_read_ahead()
+
+
 def install(app: Flask) -> None:
     """Register the shared parts on the app."""
     app.register_blueprint(bp)
     app.after_request(_after_page)
+    app.teardown_request(_forget_read_ahead)

@@ -81,3 +81,72 @@ def test_the_hot_session_read_gives_what_the_orm_gives(table, clock):
     with table.store._tx() as session:
         assert hot == session.get(SessionRow, key).record()
     assert hot.created_at.tzinfo is not None and hot.mfa is False and hot.kind is SessionKind.STUDENT
+
+
+def open_grant(store, clock, upn="ada.lovelace@uni.test"):
+    grant, _ = store.create_grant(upn=upn, user_dn=f"CN={upn},OU=Students,DC=uni,DC=test", entra_user_id="",
+                                  actor=upn, reason="stuck", created_at=clock(),
+                                  expires_at=clock() + timedelta(minutes=30))
+    return grant
+
+
+def released_elsewhere(store, grant_id, clock):
+    """End a grant through a second Store on the same database, as another process would."""
+    from app.adapters.store import Store
+    from app.domain.grants import GrantState
+
+    other = Store(store.url, clock=clock)
+    try:
+        assert other.move_grant(grant_id, GrantState.FAILED, ended_at=clock()) is not None
+    finally:
+        other.dispose()
+
+
+def test_the_session_read_brings_the_open_grant_for_the_next_read_of_it_once(table, store, clock):
+    """A poll reads its session and its open grant in one SELECT: the grant read that follows costs nothing."""
+    table.create_session(record(clock))
+    grant = open_grant(store, clock)
+    assert table.get_session(token_hash("token-one")) is not None
+    released_elsewhere(store, grant.id, clock)
+    # As read with the session (a moment earlier, in the same request), then afresh from the database.
+    ahead = store.open_grant_for("ada.lovelace@uni.test")
+    assert ahead == grant  # every field as the grant was created: read along with the session
+    assert store.open_grant_for("ada.lovelace@uni.test") is None
+
+
+def test_nothing_read_ahead_is_used_for_another_person_after_a_write_or_after_the_request(table, store, clock):
+    table.create_session(record(clock))
+    grant = open_grant(store, clock)
+    table.get_session(token_hash("token-one"))
+    assert store.open_grant_for("grace.hopper@uni.test") is None  # another person: read from the database
+    released_elsewhere(store, grant.id, clock)
+    assert store.open_grant_for("ada.lovelace@uni.test") is None  # the wrong key used it up
+
+    second = open_grant(store, clock)
+    table.get_session(token_hash("token-one"))
+    store.record_check(second.id, at=clock())  # a write on this thread: its grant is read afresh
+    released_elsewhere(store, second.id, clock)
+    assert store.open_grant_for("ada.lovelace@uni.test") is None
+
+    third = open_grant(store, clock)
+    table.get_session(token_hash("token-one"))
+    store.forget_read_ahead()  # the end of the request
+    released_elsewhere(store, third.id, clock)
+    assert store.open_grant_for("ada.lovelace@uni.test") is None
+
+
+def test_a_read_ahead_older_than_its_limit_is_not_used(table, store, clock, monkeypatch):
+    from app.adapters.store import base
+
+    table.create_session(record(clock))
+    grant = open_grant(store, clock)
+    table.get_session(token_hash("token-one"))
+    monkeypatch.setattr(base.time, "monotonic", lambda: 10**9)
+    released_elsewhere(store, grant.id, clock)
+    assert store.open_grant_for("ada.lovelace@uni.test") is None
+
+
+def test_a_session_without_an_open_grant_reads_ahead_none(table, store, clock):
+    table.create_session(record(clock))
+    table.get_session(token_hash("token-one"))
+    assert store.take_read_ahead(("open grant", "ada.lovelace@uni.test")) == (True, None)

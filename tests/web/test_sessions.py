@@ -134,3 +134,14 @@ def test_polling_writes_last_seen_at_most_once_a_minute(client, clock, services)
         assert client.get("/status").status_code == 200
     assert len(writes) == 1
     assert services.sessions.resolve(token).last_seen_at > services.sessions.resolve(token).created_at
+
+
+def test_nothing_read_along_with_the_session_outlives_its_request(client, services):
+    """The session read brings the open grant for the poll's next read; a request that never reads it drops it."""
+    from app.adapters.store.grants import open_grant_key
+
+    page = sign_in(client, HALF)
+    client.post("/unlock", data={"csrf_token": csrf_of(page)})
+    assert client.get("/status").get_json()["phase"] in ("waiting", "propagating")
+    assert client.get("/leave").status_code == 200  # reads the session (and so the grant), not the grant itself
+    assert services.store.take_read_ahead(open_grant_key(HALF)) == (False, None)

@@ -5,12 +5,13 @@ import os
 import pickle
 import re
 import threading
+import time
 import weakref
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Hashable, Iterator, NamedTuple
 
 from sqlalchemy import DateTime, Select, TypeDecorator, create_engine, delete, event, inspect, select, text
 from sqlalchemy.engine import Engine, make_url
@@ -23,6 +24,8 @@ from app.domain.grants import utc_now
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 SQLITE_BUSY_SECONDS = 10.0
+# A row read along with another (a poll's open grant, with its session) is used within this long or not at all.
+READ_AHEAD_SECONDS = 1.0
 
 
 class UTCDateTime(TypeDecorator):
@@ -169,7 +172,7 @@ class _HotConnections:
         self._generation = 0
 
     def connection(self, engine: Engine) -> Any:
-        """Return this thread's hot-read connection (the driver's), opening it (connect events run, as for the pool) if needed."""
+        """Return this thread's hot-read connection (the driver's), opening it (as the pool would) if needed."""
         held = getattr(self._local, "held", None)
         if held is not None and held.pooled is not None and held.generation == self._generation:
             return held.driver
@@ -257,6 +260,7 @@ class Database:
         self._write_session = sessionmaker(self._write_engine, expire_on_commit=False)
         self._compiled_reads: dict[HotRead, _CompiledRead] = {}
         self._hot = _HotConnections()
+        self._read_ahead = threading.local()
         forget_connections_after_fork(self)
 
     def upgrade(self) -> None:
@@ -380,6 +384,29 @@ class Database:
         return {name: convert(value) if convert and value is not None else value
                 for name, convert, value in zip(compiled.columns, compiled.converters, row)}
 
+    def remember_read_ahead(self, key: Hashable, value: Any) -> None:
+        """Keep a row this thread read along with another, for its next read of the same key (take_read_ahead)."""
+        self._read_ahead.found = (key, value, time.monotonic())
+
+    def take_read_ahead(self, key: Hashable) -> tuple[bool, Any]:
+        """Return (True, the row) once if this thread just read it along with another, else (False, None).
+
+        It counts as read a moment earlier, in the same request: it holds until its first use, this thread's
+        next write transaction, forget_read_ahead() (the web calls it when a request ends) or READ_AHEAD_SECONDS,
+        whichever comes first.
+        """
+        found = getattr(self._read_ahead, "found", None)
+        if found is None:
+            return False, None
+        self._read_ahead.found = None
+        if found[0] != key or time.monotonic() - found[2] > READ_AHEAD_SECONDS:
+            return False, None
+        return True, found[1]
+
+    def forget_read_ahead(self) -> None:
+        """Drop what this thread read ahead (at the end of a request)."""
+        self._read_ahead.found = None
+
     def _compile(self, read: HotRead) -> _CompiledRead:
         dialect = self.engine.dialect
         compiled = read.statement.compile(dialect=dialect)
@@ -395,5 +422,7 @@ class Database:
         # SQLite: a writer takes the write lock at BEGIN, so it waits (busy_timeout) instead of failing
         # with "database is locked" when a read-then-write transaction meets another writer.
         factory = self._write_session if write else self._session
+        if write:
+            self.forget_read_ahead()  # what this thread changes is read afresh
         with factory() as session, session.begin():
             yield session

@@ -17,6 +17,7 @@ from app.domain.upn import Upn
 
 _OPEN = tuple(s.value for s in GrantState if s in OPEN_STATES)
 _OPEN_SQL = "state IN ({})".format(", ".join(f"'{s}'" for s in _OPEN))
+OPEN_GRANT_SQL = "grants." + _OPEN_SQL  # the same condition in a join (the partial index's own predicate)
 _STATES_SQL = "state IN ({})".format(", ".join(f"'{s.value}'" for s in GrantState))
 _REMEDIES_SQL = "remedy IN ({})".format(", ".join(f"'{r.value}'" for r in Remedy))
 
@@ -74,6 +75,11 @@ def grant_view(row: Mapping[str, Any]) -> GrantView:
         tap_method_id=row["tap_method_id"], method_seen_at=row["method_seen_at"],
         check_wanted_at=row["check_wanted_at"], check_note=row["check_note"],
     )
+
+
+def open_grant_key(upn: str) -> tuple[str, Upn]:
+    """Return the key a person's open grant is read ahead under."""
+    return ("open grant", Upn(upn))
 
 
 # Every poll of a signed-in student reads their open grant. The condition is the partial unique index's own
@@ -232,7 +238,13 @@ class GrantStore(Database):
             return Grants(s).get(grant_id)
 
     def open_grant_for(self, upn: str) -> GrantView | None:
-        """Return the person's pending or active grant, if any (the hot read of every poll)."""
+        """Return the person's pending or active grant, if any (the hot read of every poll).
+
+        A poll's session read brings it along (SessionStore.get_session): then it costs no second round trip.
+        """
+        found, grant = self.take_read_ahead(open_grant_key(upn))
+        if found:
+            return grant
         row = self.read_first(_OPEN_BY_UPN, upn=Upn(upn))
         return grant_view(row) if row else None
 

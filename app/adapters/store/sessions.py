@@ -4,10 +4,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Mapping
 
-from sqlalchemy import Boolean, String, Text, bindparam, select, update
+from sqlalchemy import Boolean, String, Text, and_, bindparam, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.adapters.store.base import Base, Database, HotRead, UTCDateTime
+from app.adapters.store.grants import OPEN_GRANT_SQL, GrantRow, grant_view, open_grant_key
 from app.domain.sessions import SessionKind, SessionRecord
 from app.domain.upn import Upn
 
@@ -42,8 +43,23 @@ def session_record(row: Mapping[str, Any]) -> SessionRecord:
     )
 
 
-# Every request of a signed-in browser reads its session: the hot path of each poll.
-_BY_TOKEN_HASH = HotRead(select(SessionRow.__table__).where(SessionRow.token_hash == bindparam("token_hash")))
+def _session_with_open_grant() -> HotRead:
+    """Return the read of a session by its token hash, with the person's open grant (if any) in the same row.
+
+    Every request of a signed-in browser reads its session, and every poll then its open grant: one SELECT
+    instead of two (a round trip less on PostgreSQL), answered from the primary key and the open-grant index.
+    """
+    sessions, grants = SessionRow.__table__, GrantRow.__table__
+    columns = [c.label(label) for c, label in zip(sessions.columns, _SESSION_COLUMNS.values())]
+    columns += [c.label(label) for c, label in zip(grants.columns, _GRANT_COLUMNS.values())]
+    joined = sessions.outerjoin(grants, and_(grants.c.upn == sessions.c.upn, text(OPEN_GRANT_SQL)))
+    return HotRead(select(*columns).select_from(joined).where(sessions.c.token_hash == bindparam("token_hash")))
+
+
+# The joined row's columns, told apart: {column: its label in the row}.
+_SESSION_COLUMNS = {c.key: "s_" + c.key for c in SessionRow.__table__.columns}
+_GRANT_COLUMNS = {c.key: "g_" + c.key for c in GrantRow.__table__.columns}
+_SESSION_WITH_OPEN_GRANT = _session_with_open_grant()
 
 
 class SessionStore:
@@ -68,9 +84,19 @@ class SessionStore:
                                         order_by=SessionRow.expires_at, limit=limit)
 
     def get_session(self, token_hash: str) -> SessionRecord | None:
-        """Return the session stored under a token hash, or None (one primary-key read)."""
-        row = self.store.read_first(_BY_TOKEN_HASH, token_hash=token_hash)
-        return session_record(row) if row else None
+        """Return the session stored under a token hash, or None (one primary-key read).
+
+        The same read brings the person's open grant, kept for this thread's next open_grant_for() of them
+        (a poll's): see Database.take_read_ahead for how briefly.
+        """
+        row = self.store.read_first(_SESSION_WITH_OPEN_GRANT, token_hash=token_hash)
+        if row is None:
+            return None
+        record = session_record({key: row[label] for key, label in _SESSION_COLUMNS.items()})
+        grant = None if row[_GRANT_COLUMNS["id"]] is None else grant_view(
+            {key: row[label] for key, label in _GRANT_COLUMNS.items()})
+        self.store.remember_read_ahead(open_grant_key(record.upn), grant)
+        return record
 
     def touch_session(self, token_hash: str, at: datetime) -> None:
         """Move a live session's last-seen forward (never backward, never on a revoked one)."""
