@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, services=None, upgrade_in_ch
     # Right after the request id: a request for another host, or a foreign POST, is refused before CSRF or limits.
     public.install(app)
     csrf.init_app(app)
-    Babel(app, locale_selector=site.select_locale)
+    Babel(app, locale_selector=site.select_locale, timezone_selector=site.select_timezone)
 
     from app.web.auth import bp as auth_bp
     from app.web.helpdesk import bp as helpdesk_bp

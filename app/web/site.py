@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from functools import lru_cache
 
+import pytz
 from babel import Locale
-from flask import Blueprint, Flask, abort, g, request, send_file, session, url_for
+from flask import Blueprint, Flask, abort, current_app, g, request, send_file, session, url_for
 from flask_babel import format_time, get_locale
 from werkzeug.datastructures import LanguageAccept
 from werkzeug.http import parse_accept_header
@@ -36,6 +37,16 @@ def _chosen_languages() -> tuple[str | None, str | None]:
     # Looked up with "in": Werkzeug's .get() raises and catches a KeyError for a missing key, on every poll.
     args, cookies = request.args if request.query_string else {}, request.cookies
     return args["lang"] if "lang" in args else None, cookies[LANGUAGE_COOKIE] if LANGUAGE_COOKIE in cookies else None
+
+
+def select_timezone() -> tzinfo:
+    """Return the portal's time zone (PROOFUP_TIMEZONE) for the times a page shows."""
+    return _zone(current_app.config["BABEL_DEFAULT_TIMEZONE"])
+
+
+@lru_cache(maxsize=4)  # Flask-Babel would look the zone up by name again on every request
+def _zone(name: str) -> tzinfo:
+    return pytz.timezone(name)
 
 
 # Parsed once each: Flask-Babel takes a Locale as it is, and a poll every 2 s need not parse "en" again.
