@@ -28,7 +28,7 @@ IDLE_SECONDS = 15  # long enough for the axe checks and screenshots on a page, s
 
 @pytest.fixture
 def stack(tmp_path):
-    stack = DemoStack(tmp_path / "kiosk", worker=False, kiosk_idle_seconds=IDLE_SECONDS, **FAST).start()
+    stack = DemoStack(tmp_path / "kiosk", kiosk_idle_seconds=IDLE_SECONDS, **FAST).start()
     yield stack
     stack.stop()
 
