@@ -122,6 +122,8 @@ def seed_run(database_url: str, students: list[str], entra_ids: dict[str, str], 
     in the bypass group (else the worker's reconcile would end it) and a session."""
     from datetime import datetime, timedelta, timezone
 
+    from sqlalchemy import text
+
     from app.adapters.store import Store
     from app.config import load_settings
     from app.domain.grants import GrantState
@@ -130,6 +132,8 @@ def seed_run(database_url: str, students: list[str], entra_ids: dict[str, str], 
 
     settings = load_settings()
     store = Store(database_url)
+    with store.engine.begin() as connection:  # a worker killed in the last run may still hold the lease
+        connection.execute(text("DELETE FROM leases"))
     directory = build_directory(settings)
     now = datetime.now(timezone.utc)
     for grant in store.open_grants():
@@ -223,8 +227,7 @@ def run_variant(stack, checkout: Checkout, variant: str, pool: "Pool", args, wor
         graph = len(stack.graph_requests(since=graph_seq))
     finally:
         if worker is not None:
-            worker.send_signal(signal.SIGINT)  # as Ctrl-C: it gives its lease back for the next variant's worker
-            worker.wait(timeout=60)
+            stop_worker(worker)
         worker_log.close()
         served.stop()
     latencies = measured["latencies"]
@@ -237,6 +240,17 @@ def run_variant(stack, checkout: Checkout, variant: str, pool: "Pool", args, wor
             "non200": sum(n for s, n in measured["statuses"].items() if s != "200"),
             "cpu_ms_per_poll": (cpu_after - cpu_before) * 1000 / all_polls,
             "worker_cpu_s": worker_after - worker_before, "graph": graph, "final": measured["final"]}
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    """Stop `proofup worker` as Ctrl-C does; kill it if it does not end (the next seeding frees its lease)."""
+    worker.send_signal(signal.SIGINT)
+    try:
+        worker.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        print("note: proofup worker did not end on SIGINT within 15 s: killed", flush=True)
+        worker.kill()
+        worker.wait()
 
 
 def register_over_time(stack, upns: list[str], after: float, over: float, stop: threading.Event) -> None:
