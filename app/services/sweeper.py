@@ -181,6 +181,7 @@ class Sweeper:
         throttled: list[float] = []
         failed: list[str] = []
         notes: dict[str, list[GrantView]] = {}
+        unchanged: list[int] = []  # answered, no strong method yet: stamped together below
         for grant in due:
             result = results.get(grant.entra_user_id)
             try:
@@ -199,8 +200,7 @@ class Sweeper:
                 report.checked += 1
                 release = release_for(result)
                 if release is None:
-                    # Stamped with the cycle's start, so the next cycle (one interval later) finds it due again.
-                    self.store.record_methods_check(grant.id, at=now)
+                    unchanged.append(grant.id)
                     continue
                 report.confirmed += 1
                 ended = self.grants.close_grant(grant.id, outcome="released", actor=WORKER, reason=release.reason,
@@ -209,6 +209,12 @@ class Sweeper:
                     report.released += 1
             except Exception as exc:
                 self._fail(report, f"grant {grant.id} ({grant.upn})", exc)
+        try:
+            # One write for the whole pass, stamped with its start, so the next pass (one interval later) finds
+            # them due again. A crash before it only means they are checked again.
+            self.store.record_methods_checks(unchanged, at=now)
+        except Exception as exc:
+            self._fail(report, "recording the methods checks", exc)
         for note, grants in notes.items():
             self._note_quietly(grants, note)
         if failed:

@@ -186,7 +186,7 @@ def test_i_have_finished_marks_a_grant_once_and_an_answer_clears_it_and_the_note
     store.note_check_failed([grant.id], "budget")
     noted = store.get_grant(grant.id)
     assert (noted.check_wanted_at, noted.check_note, noted.last_checked_at) == (asked_at, "budget", None)
-    store.record_methods_check(grant.id, at=clock())
+    store.record_methods_checks([grant.id], at=clock())
     checked = store.open_grant_for(grant.upn)  # the poll's own read sees it too
     assert (checked.check_wanted_at, checked.check_note, checked.check_count) == (None, "", 1)
     store.move_grant(grant.id, GrantState.RELEASED, ended_at=clock())
@@ -198,7 +198,7 @@ def test_a_click_while_graph_answered_stays_asked_for(store, clock):
     pass_started = clock()
     clock.advance(1)
     store.want_check(grant.id, clock())  # pressed after the pass sent its request: the answer may predate it
-    store.record_methods_check(grant.id, at=pass_started)
+    store.record_methods_checks([grant.id], at=pass_started)
     assert store.get_grant(grant.id).check_wanted_at == clock()
 
 

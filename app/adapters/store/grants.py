@@ -210,11 +210,13 @@ class Grants:
         )
         return result.rowcount == 1
 
-    def record_methods_check(self, grant_id: int, *, at: datetime) -> None:
-        """Note that Graph answered a methods check at a time: the early check asked for and any old note are done."""
+    def record_methods_checks(self, grant_ids: list[int], *, at: datetime) -> None:
+        """Note that Graph answered these grants' methods checks at a time: asked-for checks and old notes are done."""
+        if not grant_ids:
+            return
         # An early check asked for after `at` (while Graph answered) stays asked for: this answer may predate it.
         still_wanted = case((GrantRow.check_wanted_at > at, GrantRow.check_wanted_at), else_=None)
-        self.session.execute(update(GrantRow).where(GrantRow.id == grant_id).values(
+        self.session.execute(update(GrantRow).where(GrantRow.id.in_(grant_ids)).values(
             last_checked_at=at, check_count=GrantRow.check_count + 1, check_wanted_at=still_wanted, check_note=""))
 
     def note_check_failed(self, grant_ids: list[int], note: str) -> None:
@@ -318,10 +320,10 @@ class GrantStore(Database):
         with self._tx(write=True) as s:
             return Grants(s).want_check(grant_id, at)
 
-    def record_methods_check(self, grant_id: int, *, at: datetime) -> None:
-        """Note that Graph answered a methods check at a time: the early check asked for and any old note are done."""
+    def record_methods_checks(self, grant_ids: list[int], *, at: datetime) -> None:
+        """Note that Graph answered these grants' methods checks at a time: asked-for checks and old notes are done."""
         with self._tx(write=True) as s:
-            Grants(s).record_methods_check(grant_id, at=at)
+            Grants(s).record_methods_checks(grant_ids, at=at)
 
     def note_check_failed(self, grant_ids: list[int], note: str) -> None:
         """Note why the methods check of these grants could not run; they stay due (and asked for, if they were)."""
