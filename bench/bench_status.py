@@ -260,9 +260,15 @@ def main() -> int:
             pg_tokens = open_sessions(pg_url, students, work / "tokens-pg.txt", grants=True)
             variants["portal-postgres"] = ("bench.status_apps:portal()", portal_env(pg_url), None, pg_tokens)
         if args.baseline:
-            variants["baseline-sqlite"] = ("bench.status_apps:portal()",
-                                           {**portal_env(sqlite_url), "PYTHONPATH": str(args.baseline.resolve())},
-                                           None, tokens)
+            # Its own database, made by its own code: a newer schema is one the older portal refuses to start on.
+            baseline_url = f"sqlite:///{work}/baseline.sqlite3"
+            baseline_env = {**portal_env(baseline_url), "PYTHONPATH": str(args.baseline.resolve())}
+            baseline_tokens = work / "tokens-baseline.txt"
+            subprocess.run([sys.executable, "-c", "import sys; from bench.bench_status import open_sessions; "
+                            "open_sessions(sys.argv[1], sys.argv[2].split(','), __import__('pathlib').Path("
+                            "sys.argv[3]), grants=True)", baseline_url, ",".join(students), str(baseline_tokens)],
+                           env=baseline_env, cwd=args.baseline.resolve(), check=True)
+            variants["baseline-sqlite"] = ("bench.status_apps:portal()", baseline_env, None, baseline_tokens)
         rounds: list[dict[str, dict]] = []
         for _ in range(args.rounds):
             rounds.append({})
