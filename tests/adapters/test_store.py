@@ -445,3 +445,12 @@ def _sqlite_closed(connection) -> bool:
     except sqlite3.ProgrammingError:
         return True
     return False
+
+
+def test_only_the_hot_connection_commits_without_waiting_for_the_disk(tmp_path, clock):
+    """SQLite: a session's touch (write_hot) skips the fsync; every write transaction keeps it."""
+    with upgraded_store(f"sqlite:///{tmp_path / 'p.sqlite3'}", clock) as store:
+        hot = store._hot.connection(store.engine)
+        assert hot.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL, SQLite's default

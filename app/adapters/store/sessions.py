@@ -60,6 +60,10 @@ def _session_with_open_grant() -> HotRead:
 _SESSION_COLUMNS = {c.key: "s_" + c.key for c in SessionRow.__table__.columns}
 _GRANT_COLUMNS = {c.key: "g_" + c.key for c in GrantRow.__table__.columns}
 _SESSION_WITH_OPEN_GRANT = _session_with_open_grant()
+# A signed-in browser's last-seen, at most once a minute (SessionPolicy.needs_touch).
+_TOUCH = HotRead(update(SessionRow.__table__).where(
+    SessionRow.token_hash == bindparam("token_hash"), SessionRow.revoked_at.is_(None),
+    SessionRow.last_seen_at < bindparam("at")).values(last_seen_at=bindparam("at")))
 
 
 class SessionStore:
@@ -99,11 +103,11 @@ class SessionStore:
         return record
 
     def touch_session(self, token_hash: str, at: datetime) -> None:
-        """Move a live session's last-seen forward (never backward, never on a revoked one)."""
-        with self.store._tx(write=True) as s:
-            s.execute(update(SessionRow).where(
-                SessionRow.token_hash == token_hash, SessionRow.revoked_at.is_(None), SessionRow.last_seen_at < at,
-            ).values(last_seen_at=at))
+        """Move a live session's last-seen forward (never backward, never on a revoked one).
+
+        One statement on the hot connection (Database.write_hot): a lost touch only ends a session sooner.
+        """
+        self.store.write_hot(_TOUCH, token_hash=token_hash, at=at)
 
     def revoke_session(self, token_hash: str, *, at: datetime, by: str, reason: str) -> SessionRecord | None:
         """End one session; return it if this call ended it (None if unknown or already revoked)."""
