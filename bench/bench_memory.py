@@ -16,6 +16,8 @@ nothing). Memory is read from /proc/PID/smaps_rollup: RSS, PSS (the fair share o
            and four of the seed's unfinished students have active grants with their Entra id, so every
            confirmation pass asks Graph for their methods (typed models, as in production; each grant at
            most once a second, PROOFUP_CHECK_INTERVAL_SECONDS=1).
+  first    Seconds of warm_up(), then of the first and the second diagnosis (one $batch each, against the
+           simulator) in three fresh processes: the first must not pay for imports the warm-up left out.
   students Throughput after --distinct students (default 20,000): two servers side by side on two copies of
            one database (the same rows), one fresh, one that has seen every other student poll once; wrk
            runs on the same --students alternate between them, the ratio is taken per round and the median
@@ -201,6 +203,35 @@ def measure_worker(work: Path, args, code: Path, sim) -> dict:
     return found
 
 
+FIRST_DIAGNOSIS = """
+import json, os, sys, time
+from app.adapters.graph import GraphClient
+
+graph = GraphClient(os.environ["T_AUTHORITY"], os.environ["T_CLIENT_ID"], os.environ["T_SECRET"],
+                    os.environ["T_GRAPH_URL"], ca_file=os.environ["T_CA"])
+timings = {}
+for step, run in (("warm_up", graph.warm_up), ("first", lambda: graph.gather_evidence("ada.lovelace@uni.test")),
+                  ("second", lambda: graph.gather_evidence("alan.turing@uni.test"))):
+    started = time.perf_counter()
+    run()
+    timings[step] = time.perf_counter() - started
+print(json.dumps(timings))
+"""
+
+
+def measure_first_diagnosis(code: Path, sim, repeats: int = 3) -> list[dict[str, float]]:
+    """Time warm_up() and the first and second diagnosis (one $batch each) in fresh processes of one checkout."""
+    env = {**os.environ, "PYTHONPATH": str(code), "T_AUTHORITY": sim.entra_authority,
+           "T_CLIENT_ID": sim.graph_client_id, "T_SECRET": sim.secret(sim.graph_client_id),
+           "T_GRAPH_URL": sim.graph_url, "T_CA": sim.ca_file}
+    runs = []
+    for _ in range(repeats):
+        done = subprocess.run([sys.executable, "-c", FIRST_DIAGNOSIS], env=env, capture_output=True, text=True,
+                              check=True)
+        runs.append(json.loads(done.stdout.splitlines()[-1]))
+    return runs
+
+
 def age_last_seen(database: Path) -> None:
     """Move every session's last-seen back two minutes, so the next poll of each writes it again."""
     with sqlite3.connect(database) as db:
@@ -267,7 +298,7 @@ def status_script_counting(work: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="serve,worker,students")
+    parser.add_argument("--parts", default="serve,worker,first,students")
     parser.add_argument("--requests", type=int, default=50000)
     parser.add_argument("--distinct-serve", type=int, default=5000, help="students polling in the serve part")
     parser.add_argument("--warm-cycles", type=int, default=5)
@@ -290,13 +321,18 @@ def main() -> int:
         for label, code in codes.items():
             if "serve" in parts:
                 results.setdefault("serve", {})[label] = measure_serve(work, args, code)
-        if "worker" in parts:
+        if "worker" in parts or "first" in parts:
             from tests.fixtures.simulator import start_simulator
 
             for label, code in codes.items():
                 sim = start_simulator(work / f"simulator-{label}")  # each worker's Graph requests counted alone
                 try:
-                    results.setdefault("worker", {})[label] = measure_worker(work, args, code, sim)
+                    if "first" in parts:
+                        sim.tune(reports_limit=1000)  # not a throttling test
+                        results.setdefault("first", {})[label] = measure_first_diagnosis(code, sim)
+                        sim.tune(reports_limit=5)
+                    if "worker" in parts:
+                        results.setdefault("worker", {})[label] = measure_worker(work, args, code, sim)
                 finally:
                     sim.stop()
         if "students" in parts:
@@ -328,6 +364,9 @@ def report(results: dict) -> None:
         print(f"{label}: proofup worker: after warm-up {shown(w['warm'])}; after the cycles {shown(w['after'])}; "
               f"growth RSS {w['after']['rss'] - w['warm']['rss']:+.1f} USS {w['after']['uss'] - w['warm']['uss']:+.1f}; "
               f"{w['graph_requests']} Graph requests")
+    for label, runs in results.get("first", {}).items():
+        print(f"{label}: seconds (fresh processes) " + "; ".join(
+            ", ".join(f"{step} {seconds:.2f}" for step, seconds in run.items()) for run in runs))
     if "students" in results:
         st = results["students"]
         print("after the other students, x fresh per round: " + ", ".join(f"{r['ratio']:.2f}" for r in st["rounds"])
