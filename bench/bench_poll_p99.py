@@ -261,12 +261,12 @@ def run_variant(stack, checkout: Checkout, variant: str, pool: "Pool", args, wor
 
 
 def stop_worker(worker: subprocess.Popen) -> None:
-    """Stop `proofup worker` as Ctrl-C does; kill it if it does not end (the next seeding frees its lease)."""
+    """Stop `proofup worker` as Ctrl-C does; kill it after 5 s (the next seeding frees its lease)."""
     worker.send_signal(signal.SIGINT)
     try:
-        worker.wait(timeout=15)
+        worker.wait(timeout=5)
     except subprocess.TimeoutExpired:
-        print("note: proofup worker did not end on SIGINT within 15 s: killed", flush=True)
+        print("note: proofup worker did not end on SIGINT within 5 s: killed", flush=True)
         worker.kill()
         worker.wait()
 
