@@ -319,27 +319,31 @@ def cmd_doctor(args, settings: Settings) -> int:
 
 
 def cmd_worker(args, settings: Settings) -> int:
+    import threading
+
     from app.wiring import build_mail_sender, build_retention, build_worker
-    from app.worker import run_worker
+    from app.worker import run_worker, stopping_on_signals
 
     svc = _services(settings, upgrade_in_child=True)  # no thread runs yet; Alembic stays out of the worker
     sweeper, lease = build_worker(svc)
     mail, retention = build_mail_sender(svc), build_retention(svc)
+    stop = threading.Event()  # set by SIGINT or SIGTERM: the worker ends its step, gives the lease back, exits 0
     # With --once, wait a little for a worker that gives the lease back between cycles (the demo's) to finish.
-    deadline = time.monotonic() + ONCE_WAIT_SECONDS
+    deadline, reports = time.monotonic() + ONCE_WAIT_SECONDS, []
     try:
-        while True:
-            reports = run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once,
-                                 confirm_interval=settings.confirm_interval_seconds, mail=mail, retention=retention,
-                                 batches=svc.batches, scans=svc.scans)
-            if not args.once or reports or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        with stopping_on_signals(stop):
+            while not stop.is_set():
+                reports = run_worker(sweeper, lease, interval=settings.worker_interval_seconds, once=args.once,
+                                     confirm_interval=settings.confirm_interval_seconds, mail=mail,
+                                     retention=retention, batches=svc.batches, scans=svc.scans, stop_event=stop)
+                if not args.once or reports or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
     except KeyboardInterrupt:
         return OK
     finally:
         svc.close()
-    if not args.once:
+    if not args.once or (stop.is_set() and not reports):
         return OK
     if not reports:
         return _fail(f"another worker holds the lease; nothing done (waited {ONCE_WAIT_SECONDS:.0f} s)", REFUSED)

@@ -3,9 +3,12 @@ outbox's mail every tick, stop cleanly."""
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
+from typing import Iterator
 
 from app.adapters.lease import Lease
 from app.services.retention import Retention
@@ -16,6 +19,14 @@ DEFAULT_INTERVAL_SECONDS = 30.0
 # The reports run_worker returns: the last this many full cycles. A worker runs for months: one kept per cycle
 # forever grew its memory by about 2,900 reports a day at the default interval.
 REPORTS_KEPT = 100
+# After SIGINT or SIGTERM the current step may run this long before it is abandoned. Abandoning is safe (every grant
+# transition writes its intent first and is compare-and-set: the next worker finishes it); systemd waits 30 s.
+STOP_GRACE_SECONDS = 5.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class WorkerStopped(KeyboardInterrupt):
+    """A stop signal came and the current step did not end within its grace (or a second signal came)."""
 
 
 def lease_ttl_for(interval: float) -> float:
@@ -59,9 +70,10 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
                         else:
                             sweeper.run_confirm_pass()
                     finally:
-                        _job_work("batch", batches, once)  # before the mail pass: its reminders go out this tick
-                        _job_work("scan", scans, once)
-                        _send_mail(mail, once)  # a failed grant cycle does not hold the mail back
+                        if not stop_event.is_set():  # when stopping, the jobs and the outbox wait for the next worker
+                            _job_work("batch", batches, once)  # before the mail pass: its reminders go out this tick
+                            _job_work("scan", scans, once)
+                            _send_mail(mail, once)  # a failed grant cycle does not hold the mail back
                     if keep_lease:
                         lease.renew()  # a long cycle must not let the lease lapse before the next one
                     else:
@@ -82,6 +94,33 @@ def run_worker(sweeper: Sweeper, lease: Lease, *, interval: float = DEFAULT_INTE
         except Exception:  # the database may be gone; the lease then simply expires
             log.warning("worker: could not release lease %r; it expires by itself", lease.name)
     return list(reports)
+
+
+@contextmanager
+def stopping_on_signals(stop_event: threading.Event, grace: float = STOP_GRACE_SECONDS) -> Iterator[None]:
+    """Stop the worker on SIGINT or SIGTERM: end the current step, or abandon it after grace seconds."""
+    def stop(signum, frame) -> None:
+        if stop_event.is_set():
+            raise WorkerStopped(f"second stop signal {signal.Signals(signum).name}")
+        log.info("worker: %s received; stopping after the current step", signal.Signals(signum).name)
+        # A thread sets the event: this handler runs on the main thread, which may hold the event's own lock
+        # inside stop_event.wait(), and setting it from here would wait for that lock for ever.
+        threading.Thread(target=stop_event.set, name="proofup-worker-stop", daemon=True).start()
+        signal.setitimer(signal.ITIMER_REAL, grace)
+
+    def abandon(signum, frame) -> None:
+        raise WorkerStopped(f"the current step did not end within {grace:.0f} s of the stop signal")
+
+    # Installed explicitly, so a worker started in the background of a script (SIGINT inherited as ignored)
+    # still stops on SIGINT, and SIGTERM (systemd) gives the lease back instead of killing the process outright.
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, abandon)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _job_work(name: str, jobs, once: bool) -> None:

@@ -14,7 +14,7 @@ import pytest
 from app.adapters.lease import Lease, default_holder
 from app.adapters.store import Store
 from app import worker as worker_module
-from app.worker import lease_ttl_for, run_worker
+from app.worker import WorkerStopped, lease_ttl_for, run_worker, stopping_on_signals
 from tests.services.helpers import FakeClock
 from tests.support import upgraded_store
 
@@ -107,6 +107,55 @@ def test_loop_survives_a_failed_cycle_and_stops_on_request(tmp_path):
     thread.join(5)
     assert not thread.is_alive() and sweeper.cycles >= 3
     assert store.lease_holder("worker") is None
+
+
+class HangingSweeper(CountingSweeper):
+    """A cycle that hangs (a Graph call that never answers) until it is interrupted."""
+
+    def __init__(self, hang: float):
+        super().__init__()
+        self.hang = hang
+
+    def run_cycle(self):
+        super().run_cycle()
+        time.sleep(self.hang)
+        self.timeline.append("finished")
+        return self.cycles
+
+
+class CountingMail:
+    def __init__(self):
+        self.sends = 0
+
+    def send_due(self):
+        self.sends += 1
+
+
+def _signal_soon(signum: int, after: float = 0.3) -> None:
+    threading.Timer(after, os.kill, (os.getpid(), signum)).start()
+
+
+def test_a_stop_signal_ends_the_current_step_then_frees_the_lease(shared_store):
+    stop, sweeper, mail = threading.Event(), HangingSweeper(hang=1.0), CountingMail()
+    before = signal.getsignal(signal.SIGTERM)
+    _signal_soon(signal.SIGTERM)
+    with stopping_on_signals(stop, grace=10):
+        reports = run_worker(sweeper, Lease(shared_store, ttl_seconds=60), interval=0.05, stop_event=stop, mail=mail)
+    assert reports == [1] and sweeper.timeline == ["full", "finished"]  # the step ran to its end, no new one began
+    assert mail.sends == 0  # stopping: the outbox waits for the next worker
+    assert shared_store.lease_holder("worker") is None
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+
+
+def test_a_step_that_outlasts_the_grace_is_abandoned_and_the_lease_freed(shared_store):
+    stop, sweeper = threading.Event(), HangingSweeper(hang=60.0)
+    _signal_soon(signal.SIGINT)
+    started = time.monotonic()
+    with pytest.raises(WorkerStopped), stopping_on_signals(stop, grace=0.5):
+        run_worker(sweeper, Lease(shared_store, ttl_seconds=60), interval=0.05, stop_event=stop)
+    assert time.monotonic() - started < 30  # not the hang's 60 s (a correctness bound, not a speed target)
+    assert sweeper.timeline == ["full"]
+    assert shared_store.lease_holder("worker") is None
 
 
 def _run_for(seconds: float, sweeper, lease: Lease, **kwargs) -> list:
