@@ -149,7 +149,8 @@ def seed_run(database_url: str, students: list[str], entra_ids: dict[str, str], 
 
     settings = load_settings()
     store = Store(database_url)
-    with store.engine.begin() as connection:  # a worker killed in the last run may still hold the lease
+    # A --baseline checkout's worker from before the stop-signal fix may have been killed holding the lease.
+    with store.engine.begin() as connection:
         connection.execute(text("DELETE FROM leases"))
     directory = build_directory(settings)
     now = datetime.now(timezone.utc)
@@ -261,7 +262,10 @@ def run_variant(stack, checkout: Checkout, variant: str, pool: "Pool", args, wor
 
 
 def stop_worker(worker: subprocess.Popen) -> None:
-    """Stop `proofup worker` as Ctrl-C does; kill it after 5 s (the next seeding frees its lease)."""
+    """Stop `proofup worker` as Ctrl-C does; kill it after 5 s (the next seeding frees its lease).
+
+    This checkout's worker ends within its 5 s stop grace and gives its lease back; the kill is for a --baseline
+    checkout from before that, whose worker ignored a SIGINT inherited as ignored and died on SIGTERM."""
     worker.send_signal(signal.SIGINT)
     try:
         worker.wait(timeout=5)
